@@ -1,0 +1,1 @@
+//! Function discovery: see the crate description.

@@ -1,0 +1,1 @@
+//! x86-64 code analysis: see the crate description.
