@@ -35,7 +35,9 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(origin: Origin, key: impl Into<String>, problem: impl Into<String>, hint: impl Into<String>) -> Self {
-        ConfigError { origin, key: key.into(), problem: problem.into(), hint: hint.into() }
+        // One stderr line per problem: parsers' multi-line messages are folded.
+        let fold = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        ConfigError { origin, key: key.into(), problem: fold(problem.into()), hint: hint.into() }
     }
 }
 

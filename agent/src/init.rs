@@ -1,0 +1,100 @@
+//! Start-up: read the settings, decide whether to run, and set the agent up.
+//! Every problem here leaves the program running exactly as without us.
+
+use crate::state::{self, Agent, Identity};
+use hotprobe_config::Settings;
+use std::sync::Mutex;
+
+/// Whether this code runs from the preloaded `libhotprobe*.so` (and not
+/// linked into a test binary through the rlib).
+fn loaded_as_agent() -> bool {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the address and fills `info`.
+    let found = unsafe { libc::dladdr(loaded_as_agent as *const libc::c_void, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return false;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by ld.so.
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }.to_string_lossy();
+    let file = name.rsplit('/').next().unwrap_or(&name);
+    file.starts_with("libhotprobe") && file.contains(".so")
+}
+
+pub fn read_exe_and_argv() -> (String, Vec<String>) {
+    let exe = std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let argv = std::fs::read("/proc/self/cmdline")
+        .map(|b| b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+        .unwrap_or_default();
+    (exe, argv)
+}
+
+pub fn start() {
+    if !loaded_as_agent() {
+        return;
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let settings = match Settings::load(&|k| std::env::var(k).ok(), &cwd) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::error!("{e} (the agent is off for this run)");
+            return;
+        }
+    };
+    crate::log::set_level(settings.agent.log);
+    let (exe, argv) = read_exe_and_argv();
+    let exe_name = crate::export::snapshot::exe_name(&exe).to_string();
+    if !settings.target.follow.allows(&exe_name) {
+        crate::info!("{exe_name} is not followed (target.follow); the agent stays off");
+        return;
+    }
+    let probe_set = match settings.probe_set_path() {
+        None => None,
+        Some(path) => match hotprobe_config::ProbeSet::read(&cwd.join(path)) {
+            Ok(set) => Some(set),
+            Err(e) => {
+                crate::error!("{e} (the agent is off for this run)");
+                return;
+            }
+        },
+    };
+    let output_template = crate::export::path::anchor(&settings.snapshot.path, &cwd);
+    if let Some(problem) = output_dir_problem(&output_template) {
+        crate::error!("{problem} (snapshot.path / HOTPROBE_OUTPUT); fix the path — the agent is off for this run");
+        return;
+    }
+    let identity = Identity {
+        pid: crate::sys::getpid(),
+        ppid: crate::sys::getppid(),
+        started_unix_ns: crate::sys::unix_ns(),
+        started_mono_ns: crate::sys::monotonic_ns(),
+        output_template,
+        ..Identity::default()
+    };
+    let agent = state::install(Agent {
+        settings,
+        probe_set,
+        exe,
+        argv,
+        build_id: None,
+        identity: Mutex::new(identity),
+        problem: Mutex::new(None),
+    });
+    state::activate();
+    crate::lifecycle::exit::register();
+    crate::debug!("started in {} with backend {}", agent.exe, agent.settings.probes.backend.as_str());
+}
+
+/// Why snapshots could not be written where the template points, if so.
+fn output_dir_problem(template: &std::path::Path) -> Option<String> {
+    let dir = template.parent()?;
+    if dir.to_string_lossy().contains('{') {
+        return None; // a placeholder in a directory name: checked at write time
+    }
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str())).ok()?;
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        let err = std::io::Error::last_os_error();
+        return Some(format!("snapshot directory {} is not writable: {err}", dir.display()));
+    }
+    None
+}

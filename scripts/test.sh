@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs hotprobe's whole test suite on a fresh machine: installs what the
+# tests need (Debian packages, when root), builds the agent and the CLI in
+# release, and runs every crate's tests against those builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+for tool in gcc g++ objcopy strip readelf; do
+  command -v "$tool" >/dev/null 2>&1 || need_pkgs+=(build-essential binutils)
+done
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+  else
+    echo "test.sh: please install: ${need_pkgs[*]} (e.g. sudo apt-get install ${need_pkgs[*]})" >&2
+    exit 1
+  fi
+fi
+
+cargo build --release --workspace
+cargo test --release --workspace -- --test-threads="${HOTPROBE_TEST_THREADS:-2}"

@@ -1,0 +1,139 @@
+//! The agent's foundation: settings precedence as the snapshot reports it,
+//! and fail-open on every kind of bad input.
+
+use hotprobe_tests::*;
+
+fn hello(s: &Scratch) -> std::path::PathBuf {
+    s.build("hello.c", "hello", &["-O1"])
+}
+
+#[test]
+fn snapshot_reports_the_process_and_effective_settings() {
+    let s = Scratch::new();
+    let prog = hello(&s);
+    s.write("hotprobe.toml", "[hotspot]\nthreshold_us = 7.5\ninitial = 40\n[target]\nexclude = [\"from_file*\"]\n");
+    let ran = Run::new(&prog, s.path()).args(&["a", "b"]).env("HOTPROBE_EXCLUDE", "from_env*").env("EXIT_CODE", "4").run();
+    let bare = Run::new(&prog, s.path()).args(&["a", "b"]).env("EXIT_CODE", "4").bare().run();
+    ran.assert_same_as(&bare);
+    assert_eq!(ran.output.status.code(), Some(4));
+    let snap = ran.snapshot();
+    assert_eq!(snap.schema, "hotprobe.snapshot/1");
+    assert_eq!(snap.process.exe, prog.canonicalize().unwrap().to_string_lossy());
+    assert_eq!(snap.process.argv, vec![prog.to_string_lossy().to_string(), "a".into(), "b".into()]);
+    assert_eq!(snap.process.reason, hotprobe_config::snapshot::Reason::Exit);
+    assert_eq!(snap.config.hotspot.threshold_us, 7.5, "file beats default");
+    assert_eq!(snap.config.hotspot.initial, 40);
+    assert_eq!(snap.config.hotspot.debit, 2, "default stays");
+    assert_eq!(snap.config.target.exclude, vec!["from_env*"], "environment beats file");
+    assert_eq!(snap.agent.version, env!("CARGO_PKG_VERSION"));
+    let name = ran.snapshots[0].0.file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(name, format!("hotprobe-hello-{}.json", snap.process.pid));
+}
+
+#[test]
+fn snapshot_file_is_private_and_follows_the_template() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let prog = hello(&s);
+    std::fs::create_dir(s.join("out")).unwrap();
+    let ran = Run::new(&prog, s.path()).env("HOTPROBE_OUTPUT", "out/{exe}.json").run();
+    assert!(ran.output.status.success());
+    let path = s.join("out/hello.json");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A second image never overwrites the first one's file.
+    Run::new(&prog, s.path()).env("HOTPROBE_OUTPUT", "out/{exe}.json").run();
+    assert!(s.join("out/hello.1.json").exists());
+    let first = hotprobe_config::Snapshot::read(&path).unwrap();
+    let second = hotprobe_config::Snapshot::read(&s.join("out/hello.1.json")).unwrap();
+    assert_ne!(first.process.pid, second.process.pid);
+}
+
+/// Runs `hello` with a bad setting: same output and exit code as bare, no
+/// snapshot, and exactly one `hotprobe:` line on stderr that contains `needle`.
+fn assert_fails_open(s: &Scratch, env: &[(&str, &str)], needles: &[&str]) {
+    let prog = hello(s);
+    let mut run = Run::new(&prog, s.path()).env("EXIT_CODE", "3");
+    for (k, v) in env {
+        run = run.env(k, v);
+    }
+    let ran = run.run();
+    let bare = Run::new(&prog, s.path()).env("EXIT_CODE", "3").bare().run();
+    ran.assert_same_as(&bare);
+    assert!(ran.snapshots.is_empty(), "a snapshot was written despite the bad setting");
+    let stderr = ran.stderr();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "want exactly one stderr line, got:\n{stderr}");
+    assert!(lines[0].starts_with("hotprobe: "), "{stderr}");
+    for n in needles {
+        assert!(lines[0].contains(n), "`{n}` missing from: {stderr}");
+    }
+}
+
+#[test]
+fn broken_toml_fails_open() {
+    let s = Scratch::new();
+    let cfg = s.write("broken.toml", "[hotspot\nthreshold_us = 1\n");
+    assert_fails_open(&s, &[("HOTPROBE_CONFIG", cfg.to_str().unwrap())], &["broken.toml:1"]);
+}
+
+#[test]
+fn unknown_key_fails_open() {
+    let s = Scratch::new();
+    s.write("hotprobe.toml", "[target]\nmodules = [\"main\"]\n\n[hotspot]\nthreshhold_us = 3\n");
+    assert_fails_open(&s, &[], &["hotprobe.toml:5", "hotspot.threshhold_us"]);
+}
+
+#[test]
+fn wrong_type_fails_open() {
+    let s = Scratch::new();
+    s.write("hotprobe.toml", "[snapshot]\ninterval_s = \"often\"\n");
+    assert_fails_open(&s, &[], &["hotprobe.toml:2", "snapshot.interval_s"]);
+}
+
+#[test]
+fn negative_threshold_fails_open() {
+    let s = Scratch::new();
+    s.write("hotprobe.toml", "[hotspot]\nthreshold_us = -3\n");
+    assert_fails_open(&s, &[], &["hotprobe.toml:2", "hotspot.threshold_us"]);
+}
+
+#[test]
+fn bad_environment_value_fails_open() {
+    let s = Scratch::new();
+    assert_fails_open(&s, &[("HOTPROBE_BACKEND", "ebpf")], &["HOTPROBE_BACKEND", "probes.backend"]);
+}
+
+#[test]
+fn missing_config_file_fails_open() {
+    let s = Scratch::new();
+    assert_fails_open(&s, &[("HOTPROBE_CONFIG", "/nonexistent/hp.toml")], &["HOTPROBE_CONFIG", "/nonexistent/hp.toml"]);
+}
+
+#[test]
+fn probe_set_of_wrong_schema_fails_open() {
+    let s = Scratch::new();
+    let set = s.write("probes.toml", "schema = \"hotprobe.probeset/2\"\n");
+    assert_fails_open(&s, &[("HOTPROBE_PROBESET", set.to_str().unwrap())], &["probes.toml:1", "schema"]);
+}
+
+#[test]
+fn missing_probe_set_fails_open() {
+    let s = Scratch::new();
+    assert_fails_open(&s, &[("HOTPROBE_PROBESET", "nope.toml")], &["nope.toml"]);
+}
+
+#[test]
+fn unwritable_output_directory_fails_open() {
+    let s = Scratch::new();
+    assert_fails_open(&s, &[("HOTPROBE_OUTPUT", "/proc/hotprobe/{pid}.json")], &["/proc/hotprobe", "HOTPROBE_OUTPUT"]);
+}
+
+#[test]
+fn not_followed_executable_stays_bare() {
+    let s = Scratch::new();
+    let prog = hello(&s);
+    let ran = Run::new(&prog, s.path()).env("HOTPROBE_FOLLOW", "redis-*").run();
+    assert!(ran.snapshots.is_empty());
+    assert_eq!(ran.stderr(), "");
+}
