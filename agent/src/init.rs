@@ -81,7 +81,49 @@ pub fn start() {
     });
     state::activate();
     crate::lifecycle::exit::register();
-    crate::debug!("started in {} with backend {}", agent.exe, agent.settings.probes.backend.as_str());
+    crate::lifecycle::fork::register();
+    crate::lifecycle::signals::install();
+    start_engine(agent);
+    crate::worker::start();
+}
+
+/// Clock, compensation, and the probes of the selected functions.
+fn start_engine(agent: &'static Agent) {
+    let t0 = crate::sys::monotonic_ns();
+    crate::meter::clock::init();
+    crate::adaptive::score_card::configure(&agent.settings.hotspot);
+    crate::meter::contexts::set_cap(agent.settings.meter.contexts_cap);
+    crate::engine::thread::init();
+    match agent.settings.probes.backend {
+        hotprobe_config::Backend::Inline => {
+            if let Some(why) = crate::arch::x86_64::cpu::inline_refusal() {
+                crate::error!("{why}; the program runs unprobed");
+                agent.set_problem(why);
+                return;
+            }
+            match crate::meter::calibrate::run() {
+                Some((inner, total)) => crate::debug!("probe cost {total:.1} ns per call, {inner:.1} ns inside the call's window"),
+                None => crate::warn!("could not calibrate the probe's cost; times are not compensated"),
+            }
+            if let Err(e) = crate::install::init_selector(agent) {
+                crate::error!("{e}; the program runs unprobed");
+                agent.set_problem(e);
+                return;
+            }
+            let (installed, rejected) = crate::install::probe_new_objects(agent);
+            crate::install::warn_unmatched_probe_set();
+            if rejected > 0 {
+                crate::warn!("{rejected} functions not probed; their reasons are in the snapshot and `hotprobe list`");
+            }
+            let ms = (crate::sys::monotonic_ns() - t0) as f64 / 1e6;
+            crate::info!("{installed} probes installed in {ms:.1} ms ({} backend)", agent.settings.probes.backend.as_str());
+        }
+        hotprobe_config::Backend::Kernel => {
+            let why = "the kernel backend is not part of this build".to_string();
+            crate::error!("{why}; the program runs unprobed");
+            agent.set_problem(why);
+        }
+    }
 }
 
 /// Why snapshots could not be written where the template points, if so.

@@ -6,13 +6,14 @@ use hotprobe_config::snapshot::Reason;
 
 extern "C" fn at_exit() {
     crate::guard::fail_open("exit snapshot", (), || {
-        if !crate::state::is_active() {
+        if !crate::state::is_active() || crate::arch::x86_64::stubs::in_vfork_child() {
             return;
         }
-        if let Err(e) = crate::export::snapshot::write(Reason::Exit) {
+        if let Err(e) = crate::export::snapshot::write_final(Reason::Exit, None) {
             crate::error!("{e}");
         }
         crate::state::deactivate();
+        crate::worker::shut_down();
     })
 }
 

@@ -1,0 +1,84 @@
+//! Satoris' hotspot score card (CONTRACT.md, "The score card"). Each
+//! completed outermost call adds `credit` when its inclusive time is at or
+//! above `threshold_us`, else subtracts `debit`; and the same for its
+//! inherent time against `inherent_threshold_us`.
+//!
+//! Merging across threads: a thread keeps its score change in its own
+//! statistics block and adds it to the probe's shared score every
+//! `BATCH` scored calls (and when it ends or a snapshot is taken), so no
+//! shared cache line is written on every call. A probe whose shared score
+//! falls to 0 or below is disabled; one that reaches `upper` is hot for
+//! good. Neither is scored again.
+
+use crate::engine::probe::{Life, Probe};
+use crate::meter::stats::ThreadProbeStats;
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+pub const BATCH: u32 = 16;
+
+static INCLUSIVE_TICKS: AtomicU64 = AtomicU64::new(0);
+static INHERENT_TICKS: AtomicU64 = AtomicU64::new(0);
+static CREDIT: AtomicI64 = AtomicI64::new(1);
+static DEBIT: AtomicI64 = AtomicI64::new(2);
+static UPPER: AtomicI64 = AtomicI64::new(i64::MAX);
+static ADAPTIVE: AtomicBool = AtomicBool::new(true);
+
+pub fn configure(h: &hotprobe_config::settings::Hotspot) {
+    INCLUSIVE_TICKS.store(crate::meter::clock::ns_to_ticks(h.threshold_us * 1000.0), Ordering::Relaxed);
+    INHERENT_TICKS.store(crate::meter::clock::ns_to_ticks(h.inherent_threshold_us * 1000.0), Ordering::Relaxed);
+    CREDIT.store(h.credit, Ordering::Relaxed);
+    DEBIT.store(h.debit, Ordering::Relaxed);
+    UPPER.store(h.upper, Ordering::Relaxed);
+    ADAPTIVE.store(h.adaptive, Ordering::Relaxed);
+}
+
+pub fn adaptive() -> bool {
+    ADAPTIVE.load(Ordering::Relaxed)
+}
+
+/// Scores one completed outermost call (ticks, compensated).
+#[inline(always)]
+pub fn after_call(probe: &Probe, stats: &mut ThreadProbeStats, inclusive: u64, inherent: u64) {
+    let credit = CREDIT.load(Ordering::Relaxed);
+    let debit = DEBIT.load(Ordering::Relaxed);
+    let mut delta = if inclusive >= INCLUSIVE_TICKS.load(Ordering::Relaxed) { credit } else { -debit };
+    delta += if inherent >= INHERENT_TICKS.load(Ordering::Relaxed) { credit } else { -debit };
+    stats.score_pending += delta;
+    stats.score_calls += 1;
+    if stats.score_calls >= BATCH {
+        flush(probe, stats);
+    }
+}
+
+/// Adds a thread's pending score change to the probe's score and decides.
+pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
+    let pending = stats.score_pending;
+    stats.score_pending = 0;
+    stats.score_calls = 0;
+    if pending == 0 || probe.settled.load(Ordering::Relaxed) {
+        return;
+    }
+    let score = probe.score.fetch_add(pending, Ordering::Relaxed) + pending;
+    if score <= 0 {
+        disable(probe);
+    } else if score >= UPPER.load(Ordering::Relaxed) && probe.transition(Life::Active, Life::Hot) {
+        probe.settled.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The score fell to the bottom. Adaptive: calls stop being metered now and
+/// the decider restores the original bytes soon. Otherwise the probe is
+/// only classified and keeps counting.
+fn disable(probe: &Probe) {
+    if adaptive() {
+        if probe.transition(Life::Active, Life::Disabling) {
+            probe.settled.store(true, Ordering::Relaxed);
+            probe.bypass.store(1, Ordering::Release);
+            probe.disabled_at_ns.store(crate::meter::clock::since_start_ns().max(1), Ordering::Relaxed);
+            super::decider::wake();
+        }
+    } else if probe.transition(Life::Active, Life::Disabled) {
+        probe.settled.store(true, Ordering::Relaxed);
+        probe.disabled_at_ns.store(crate::meter::clock::since_start_ns().max(1), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,86 @@
+//! Per-probe trampolines, placed within ±2 GiB of the code they serve:
+//!
+//! ```text
+//! +0   mov r11, <probe>          49 BB imm64
+//! +10  jmp [rip + 0]             FF 25 00000000
+//! +16  <entry stub address>      imm64
+//! +24  relocated prologue, ending in a jump back to the body
+//! ```
+//!
+//! A batch of trampolines is written into fresh read-write pages that then
+//! become read-execute and are never written, moved or freed again: a
+//! thread may be inside one at any time, and exits of calls entered before a
+//! probe was disabled still come back through it.
+
+use hotprobe_x86::MAX_RELOCATED_LEN;
+
+pub const HEADER_LEN: usize = 24;
+/// One trampoline's room, code and padding (data lives in the probe).
+pub const SLOT_LEN: usize = (HEADER_LEN + MAX_RELOCATED_LEN + 15) & !15;
+/// ±2 GiB less a margin for the relocated code's own displacements.
+const REACH: usize = (1usize << 31) - (64 << 20);
+
+/// A region of trampolines being filled.
+pub struct Batch {
+    base: *mut u8,
+    len: usize,
+    used: usize,
+}
+
+impl Batch {
+    /// Room for `count` trampolines reachable from the code in [lo, hi).
+    pub fn near(lo: usize, hi: usize, count: usize) -> Result<Batch, String> {
+        let len = (count.max(1) * SLOT_LEN + 4095) & !4095;
+        let start = crate::maps::free_range_near(lo, hi, len, REACH)
+            .ok_or_else(|| format!("no free memory within ±2 GiB of {lo:#x}–{hi:#x} for trampolines"))?;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+        let p = unsafe { libc::mmap(start as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+        if p == libc::MAP_FAILED || p as usize != start {
+            if p != libc::MAP_FAILED {
+                // SAFETY: we just mapped it.
+                unsafe { libc::munmap(p, len) };
+            }
+            return Err(format!("cannot map trampolines at {start:#x}: {}", std::io::Error::last_os_error()));
+        }
+        Ok(Batch { base: p.cast(), len, used: 0 })
+    }
+
+    /// Writes one trampoline for `probe`; returns (trampoline, resume) addresses.
+    /// `code` is the function's body (for relocating its prologue).
+    pub fn add(&mut self, probe: usize, site: usize, code: &[u8]) -> Result<(usize, usize), hotprobe_x86::Rejection> {
+        if self.used + SLOT_LEN > self.len {
+            return Err(hotprobe_x86::Rejection::Unrelocatable { at: 0, why: "trampoline region full".into() });
+        }
+        let tramp = self.base as usize + self.used;
+        let resume = tramp + HEADER_LEN;
+        let relocated = hotprobe_x86::relocate_prologue(code, site as u64, resume as u64)?;
+        if relocated.len() > MAX_RELOCATED_LEN {
+            return Err(hotprobe_x86::Rejection::Unrelocatable { at: 0, why: "relocated prologue too long".into() });
+        }
+        let mut bytes = [0xCCu8; SLOT_LEN];
+        bytes[0] = 0x49;
+        bytes[1] = 0xBB;
+        bytes[2..10].copy_from_slice(&(probe as u64).to_le_bytes());
+        bytes[10..16].copy_from_slice(&[0xFF, 0x25, 0, 0, 0, 0]);
+        bytes[16..24].copy_from_slice(&(super::stubs::entry_stub_address() as u64).to_le_bytes());
+        bytes[HEADER_LEN..HEADER_LEN + relocated.len()].copy_from_slice(&relocated);
+        // SAFETY: [tramp, tramp + SLOT_LEN) lies inside our read-write batch.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), tramp as *mut u8, SLOT_LEN) };
+        self.used += SLOT_LEN;
+        Ok((tramp, resume))
+    }
+
+    /// Makes the batch executable. After this it is never written again.
+    pub fn seal(self) -> Result<(), String> {
+        // SAFETY: base/len describe our own mapping; nothing executes it yet.
+        if unsafe { libc::mprotect(self.base.cast(), self.len, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
+            return Err(format!("cannot make trampolines executable: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    pub fn bytes_used(&self) -> usize {
+        self.used
+    }
+}

@@ -1,0 +1,234 @@
+//! What every probed call runs: `hotprobe_enter` from the entry stub and
+//! `hotprobe_exit` from the exit stub. The hot path allocates nothing, takes
+//! no lock and makes no system or libc call; it touches the probe, this
+//! thread's state, one statistics block and one context node.
+
+use crate::arch::x86_64::stubs::exit_stub_address;
+use crate::engine::probe::Probe;
+use crate::engine::shadow::{fence, Frame, Shadow, CAPACITY, FOLDED, HOOKED};
+use crate::engine::thread::{current_or_create, ThreadState, UNMETERED_ORPHANS};
+use crate::meter::contexts::ROOT;
+use crate::meter::stats::bump;
+use crate::adaptive::score_card as score;
+use crate::meter::{clock, compensate};
+use core::sync::atomic::Ordering;
+
+/// Called by the entry stub. Returns where the call continues.
+///
+/// # Safety
+/// Called only from the entry stub: `probe` is a registered probe, `slot`
+/// the address of the call's return address, `tls` this thread's TLS word.
+pub unsafe extern "C" fn hotprobe_enter(probe: *const Probe, slot: *mut usize, tls: *mut ThreadState) -> usize {
+    // SAFETY: the trampoline passes a leaked, never-freed probe.
+    let probe = unsafe { &*probe };
+    let resume = probe.resume.load(Ordering::Relaxed);
+    let thread = current_or_create(tls);
+    if thread.is_null() {
+        UNMETERED_ORPHANS.fetch_add(1, Ordering::Relaxed);
+        return resume;
+    }
+    // SAFETY: a live thread state is only used by its own thread (and its signal handlers,
+    // which nest and follow the shadow stack protocol).
+    let t = unsafe { &mut *thread };
+    // SAFETY: `shadow` always points at one of this thread's shadows.
+    let sh = unsafe { &mut *t.shadow };
+    let slot_addr = slot as usize;
+    // SAFETY: the slot holds the return address of the call being entered.
+    let ret = unsafe { *slot };
+    let exit_stub = exit_stub_address();
+    if !sh.pending() {
+        close_dead_frames(t, slot_addr, ret == exit_stub);
+    }
+    // SAFETY: as above; `close_dead_frames` may have changed `top` but not the pointer.
+    let sh = unsafe { &mut *t.shadow };
+    let top = sh.top;
+    let depth = top >> 1;
+    if depth >= CAPACITY {
+        t.unmetered += 1;
+        return resume;
+    }
+    let parent = committed_parent(sh, top);
+    let parent_ctx = parent.map_or(ROOT, |p| unsafe { (*p).ctx });
+    let (ctx, flags) = match t.tree.find(parent_ctx, probe.id) {
+        Some(c) => (c, HOOKED),
+        None => new_context(t, parent_ctx, probe),
+    };
+    let stats = if flags & FOLDED == 0 {
+        // SAFETY: ctx is a node of this thread's tree.
+        unsafe { (*t.tree.node(ctx)).stats }
+    } else {
+        t.stats_for(probe)
+    };
+    if stats.is_null() {
+        t.unmetered += 1;
+        return resume;
+    }
+    sh.top = ((depth + 1) << 1) | 1;
+    fence();
+    let frame = sh.frame(depth);
+    // SAFETY: frame `depth` is reserved for us; stats and the node belong to this thread.
+    unsafe {
+        frame.write(Frame {
+            slot: slot_addr,
+            ret,
+            probe,
+            stats,
+            start: 0,
+            child_ticks: 0,
+            prev_top: top,
+            desc_calls: 0,
+            ctx,
+            child_calls: 0,
+            flags,
+        });
+        let s = &mut *stats;
+        bump(&mut s.count, 1);
+        s.active += 1;
+        if flags & FOLDED == 0 {
+            bump(&mut (*t.tree.node(ctx)).count, 1);
+        }
+        *slot = exit_stub;
+        (*frame).start = clock::now();
+    }
+    fence();
+    sh.top = (depth + 1) << 1;
+    resume
+}
+
+/// The frame below a new one whose data is complete, if any.
+#[inline(always)]
+fn committed_parent(sh: &Shadow, top: usize) -> Option<*mut Frame> {
+    let depth = top >> 1;
+    let committed = if top & 1 != 0 { depth.checked_sub(1)? } else { depth };
+    committed.checked_sub(1).map(|i| sh.frame(i))
+}
+
+#[cold]
+fn new_context(t: &mut ThreadState, parent_ctx: u32, probe: &Probe) -> (u32, u32) {
+    let stats = t.stats_for(probe);
+    if stats.is_null() {
+        return (parent_ctx, HOOKED | FOLDED);
+    }
+    match t.tree.add(&mut t.arena, parent_ctx, probe.id, stats) {
+        Some(c) => (c, HOOKED),
+        None => (parent_ctx, HOOKED | FOLDED),
+    }
+}
+
+/// Closes frames on top of the shadow stack that a new call at `slot`
+/// proves dead: deeper on the same stack (left by longjmp, or by unwinding
+/// that no hook saw). A frame with this very slot is the caller of a tail
+/// call when the slot still holds the exit stub, and dead otherwise.
+#[inline(always)]
+fn close_dead_frames(t: &mut ThreadState, slot: usize, slot_hooked: bool) {
+    // SAFETY: see hotprobe_enter.
+    let sh = unsafe { &mut *t.shadow };
+    loop {
+        let d = sh.depth();
+        if d == 0 || sh.pending() {
+            return;
+        }
+        let f = sh.frame(d - 1);
+        // SAFETY: committed frame.
+        let fslot = unsafe { (*f).slot };
+        let dead = (fslot < slot || (fslot == slot && !slot_hooked)) && sh.same_stack(fslot, slot);
+        if !dead {
+            return;
+        }
+        abandon_top(t);
+    }
+}
+
+/// Pops the top frame as abandoned (left without a return).
+pub fn abandon_top(t: &mut ThreadState) {
+    // SAFETY: see hotprobe_enter.
+    let sh = unsafe { &mut *t.shadow };
+    let d = sh.depth();
+    if d == 0 {
+        return;
+    }
+    let f = sh.frame(d - 1);
+    // SAFETY: committed frame; its stats block belongs to this thread.
+    unsafe {
+        let s = &mut *(*f).stats;
+        bump(&mut s.abandoned, 1);
+        s.active = s.active.saturating_sub(1);
+        sh.top = (*f).prev_top;
+    }
+}
+
+/// Called by the exit stub. Returns the real return address.
+///
+/// # Safety
+/// Called only from the exit stub, with the address of the slot that held
+/// the exit stub and this thread's TLS word.
+pub unsafe extern "C" fn hotprobe_exit(slot: *mut usize, tls: *mut ThreadState) -> usize {
+    let now = clock::now();
+    let slot = slot as usize;
+    if (tls as usize) <= crate::engine::thread::ENDED {
+        return crate::engine::recover::lost_return(slot);
+    }
+    // SAFETY: only hooked frames reach the exit stub, so this thread has a state.
+    let t = unsafe { &mut *tls };
+    let Some((f, parent_follows)) = crate::engine::recover::take_frame(t, slot) else {
+        return crate::engine::recover::lost_return(slot);
+    };
+    // SAFETY: `take_frame` left `shadow` pointing at the shadow the frame came from.
+    let sh = unsafe { &mut *t.shadow };
+    let window = now.saturating_sub(f.start);
+    let (inclusive, inherent) = compensate::adjust(window, f.child_ticks, f.child_calls, f.desc_calls);
+    // SAFETY: the probe is leaked; stats and nodes belong to this thread.
+    unsafe {
+        let probe = &*f.probe;
+        let s = &mut *f.stats;
+        s.active = s.active.saturating_sub(1);
+        bump(&mut s.inherent, inherent);
+        if s.active == 0 {
+            bump(&mut s.inclusive, inclusive);
+            s.record_inclusive(probe, inclusive);
+            if !probe.settled.load(Ordering::Relaxed) {
+                score::after_call(probe, s, inclusive, inherent);
+            }
+        }
+        if f.flags & FOLDED == 0 {
+            let node = &mut *t.tree.node(f.ctx);
+            bump(&mut node.inclusive, inclusive);
+            bump(&mut node.inherent, inherent);
+        } else {
+            fold(t, &f, inclusive, inherent);
+        }
+        if let Some(p) = top_frame(sh).filter(|_| parent_follows) {
+            let p = &mut *p;
+            bump(&mut p.child_ticks, window);
+            p.child_calls = p.child_calls.wrapping_add(1);
+            bump(&mut p.desc_calls, 1 + f.desc_calls);
+        }
+    }
+    f.ret
+}
+
+/// The top frame if it is committed.
+#[inline(always)]
+fn top_frame(sh: &Shadow) -> Option<*mut Frame> {
+    if sh.pending() {
+        return None;
+    }
+    sh.depth().checked_sub(1).map(|i| sh.frame(i))
+}
+
+/// A call past the context cap: its self time goes to the parent's node
+/// (so flame graph widths still add up) and its edge to the folded edges.
+#[cold]
+fn fold(t: &mut ThreadState, f: &Frame, inclusive: u64, inherent: u64) {
+    // SAFETY: the probe is leaked.
+    let callee = unsafe { (*f.probe).id };
+    if f.ctx == ROOT {
+        t.tree.add_folded(&mut t.arena, ROOT, callee, inclusive);
+        return;
+    }
+    // SAFETY: f.ctx is a node of this thread's tree.
+    let node = unsafe { &mut *t.tree.node(f.ctx) };
+    bump(&mut node.inherent, inherent);
+    let caller = node.probe;
+    t.tree.add_folded(&mut t.arena, caller, callee, inclusive);
+}

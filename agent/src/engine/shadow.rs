@@ -1,0 +1,120 @@
+//! The per-thread (per-context) shadow stack of probed frames.
+//!
+//! Signal safety without a guard: only the owning thread and its signal
+//! handlers touch a shadow stack, and handlers nest strictly. Every change
+//! is therefore made visible by one store to `top`, which packs the depth
+//! and a *pending* bit:
+//!
+//! * push: `top = (d+1)<<1 | 1` (reserve, pending), fill frame d,
+//!   `top = (d+1)<<1` (commit). A handler arriving in between sees the
+//!   pending bit: it pushes above frame d and never reads or pops it.
+//! * pop: read the frame, then `top = frame.prev_top` — restoring exactly
+//!   what was there before the push, pending bit included.
+//!
+//! Frames are matched by the address of their return-address slot, so
+//! frames left behind by longjmp or unwinding are found and closed.
+
+use crate::engine::probe::Probe;
+use crate::meter::stats::ThreadProbeStats;
+
+pub const PENDING: usize = 1;
+/// Frames per shadow stack: 20,000-deep recursion fits many times over.
+pub const CAPACITY: usize = 1 << 18;
+
+/// The slot holds the exit stub (the frame's return is hooked).
+pub const HOOKED: u32 = 1;
+/// The call got no calling-context node of its own (past the cap).
+pub const FOLDED: u32 = 2;
+
+#[repr(C)]
+pub struct Frame {
+    /// Address of the return-address slot: the frame's key.
+    pub slot: usize,
+    /// The real return address (0 when the backend does not hook returns).
+    pub ret: usize,
+    pub probe: *const Probe,
+    pub stats: *mut ThreadProbeStats,
+    /// Clock at entry.
+    pub start: u64,
+    /// Raw ticks of direct probed callees.
+    pub child_ticks: u64,
+    /// `top` before this frame was pushed.
+    pub prev_top: usize,
+    /// All probed descendants (for overhead compensation).
+    pub desc_calls: u64,
+    pub ctx: u32,
+    /// Direct probed callees.
+    pub child_calls: u32,
+    pub flags: u32,
+}
+
+#[repr(C)]
+pub struct Shadow {
+    pub top: usize,
+    pub frames: *mut Frame,
+    /// The stack this shadow's frames live on, when known: frames below a
+    /// new call are declared dead at push only within it.
+    pub stack_lo: usize,
+    pub stack_hi: usize,
+    /// The ucontext this shadow belongs to (0: the thread's own stack).
+    pub key: usize,
+}
+
+impl Shadow {
+    pub const fn empty() -> Shadow {
+        Shadow { top: 0, frames: core::ptr::null_mut(), stack_lo: 0, stack_hi: 0, key: 0 }
+    }
+
+    /// Maps the frame array (reserved, pages are touched only as used).
+    pub fn init(&mut self, key: usize) -> bool {
+        self.frames = crate::engine::arena::map(CAPACITY * core::mem::size_of::<Frame>(), true) as *mut Frame;
+        self.key = key;
+        self.top = 0;
+        !self.frames.is_null()
+    }
+
+    pub fn release(&mut self) {
+        crate::engine::arena::unmap(self.frames.cast(), CAPACITY * core::mem::size_of::<Frame>());
+        self.frames = core::ptr::null_mut();
+    }
+
+    #[inline(always)]
+    pub fn depth(&self) -> usize {
+        self.top >> 1
+    }
+
+    #[inline(always)]
+    pub fn pending(&self) -> bool {
+        self.top & PENDING != 0
+    }
+
+    /// Frame `i` (0 = outermost).
+    #[inline(always)]
+    pub fn frame(&self, i: usize) -> *mut Frame {
+        debug_assert!(i < CAPACITY);
+        // SAFETY: i < CAPACITY, inside the mapping.
+        unsafe { self.frames.add(i) }
+    }
+
+    #[inline(always)]
+    pub fn same_stack(&self, a: usize, b: usize) -> bool {
+        self.stack_lo <= a && a < self.stack_hi && self.stack_lo <= b && b < self.stack_hi
+    }
+
+    /// The committed frames, outermost first (for snapshots and unwinding).
+    pub fn live_frames(&self) -> impl Iterator<Item = *mut Frame> + '_ {
+        let mut d = self.depth();
+        if self.pending() {
+            d = d.saturating_sub(1);
+        }
+        (0..d.min(CAPACITY)).map(move |i| self.frame(i))
+    }
+}
+
+/// Stores to `top` must not be reordered with the frame writes around them
+/// by the compiler; the CPU does not reorder a thread's own stores as seen
+/// by its own signal handlers.
+#[inline(always)]
+pub fn fence() {
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+}

@@ -1,0 +1,82 @@
+//! The clock: `rdtsc` where the TSC is constant and non-stop (checked in
+//! /proc/cpuinfo), calibrated against CLOCK_MONOTONIC; otherwise
+//! CLOCK_MONOTONIC itself (through the vDSO), and the snapshot says so.
+//!
+//! The hot path reads raw ticks. A quick calibration at start gives the
+//! thresholds in ticks; snapshots convert with a rate measured over the
+//! whole run so far, which is far more precise.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+static USE_TSC: AtomicBool = AtomicBool::new(false);
+static START_TICKS: AtomicU64 = AtomicU64::new(0);
+static START_NS: AtomicU64 = AtomicU64::new(0);
+/// Ticks per nanosecond × 2^32, from the start-up calibration.
+static QUICK_RATE: AtomicU64 = AtomicU64::new(1 << 32);
+
+#[inline(always)]
+pub fn now() -> u64 {
+    if USE_TSC.load(Ordering::Relaxed) {
+        // SAFETY: rdtsc is available on every x86-64 CPU.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    } else {
+        crate::sys::monotonic_ns()
+    }
+}
+
+pub fn is_tsc() -> bool {
+    USE_TSC.load(Ordering::Relaxed)
+}
+
+fn tsc_is_reliable() -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return false };
+    let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    has("constant_tsc") && has("nonstop_tsc")
+}
+
+/// Decides the clock and calibrates it (about 2 ms when the TSC is used).
+pub fn init() {
+    let tsc = tsc_is_reliable() && std::env::var_os("HOTPROBE_NO_TSC").is_none();
+    USE_TSC.store(tsc, Ordering::Relaxed);
+    let (t0, n0) = (now(), crate::sys::monotonic_ns());
+    START_TICKS.store(t0, Ordering::Relaxed);
+    START_NS.store(n0, Ordering::Relaxed);
+    if tsc {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let (t1, n1) = (now(), crate::sys::monotonic_ns());
+        let rate = ((t1 - t0) as f64 / (n1 - n0).max(1) as f64) * (1u64 << 32) as f64;
+        QUICK_RATE.store(rate as u64, Ordering::Relaxed);
+    }
+}
+
+/// Ticks per nanosecond, as precise as the run so far allows.
+pub fn ticks_per_ns() -> f64 {
+    if !is_tsc() {
+        return 1.0;
+    }
+    let dt = now().saturating_sub(START_TICKS.load(Ordering::Relaxed));
+    let dn = crate::sys::monotonic_ns().saturating_sub(START_NS.load(Ordering::Relaxed));
+    if dn > 50_000_000 {
+        dt as f64 / dn as f64
+    } else {
+        QUICK_RATE.load(Ordering::Relaxed) as f64 / (1u64 << 32) as f64
+    }
+}
+
+pub fn ns_to_ticks(ns: f64) -> u64 {
+    (ns * QUICK_RATE.load(Ordering::Relaxed) as f64 / (1u64 << 32) as f64) as u64
+}
+
+/// Nanoseconds since the agent started, for `disabled_at_ns`.
+pub fn since_start_ns() -> u64 {
+    crate::sys::monotonic_ns().saturating_sub(START_NS.load(Ordering::Relaxed))
+}
+
+pub fn name() -> &'static str {
+    if is_tsc() {
+        "tsc"
+    } else {
+        "monotonic"
+    }
+}
