@@ -94,13 +94,16 @@ pub const ENDBR64: [u8; 4] = [0xF3, 0x0F, 0x1E, 0xFA];
 /// Upper bound on the length of [`relocate_prologue`]'s output.
 ///
 /// The stolen bytes are at most 4 + 15 bytes (an instruction starting at offset 4
-/// is the last one) and at most 5 instructions. The worst cases are branches whose
-/// targets are out of `rel32` reach from the trampoline (a `jcc rel32` becomes
-/// `jncc +8; jmp [rip+p]` plus an 8-byte pointer, 16 bytes; `call rel32` becomes
-/// `push [rip+r]; jmp [rip+p]` plus two 8-byte constants, 28 bytes) and `loop`/`jrcxz`
-/// (18 bytes). The tests re-encode the worst combinations; `relocate_prologue`
-/// also refuses, rather than returns, anything longer.
-pub const MAX_RELOCATED_LEN: usize = 96;
+/// is the last one) and at most 5 instructions. The long cases are `rel32`
+/// branches whose targets are out of reach from the trampoline (a `jcc rel32`
+/// becomes `jncc +8; jmp [rip+p]` plus an 8-byte pointer, 16 bytes; `call rel32`
+/// becomes `push [rip+r]; jmp [rip+p]` plus two 8-byte constants, 28 bytes) and
+/// `loop`/`jrcxz`, which have no near form (`jrcxz +2; jmp +5; jmp target`, 9
+/// bytes). The encoder aligns its pointers to 8 bytes (up to 7 bytes of `int3`).
+/// The worst combination, `jrcxz; jrcxz; call far`, needs 53 bytes; the tests
+/// re-encode such combinations, and `relocate_prologue` refuses, rather than
+/// returns, anything longer than this bound.
+pub const MAX_RELOCATED_LEN: usize = 64;
 
 /// How far (in bytes, either direction) a trampoline may be from the function it
 /// serves: ±2 GiB minus a margin that keeps every `rel32` between the trampoline's
