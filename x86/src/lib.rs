@@ -19,6 +19,29 @@
 //! All of it is safe Rust on top of `iced-x86`; no input makes these functions
 //! panic (the tests feed them random bytes).
 //!
+//! ```
+//! use hotprobe_x86::{analyze_entry, in_reach, jmp_rel32, relocate_prologue};
+//!
+//! // endbr64; push rbp; mov rbp, rsp; pop rbp; ret
+//! let code = [0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
+//! let address = 0x40_1000;
+//! let info = analyze_entry(&code, address)?;
+//! assert_eq!((info.stolen_len, info.stolen_instructions), (5, 2));
+//!
+//! // The trampoline meters the call, then runs the relocated prologue, placed at
+//! // `dest`, which ends with a jump back to address + stolen_len.
+//! let dest = 0x40_8000;
+//! assert!(in_reach(address, dest));
+//! let relocated = relocate_prologue(&code, address, dest)?;
+//! assert_eq!(&relocated[..5], &code[..5]); // endbr64; push rbp
+//! assert_eq!(relocated[5], 0xe9); // jmp address + 5
+//!
+//! // The patch written over the entry: jmp to the trampoline.
+//! let trampoline = 0x40_7f00;
+//! assert_eq!(jmp_rel32(address, trampoline).map(|p| p[0]), Some(0xe9));
+//! # Ok::<(), hotprobe_x86::Rejection>(())
+//! ```
+//!
 //! # Method
 //!
 //! The body is decoded by *linear sweep*: one instruction after the other from the
