@@ -95,6 +95,16 @@
 //!   are not RIP-relative;
 //! * a thread executing inside the stolen bytes at the moment the patch is written
 //!   (the agent's patching protocol deals with that).
+//!
+//! Other limits:
+//! * the relocated prologue has no unwind information: a backtrace taken (by a
+//!   signal handler, a profiler) while a thread is inside it, between a relocated
+//!   `push rbp` and the jump back, stops there. A relocated `call` never leaves a
+//!   return address in it, so frames *below* a callee always unwind.
+//! * [`exit_sites`] reports a `jmp` to the function's own entry (a self tail call)
+//!   as nothing, as specified: it lands inside the body. In unrelocated object
+//!   files a `jmp`/`call` to another section has a zero displacement and looks
+//!   like a jump to the next instruction; apply relocations (or link) first.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
