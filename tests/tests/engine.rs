@@ -1,0 +1,233 @@
+//! The inline engine on real programs: each runs bare and under the agent
+//! with every function of the executable probed and HOTPROBE_ADAPTIVE=0;
+//! output and exit status must not change and call counts must be exact.
+
+use hotprobe_config::snapshot::{ProbeState, Snapshot};
+use hotprobe_tests::*;
+use std::path::Path;
+
+/// Runs `prog` bare and probed (adaptive off); asserts same stdout and
+/// status; returns the probed run.
+fn run_both(s: &Scratch, prog: &Path, args: &[&str]) -> Ran {
+    let bare = Run::new(prog, s.path()).args(args).bare().run();
+    let ran = Run::new(prog, s.path()).args(args).env("HOTPROBE_ADAPTIVE", "0").run();
+    ran.assert_same_as(&bare);
+    ran
+}
+
+fn count(snap: &Snapshot, name: &str) -> u64 {
+    let p = probe(snap, name);
+    assert!(matches!(p.state, ProbeState::Active | ProbeState::Hot | ProbeState::Disabled), "{name} is {:?}: {:?}", p.state, p.reason);
+    p.count
+}
+
+fn assert_clean(snap: &Snapshot) {
+    assert_eq!(snap.meter.unmetered, 0, "calls went unmetered");
+}
+
+const BUILDS: &[(&str, &[&str])] = &[
+    ("O0", &["-O0"]),
+    ("O2", &["-O2"]),
+    ("O2-cet", &["-O2", "-fcf-protection=full"]),
+    ("O2-nocet", &["-O2", "-fcf-protection=none"]),
+    ("O0-nopie", &["-O0", "-no-pie", "-fno-pie"]),
+    ("O2-nopie", &["-O2", "-no-pie", "-fno-pie"]),
+    ("O2-pie", &["-O2", "-fPIE", "-pie"]),
+];
+
+#[test]
+fn exact_counts_and_unchanged_results_in_every_build() {
+    let s = Scratch::new();
+    for (label, flags) in BUILDS {
+        let prog = s.build("counts.c", &format!("counts-{label}"), flags);
+        let ran = run_both(&s, &prog, &["1000"]);
+        let snap = ran.snapshot();
+        assert_eq!(count(snap, "top"), 1, "{label}");
+        assert_eq!(count(snap, "middle"), 1000, "{label}");
+        assert_eq!(count(snap, "leaf"), 3000, "{label}");
+        for f in ["with_doubles", "many_args", "ld_value", "two_values", "varargs_sum", "main"] {
+            assert_eq!(count(snap, f), 1, "{label} {f}");
+        }
+        let leaf = probe(snap, "leaf");
+        assert_eq!(leaf.abandoned, 0);
+        assert!(probe(snap, "top").inclusive_ns >= probe(snap, "middle").inclusive_ns, "{label}");
+        assert_clean(snap);
+    }
+}
+
+#[test]
+fn cxx_exceptions_thrown_caught_and_rethrown_through_probed_frames() {
+    let s = Scratch::new();
+    for (label, flags) in [("O0", &["-O0"][..]), ("O2", &["-O2"][..])] {
+        let prog = s.build("exceptions.cc", &format!("exceptions-{label}"), flags);
+        let ran = run_both(&s, &prog, &[]);
+        let snap = ran.snapshot();
+        assert_eq!(count(snap, "catcher(int)"), 100, "{label}");
+        assert_eq!(count(snap, "pass_through(int)"), 100);
+        assert_eq!(count(snap, "catch_and_rethrow(int)"), 100);
+        // 100 × (5 + 1) throwing frames, plus 3 × (3 + 1) in catch_inside.
+        assert_eq!(count(snap, "thrower(int)"), 600 + 12);
+        assert_eq!(probe(snap, "thrower(int)").abandoned, 612, "every thrower frame is left by the exception");
+        assert_eq!(probe(snap, "catch_and_rethrow(int)").abandoned, 100);
+        assert_eq!(probe(snap, "pass_through(int)").abandoned, 100);
+        assert_eq!(probe(snap, "catcher(int)").abandoned, 0);
+        assert_eq!(count(snap, "normal_work(int)"), 1);
+        assert_eq!(probe(snap, "main").in_flight + probe(snap, "main").count, 1);
+        assert_clean(snap);
+    }
+}
+
+#[test]
+fn longjmp_and_siglongjmp_over_probed_frames() {
+    let s = Scratch::new();
+    let prog = s.build("longjmp.c", "longjmp", &["-O2"]);
+    let snap = run_both(&s, &prog, &[]).snapshot().clone();
+    assert_eq!(count(&snap, "jumper"), 1000);
+    assert_eq!(count(&snap, "deep_jump"), 11_000);
+    assert_eq!(probe(&snap, "deep_jump").abandoned, 11_000);
+    assert_eq!(count(&snap, "sigjumper"), 1000);
+    assert_eq!(count(&snap, "deep_sigjump"), 11_000);
+    assert_eq!(probe(&snap, "jumper").abandoned, 0);
+    assert_eq!(count(&snap, "after"), 100);
+    assert_clean(&snap);
+}
+
+#[test]
+fn profiling_signal_handler_calls_probed_functions_exactly() {
+    let s = Scratch::new();
+    let prog = s.build("sigprof.c", "sigprof", &["-O2"]);
+    let ran = run_both(&s, &prog, &["2000"]);
+    let snap = ran.snapshot();
+    let handled: u64 = ran.stderr().lines().find_map(|l| l.strip_prefix("handled: ")).and_then(|v| v.trim().parse().ok()).expect("handled count");
+    assert!(handled > 10, "the timer should have fired often, fired {handled}");
+    assert_eq!(count(snap, "in_handler"), handled);
+    assert_eq!(count(snap, "worker"), 2000);
+    assert_eq!(count(snap, "worker_leaf"), 2_000_000);
+    assert_clean(snap);
+}
+
+#[test]
+fn many_short_lived_threads() {
+    let s = Scratch::new();
+    let prog = s.build("threads.c", "threads", &["-O2"]);
+    let snap = run_both(&s, &prog, &["50"]).snapshot().clone();
+    assert_eq!(count(&snap, "thread_body"), 400);
+    assert_eq!(count(&snap, "thread_leaf"), 400 * 100 + 1);
+    assert_eq!(count(&snap, "exits_early"), 1);
+    assert_eq!(probe(&snap, "exits_early").abandoned, 1, "pthread_exit leaves the frame");
+    assert!(snap.meter.threads >= 402, "threads seen: {}", snap.meter.threads);
+    assert_clean(&snap);
+}
+
+#[test]
+fn fork_vfork_and_exec_each_image_has_its_own_snapshot() {
+    let s = Scratch::new();
+    let prog = s.build("forks.c", "forks", &["-O2"]);
+    let bare = Run::new(&prog, s.path()).bare().run();
+    let ran = Run::new(&prog, s.path()).env("HOTPROBE_ADAPTIVE", "0").env("HOTPROBE_FOLLOW", "forks").run();
+    ran.assert_same_as(&bare);
+    assert_eq!(ran.snapshots.len(), 3, "parent, fork child, exec'd image: {:?}", ran.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>());
+    let by_count: Vec<u64> = {
+        let mut v: Vec<u64> = ran.snapshots.iter().map(|(_, s)| count(s, "counted")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(by_count, vec![5, 5, 7], "parent 3+2 (vfork child not metered), fork child 5, exec'd image 7");
+    let parent = ran.snapshots.iter().map(|x| &x.1).find(|s| s.process.reason == hotprobe_config::snapshot::Reason::Exec).expect("exec snapshot");
+    let exec_image = ran.snapshots.iter().map(|x| &x.1).find(|s| s.process.argv.len() == 2).expect("exec'd image");
+    assert_eq!(parent.process.pid, exec_image.process.pid);
+    let child = ran.snapshots.iter().map(|x| &x.1).find(|s| s.process.forked_from.is_some()).expect("fork child");
+    assert_eq!(child.process.forked_from, Some(parent.process.pid));
+    for (_, snap) in &ran.snapshots {
+        assert_clean(snap);
+    }
+}
+
+#[test]
+fn deep_direct_and_mutual_recursion() {
+    let s = Scratch::new();
+    let prog = s.build("recursion.c", "recursion", &["-O2"]);
+    let snap = run_both(&s, &prog, &["20000"]).snapshot().clone();
+    assert_eq!(count(&snap, "direct"), 20_001);
+    assert_eq!(count(&snap, "even") + count(&snap, "odd"), 20_001);
+    let d = probe(&snap, "direct");
+    assert_eq!(d.abandoned, 0);
+    // Outermost activation only: inclusive time is not counted 20,000 times over.
+    assert!(d.inclusive_ns <= d.max_inclusive_ns + d.max_inclusive_ns / 5, "inclusive {} max {}", d.inclusive_ns, d.max_inclusive_ns);
+    assert_clean(&snap);
+}
+
+#[test]
+fn tail_calls_count_as_calls() {
+    let s = Scratch::new();
+    let prog = s.build("tailcall.c", "tailcall", &["-O2"]);
+    let snap = run_both(&s, &prog, &[]).snapshot().clone();
+    for f in ["tail_a", "tail_b", "tail_c"] {
+        assert_eq!(count(&snap, f), 500, "{f}");
+        assert_eq!(probe(&snap, f).abandoned, 0, "{f}");
+    }
+    assert_clean(&snap);
+}
+
+#[test]
+fn backtrace_sees_the_same_frames_as_bare() {
+    let s = Scratch::new();
+    for (label, flags) in [("O0", &["-O0", "-rdynamic"][..]), ("O2", &["-O2", "-fno-omit-frame-pointer"][..])] {
+        let prog = s.build("backtrace.c", &format!("backtrace-{label}"), flags);
+        let snap = run_both(&s, &prog, &[]).snapshot().clone();
+        assert_eq!(count(&snap, "innermost"), 1);
+    }
+}
+
+#[test]
+fn rust_panics_caught_with_catch_unwind() {
+    let s = Scratch::new();
+    let prog = s.build("panic.rs", "panic", &["-O"]);
+    let ran = Run::new(&prog, s.path()).env("HOTPROBE_ADAPTIVE", "0").env("HOTPROBE_INCLUDE", "panic::*").run();
+    let bare = Run::new(&prog, s.path()).bare().run();
+    ran.assert_same_as(&bare);
+    let snap = ran.snapshot();
+    assert_eq!(count(snap, "panic::guarded"), 50);
+    assert_eq!(count(snap, "panic::deep"), 300);
+    assert_eq!(probe(snap, "panic::deep").abandoned, 300);
+    assert_eq!(count(snap, "panic::plain"), 100);
+    assert_clean(snap);
+}
+
+#[test]
+fn swapcontext_coroutines() {
+    let s = Scratch::new();
+    let prog = s.build("context.c", "context", &["-O2"]);
+    let snap = run_both(&s, &prog, &[]).snapshot().clone();
+    assert_eq!(count(&snap, "co_step"), 100);
+    assert_eq!(count(&snap, "main_step"), 101);
+    assert_eq!(count(&snap, "run_coroutine"), 1);
+    assert_eq!(probe(&snap, "run_coroutine").abandoned, 0);
+    assert_clean(&snap);
+}
+
+#[test]
+fn small_functions_are_rejected_with_reasons() {
+    let s = Scratch::new();
+    let prog = s.build("small.c", "small", &["-O2"]);
+    let snap = run_both(&s, &prog, &[]).snapshot().clone();
+    let tiny = probe(&snap, "tiny");
+    assert_eq!(tiny.state, ProbeState::Rejected);
+    assert!(tiny.reason.as_deref().unwrap_or("").contains("too small"), "{:?}", tiny.reason);
+    let loops = probe(&snap, "loops_into_entry");
+    assert_eq!(loops.state, ProbeState::Rejected);
+    assert!(loops.reason.as_deref().unwrap_or("").contains("into the patched bytes"), "{:?}", loops.reason);
+    assert_eq!(count(&snap, "big_enough"), 1);
+}
+
+#[test]
+fn stripped_cxx_program_probed_through_dynsym() {
+    let s = Scratch::new();
+    let prog = s.build("overloads.cc", "overloads", &["-O2", "-rdynamic"]);
+    let status = std::process::Command::new("strip").arg("--strip-all").arg(&prog).status().unwrap();
+    assert!(status.success());
+    let snap = run_both(&s, &prog, &[]).snapshot().clone();
+    assert_eq!(count(&snap, "shapes::area(int)"), 10);
+    assert_eq!(count(&snap, "shapes::area(double)"), 4);
+    assert_eq!(count(&snap, "int shapes::twice<int>(int)"), 1);
+}
