@@ -1,0 +1,10 @@
+pub mod error;
+pub mod fixture;
+pub mod load;
+pub mod merge;
+pub mod output;
+pub mod report;
+pub mod stats;
+pub mod table;
+pub mod units;
+pub use error::{CliError, Result};
