@@ -1,8 +1,11 @@
 pub mod error;
+pub mod fastprobes;
+pub mod scan;
 pub mod fixture;
 pub mod load;
 pub mod merge;
 pub mod output;
+pub mod probetable;
 pub mod report;
 pub mod stats;
 pub mod table;

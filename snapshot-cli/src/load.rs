@@ -8,30 +8,23 @@
 //! field exactly as every hotprobe tool does.
 
 use crate::error::{CliError, Result};
-use hotprobe_config::snapshot::{AgentInfo, MeterInfo, Overhead, ProbeRecord, ProcessInfo, SNAPSHOT_SCHEMA};
+use crate::probetable::ProbeTable;
+use hotprobe_config::snapshot::{AgentInfo, MeterInfo, Overhead, ProcessInfo, SNAPSHOT_SCHEMA};
 use hotprobe_config::{Settings, Snapshot};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A snapshot without `edges` and `contexts`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A snapshot without `edges` and `contexts`, its probe table compact.
+#[derive(Debug, Clone, Default)]
 pub struct LightSnapshot {
-    #[serde(default)]
     pub schema: String,
-    #[serde(default)]
     pub agent: AgentInfo,
-    #[serde(default)]
     pub process: ProcessInfo,
-    #[serde(default)]
     pub config: Settings,
-    #[serde(default)]
     pub overhead: Overhead,
-    #[serde(default)]
     pub meter: MeterInfo,
-    #[serde(default)]
-    pub probes: Vec<ProbeRecord>,
+    pub probes: ProbeTable,
 }
 
 impl From<Snapshot> for LightSnapshot {
@@ -43,7 +36,7 @@ impl From<Snapshot> for LightSnapshot {
             config: s.config,
             overhead: s.overhead,
             meter: s.meter,
-            probes: s.probes,
+            probes: ProbeTable::from_records(&s.probes),
         }
     }
 }
@@ -126,13 +119,56 @@ fn io_problem(e: &std::io::Error) -> String {
 
 /// Reads one file as a light snapshot; errors name the file and the field.
 pub fn read_light(path: &Path) -> Result<LightSnapshot> {
-    let bytes = std::fs::read(path).map_err(|e| CliError::failure(format!("{}: cannot read: {}", path.display(), io_problem(&e))))?;
-    let parsed = serde_json::from_slice::<LightSnapshot>(&bytes);
-    match parsed {
-        Ok(s) if s.schema == SNAPSHOT_SCHEMA => Ok(s),
-        Ok(_) => Err(contract_error(&bytes, path, "not a hotprobe snapshot")),
-        Err(e) => Err(contract_error(&bytes, path, &e.to_string())),
+    thread_local! {
+        // One buffer per reader thread, reused: big files need no fresh pages each time.
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    BUFFER.with(|buffer| {
+        let mut bytes = buffer.borrow_mut();
+        bytes.clear();
+        std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
+            .map_err(|e| CliError::failure(format!("{}: cannot read: {}", path.display(), io_problem(&e))))?;
+        let result = match parse_light(&bytes) {
+            Some(s) if s.schema == SNAPSHOT_SCHEMA => Ok(s),
+            _ => Err(contract_error(&bytes, path, "not a hotprobe snapshot")),
+        };
+        if bytes.capacity() > 256 << 20 {
+            *bytes = Vec::new();
+        }
+        result
+    })
+}
+
+/// The members a light snapshot needs, parsed; the others stepped over.
+/// `None` on any problem (the caller then asks the contract's reader why).
+pub fn parse_light(bytes: &[u8]) -> Option<LightSnapshot> {
+    /// Parses the value at `start` into `slot`; returns where it ends.
+    fn take<T: serde::de::DeserializeOwned>(bytes: &[u8], start: usize, slot: &mut T) -> Option<Option<usize>> {
+        let mut values = serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<T>();
+        *slot = values.next()?.ok()?;
+        Some(Some(start + values.byte_offset()))
+    }
+    let mut s = LightSnapshot::default();
+    let mut probes = ProbeTable::default();
+    crate::scan::walk_top_level(bytes, |key, start| match key {
+        b"schema" => take(bytes, start, &mut s.schema),
+        b"agent" => take(bytes, start, &mut s.agent),
+        b"process" => take(bytes, start, &mut s.process),
+        b"config" => take(bytes, start, &mut s.config),
+        b"overhead" => take(bytes, start, &mut s.overhead),
+        b"meter" => take(bytes, start, &mut s.meter),
+        b"probes" => match crate::fastprobes::parse_probes(bytes, start) {
+            Some((table, end)) => {
+                probes = table;
+                Some(Some(end))
+            }
+            None => take(bytes, start, &mut probes),
+        },
+        _ => Some(None),
+    })?;
+    s.probes = probes;
+    Some(s)
 }
 
 /// Reads one file as a full snapshot (with `edges` and `contexts`).

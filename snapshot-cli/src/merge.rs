@@ -10,9 +10,10 @@
 //! either way; a bound is what a user can rely on. State: the most live one
 //! (hot > active > disabled > rejected).
 
-use crate::load::{Inputs, LightSnapshot};
+use crate::load::{Inputs, LightSnapshot, Loaded};
 use hotprobe_config::settings::Hotspot;
-use hotprobe_config::snapshot::{module_file_name, ProbeRecord, ProbeState};
+use crate::probetable::{ProbeRow, ProbeTable};
+use hotprobe_config::snapshot::ProbeState;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -59,12 +60,13 @@ pub struct Func {
 }
 
 impl Func {
-    fn new(key: FuncKey, rec: &ProbeRecord, ambiguous: bool) -> Func {
+    fn new(key: FuncKey, t: &ProbeTable, rec: &ProbeRow) -> Func {
+        let name = t.str(rec.name);
         Func {
+            name: if name.is_empty() { key.symbol.clone() } else { name.to_string() },
             key,
-            name: if rec.name.is_empty() { rec.symbol.clone() } else { rec.name.clone() },
-            ambiguous,
-            module_path: rec.module.clone(),
+            ambiguous: rec.ambiguous,
+            module_path: t.str(rec.module).to_string(),
             offset: rec.offset,
             source: None,
             state: rec.state,
@@ -83,7 +85,7 @@ impl Func {
         }
     }
 
-    fn absorb(&mut self, rec: ProbeRecord, ambiguous: bool, adaptive: bool) {
+    fn absorb(&mut self, t: &ProbeTable, rec: &ProbeRow, adaptive: bool) {
         self.count += rec.count;
         self.abandoned += rec.abandoned;
         self.in_flight += rec.in_flight;
@@ -97,14 +99,14 @@ impl Func {
         }
         self.parts += 1;
         self.state = self.state.min(rec.state);
-        self.ambiguous |= ambiguous;
+        self.ambiguous |= rec.ambiguous;
         // With HOTPROBE_ADAPTIVE=0 a disabled probe keeps counting: not partial.
         self.partial |= rec.disabled_at_ns.is_some() && adaptive;
         if self.source.is_none() {
-            self.source = rec.source;
+            self.source = rec.source.map(|s| t.str(s).to_string());
         }
         if self.reason.is_none() {
-            self.reason = rec.reason;
+            self.reason = rec.reason.map(|s| t.str(s).to_string());
         }
     }
 
@@ -144,35 +146,6 @@ fn per_call(total: u64, count: u64) -> f64 {
     } else {
         total as f64 / count as f64
     }
-}
-
-/// The identity symbol of a record: its symbol, or its name when it has none.
-pub fn identity_symbol(rec: &ProbeRecord) -> &str {
-    if rec.symbol.is_empty() {
-        &rec.name
-    } else {
-        &rec.symbol
-    }
-}
-
-/// For each probe of one snapshot: its ordinal among the same-symbol
-/// functions of its module (by offset), and whether there are several.
-pub fn ordinals(probes: &[ProbeRecord]) -> Vec<(u32, bool)> {
-    let mut groups: HashMap<(&str, &str), Vec<usize>> = HashMap::with_capacity(probes.len());
-    for (i, p) in probes.iter().enumerate() {
-        groups.entry((module_file_name(&p.module), identity_symbol(p))).or_default().push(i);
-    }
-    let mut out = vec![(0, false); probes.len()];
-    for (_, mut members) in groups {
-        if members.len() < 2 {
-            continue;
-        }
-        members.sort_by_key(|&i| (probes[i].offset, probes[i].id));
-        for (ord, i) in members.into_iter().enumerate() {
-            out[i] = (ord as u32, true);
-        }
-    }
-    out
 }
 
 /// One process image that contributed.
@@ -238,12 +211,12 @@ impl Merged {
 /// Merges the probe tables of snapshots (already reduced to the latest of each image).
 pub fn merge(inputs: Inputs<LightSnapshot>) -> Merged {
     let mut m = Merged { superseded: inputs.superseded, ..Merged::default() };
-    let mut table: HashMap<FuncKey, Func> = HashMap::new();
+    let snaps = inputs.snapshots;
     let mut first_start = u64::MAX;
     let mut last_end = 0u64;
-    for (i, loaded) in inputs.snapshots.into_iter().enumerate() {
-        let s = loaded.snap;
-        m.files.push(loaded.path);
+    for (i, loaded) in snaps.iter().enumerate() {
+        let s = &loaded.snap;
+        m.files.push(loaded.path.clone());
         if i == 0 {
             m.hotspot = s.config.hotspot.clone();
         } else if s.config.hotspot != m.hotspot {
@@ -272,28 +245,120 @@ pub fn merge(inputs: Inputs<LightSnapshot>) -> Merged {
             agent_version: s.agent.version.clone(),
             backend: s.agent.backend.clone(),
         });
-        let adaptive = s.config.hotspot.adaptive;
-        let ords = ordinals(&s.probes);
-        table.reserve(s.probes.len());
-        for (rec, (ordinal, ambiguous)) in s.probes.into_iter().zip(ords) {
-            let key = FuncKey { module: module_file_name(&rec.module).to_string(), symbol: identity_symbol(&rec).to_string(), ordinal };
-            let f = table.entry(key).or_insert_with_key(|k| Func::new(k.clone(), &rec, ambiguous));
-            f.absorb(rec, ambiguous, adaptive);
-        }
     }
     if first_start < last_end {
         m.duration_ns = m.duration_ns.max(last_end - first_start);
     }
-    let mut funcs: Vec<Func> = table.into_values().collect();
+    // Functions are split among threads by a hash of their symbol; each
+    // thread merges its share of every snapshot, without copying keys.
+    let tm = std::time::Instant::now();
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+    let total: usize = snaps.iter().map(|l| l.snap.probes.len()).sum();
+    let workers = if total < 50_000 { 1 } else { workers };
+    let mut funcs: Vec<Func> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|k| {
+            let snaps = &snaps;
+            scope.spawn(move || merge_share(snaps, k, workers))
+        }).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let t_share = tm.elapsed();
     funcs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     m.funcs = funcs;
+    let t_sort = tm.elapsed();
+    drop_in_parallel(snaps);
+    if std::env::var_os("HOTPROBE_TIMING").is_some() { eprintln!("share {t_share:?} sort {t_sort:?} drop {:?}", tm.elapsed()); }
     m
+}
+
+/// The functions whose symbol hashes to `share` (of `shares`), merged over all snapshots.
+fn merge_share(snaps: &[Loaded<LightSnapshot>], share: usize, shares: usize) -> Vec<Func> {
+    let mut table: FxMap<(&str, &str), Vec<Func>> = FxMap::default();
+    for loaded in snaps {
+        let adaptive = loaded.snap.config.hotspot.adaptive;
+        let t = &loaded.snap.probes;
+        let mut module_cache = (None, "");
+        for rec in &t.rows {
+            let symbol = t.identity_symbol(rec);
+            if shares > 1 && fx_hash(symbol.as_bytes()) as usize % shares != share {
+                continue;
+            }
+            if module_cache.0 != Some(rec.module) {
+                module_cache = (Some(rec.module), t.module_file_name(rec));
+            }
+            let module = module_cache.1;
+            let slot = table.entry((module, symbol)).or_default();
+            let ordinal_index = rec.ordinal as usize;
+            while slot.len() <= ordinal_index {
+                let key = FuncKey { module: module.to_string(), symbol: symbol.to_string(), ordinal: slot.len() as u32 };
+                slot.push(Func::new(key, t, rec));
+            }
+            slot[ordinal_index].absorb(t, rec, adaptive);
+        }
+    }
+    // An ordinal seen in no snapshot of this share (a gap) leaves an empty slot: drop it.
+    table.into_values().flatten().filter(|f| f.parts > 0).collect()
+}
+
+/// Frees big inputs on all cores (a million small strings take a while).
+fn drop_in_parallel<T: Send>(mut items: Vec<T>) {
+    if items.len() < 4 {
+        return;
+    }
+    let half = items.split_off(items.len() / 2);
+    std::thread::scope(|s| {
+        s.spawn(move || drop(half));
+        drop(items);
+    });
+}
+
+/// FxHash: a fast non-cryptographic hash for keys read from local files.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        }
+        for &b in chunks.remainder() {
+            self.add(b as u64);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+pub type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+fn fx_hash(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = FxHasher::default();
+    h.write(bytes);
+    h.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::Loaded;
+
+    use hotprobe_config::snapshot::ProbeRecord;
 
     fn rec(module: &str, symbol: &str, offset: u64, count: u64, inh: u64) -> ProbeRecord {
         ProbeRecord {
@@ -315,18 +380,12 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, probes)| {
-                let mut s = LightSnapshot { probes, ..Default::default() };
+                let mut s = LightSnapshot { probes: ProbeTable::from_records(&probes), ..Default::default() };
                 s.process.pid = i as u32 + 1;
                 Loaded { path: PathBuf::from(format!("s{i}.json")), snap: s }
             })
             .collect();
         Inputs { snapshots, superseded: vec![] }
-    }
-
-    #[test]
-    fn ordinals_follow_offsets() {
-        let probes = vec![rec("/a/m", "f", 300, 0, 0), rec("/a/m", "f", 100, 0, 0), rec("/a/m", "g", 5, 0, 0), rec("/a/n", "f", 1, 0, 0)];
-        assert_eq!(ordinals(&probes), vec![(1, true), (0, true), (0, false), (0, false)]);
     }
 
     #[test]

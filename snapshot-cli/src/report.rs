@@ -359,7 +359,11 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<i32> {
         states: args.state.iter().map(|&s| s.into()).collect(),
         all: args.all,
     };
-    let merged = merge(load_light(&args.snapshots)?);
+    let t0 = std::time::Instant::now();
+    let loaded = load_light(&args.snapshots)?;
+    let t1 = t0.elapsed();
+    let merged = merge(loaded);
+    if std::env::var_os("HOTPROBE_TIMING").is_some() { eprintln!("load {:?} merge {:?}", t1, t0.elapsed() - t1); }
     let mut rows: Vec<&Func> = merged.funcs.iter().filter(|f| filter.keep(f)).collect();
     sort_funcs(&mut rows, args.sort);
     let matching = rows.len();
@@ -377,7 +381,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<i32> {
         ReportFormat::Table | ReportFormat::Markdown => {
             let markdown = args.format == ReportFormat::Markdown;
             let color = !markdown && color_enabled(args.color);
-            let table = build_table(&rows, args.wide, color);
+            let table = build_table(&rows, args.wide);
             for line in header.lines() {
                 if markdown {
                     writeln!(out, "{line}  ")?;
@@ -427,7 +431,7 @@ fn footnotes(rows: &[&Func], matching: usize, total: usize, args: &ReportArgs) -
     notes
 }
 
-fn build_table(rows: &[&Func], wide: bool, color: bool) -> Table {
+fn build_table(rows: &[&Func], wide: bool) -> Table {
     let mut cols = vec![
         Column::right("Count"),
         Column::right("Total"),
