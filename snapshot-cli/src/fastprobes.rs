@@ -14,12 +14,14 @@ struct Cursor<'a> {
     i: usize,
 }
 
+// Each method works on a local copy of the index: the loops stay in
+// registers instead of updating the cursor in memory per byte.
 impl<'a> Cursor<'a> {
     #[inline]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
-            self.i += 1;
-        }
+        let rest = &self.b[self.i.min(self.b.len())..];
+        let n = rest.iter().position(|&c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t')).unwrap_or(rest.len());
+        self.i += n;
     }
 
     #[inline]
@@ -37,17 +39,13 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn plain_string(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
-        let start = self.i;
-        loop {
-            match *self.b.get(self.i)? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => self.i += 1,
-            }
+        let rest = &self.b[self.i..];
+        let n = crate::scan::string_special(rest)?;
+        if rest[n] != b'"' {
+            return None;
         }
-        let s = &self.b[start..self.i];
-        self.i += 1;
-        Some(s)
+        self.i += n + 1;
+        Some(&rest[..n])
     }
 
     fn string_into(&mut self, text: &mut String) -> Option<Span> {
@@ -69,7 +67,7 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn null(&mut self) -> bool {
         self.ws();
-        if self.b[self.i..].starts_with(b"null") {
+        if self.b.get(self.i..).is_some_and(|r| r.starts_with(b"null")) {
             self.i += 4;
             true
         } else {
@@ -81,16 +79,16 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn u64(&mut self) -> Option<u64> {
         self.ws();
-        let start = self.i;
-        let mut v: u64 = 0;
-        while let Some(&d @ b'0'..=b'9') = self.b.get(self.i) {
-            v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
-            self.i += 1;
-        }
-        let digits = self.i - start;
-        if digits == 0 || (digits > 1 && self.b[start] == b'0') || matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E')) {
+        let rest = &self.b[self.i..];
+        let digits = rest.iter().position(|c| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 || digits > 20 || (digits > 1 && rest[0] == b'0') || matches!(rest.get(digits), Some(b'.' | b'e' | b'E')) {
             return None;
         }
+        let mut v: u64 = 0;
+        for &d in &rest[..digits] {
+            v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+        }
+        self.i += digits;
         Some(v)
     }
 

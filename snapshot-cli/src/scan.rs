@@ -58,6 +58,56 @@ pub fn walk_top_level<'a>(bytes: &'a [u8], mut visit: impl FnMut(&'a [u8], usize
     (skip_ws(bytes, i + 1) == bytes.len()).then_some(())
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Eight bytes as a word (little-endian: byte 0 is the low byte).
+#[inline]
+fn word(s: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&s[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// High bit set in each byte of `v` equal to `c`. The lowest set bit is
+/// exact (higher ones may be false after a match): only use the first.
+#[inline]
+fn eq_mask(v: u64, c: u8) -> u64 {
+    let x = v ^ (LO * c as u64);
+    x.wrapping_sub(LO) & !x & HI
+}
+
+/// Index of the first `"`, `\` or control character in `s`: where a JSON
+/// string's plain run ends. Eight bytes at a time.
+#[inline]
+pub fn string_special(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let v = word(&s[i..]);
+        let m = eq_mask(v, b'"') | eq_mask(v, b'\\') | (v.wrapping_sub(LO * 0x20) & !v & HI);
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|p| i + p)
+}
+
+/// Index of the first byte in `s` that matters to the bracket scan.
+#[inline]
+fn structural(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let v = word(&s[i..]);
+        let m = eq_mask(v, b'"') | eq_mask(v, b'{') | eq_mask(v, b'}') | eq_mask(v, b'[') | eq_mask(v, b']');
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&c| SPECIAL[c as usize]).map(|p| i + p)
+}
+
 /// Bytes that matter to the bracket scan.
 static SPECIAL: [bool; 256] = {
     let mut t = [false; 256];
@@ -78,15 +128,14 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 
 /// `i` is just past an opening quote; returns the index just past the closing one.
 fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
-    // Keys and names are short: a plain loop beats a vectorised search here.
-    while i < b.len() {
+    loop {
+        i += string_special(b.get(i..)?)?;
         match b[i] {
             b'"' => return Some(i + 1),
             b'\\' => i += 2,
-            _ => i += 1,
+            _ => i += 1, // a raw control character: not JSON, but the exact reader says so
         }
     }
-    None
 }
 
 /// The index just past the value starting at `i`.
@@ -97,10 +146,7 @@ pub(crate) fn value_end(b: &[u8], i: usize) -> Option<usize> {
             let mut stack: Vec<u8> = Vec::new();
             let mut j = i;
             while j < b.len() {
-                if !SPECIAL[b[j] as usize] {
-                    j += 1;
-                    continue;
-                }
+                j += structural(&b[j..])?;
                 match b[j] {
                     b'"' => {
                         j = string_end(b, j + 1)?;
@@ -148,6 +194,18 @@ mod tests {
         let want = [("a", "1"), ("b", r#""x\"}""#), ("c", r#"{"d":[1,{"e":"]"}],"f":null}"#), ("g", "[[],{}]"), ("h", "-2.5e3")];
         assert_eq!(m, want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>());
         assert_eq!(keys("{}").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn word_searches_find_the_first_match() {
+        assert_eq!(string_special(b"abcdefghij\"k"), Some(10));
+        assert_eq!(string_special(b"ab\\cdefghij\"k"), Some(2));
+        assert_eq!(string_special(b"abcdefgh\x01"), Some(8));
+        assert_eq!(string_special("é\"".as_bytes()), Some(2));
+        assert_eq!(string_special(b"abcdefghijklmnop"), None);
+        assert_eq!(structural(b"0123456789, ]"), Some(12));
+        assert_eq!(structural(b"{"), Some(0));
+        assert_eq!(structural(b"12345678"), None);
     }
 
     #[test]
