@@ -1,7 +1,7 @@
 //! The `hotprobe` command line: parsing only; the verbs live in the library.
 
 use clap::{Parser, Subcommand};
-use hotprobe_cli::{report, CliError};
+use hotprobe_cli::{converge, diff, export, flamegraph, refine, report, run, snapshot_cmd, CliError};
 use std::io::Write;
 
 const EXAMPLES: &str = "\
@@ -28,10 +28,25 @@ struct Cli {
     command: Command,
 }
 
+// Verbs written elsewhere (`list`, `iterate`) slot in as further variants.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a command under the agent.
+    Run(run::RunArgs),
     /// The hotspot table: calls, inclusive and inherent time per function.
     Report(report::ReportArgs),
+    /// Write the probe set of the hotspots for the next run.
+    Refine(refine::RefineArgs),
+    /// Compare two snapshots or sets of snapshots; gate CI with --fail-if.
+    Diff(diff::DiffArgs),
+    /// Per iteration: hot-set size, Jaccard and rank correlation; has it settled?
+    Converge(converge::ConvergeArgs),
+    /// Ask a running agent for a snapshot now.
+    Snapshot(snapshot_cmd::SnapshotArgs),
+    /// Flame graph (SVG or folded stacks) of the calling-context tree.
+    Flamegraph(flamegraph::FlamegraphArgs),
+    /// Export snapshots for other tools (pprof).
+    Export(export::ExportArgs),
 }
 
 fn main() {
@@ -41,8 +56,16 @@ fn main() {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut err = std::io::stderr();
     let result = match &cli.command {
+        Command::Run(a) => run::run(a),
         Command::Report(a) => report::run(a, &mut out),
+        Command::Refine(a) => refine::run(a, &mut out, &mut err),
+        Command::Diff(a) => diff::run(a, &mut out, &mut err),
+        Command::Converge(a) => converge::run(a, &mut out),
+        Command::Snapshot(a) => snapshot_cmd::run(a, &mut out),
+        Command::Flamegraph(a) => flamegraph::run(a),
+        Command::Export(a) => export::run(a),
     };
     let flushed = out.flush().map_err(CliError::from);
     match result.and_then(|code| flushed.map(|_| code)) {
