@@ -273,7 +273,7 @@ pub fn merge(inputs: Inputs<LightSnapshot>) -> Merged {
 
 /// The functions whose symbol hashes to `share` (of `shares`), merged over all snapshots.
 fn merge_share(snaps: &[Loaded<LightSnapshot>], share: usize, shares: usize) -> Vec<Func> {
-    let mut table: FxMap<(&str, &str), Vec<Func>> = FxMap::default();
+    let mut table: FxMap<(&str, &str), Vec<Option<Func>>> = FxMap::default();
     for loaded in snaps {
         let adaptive = loaded.snap.config.hotspot.adaptive;
         let t = &loaded.snap.probes;
@@ -288,16 +288,18 @@ fn merge_share(snaps: &[Loaded<LightSnapshot>], share: usize, shares: usize) -> 
             }
             let module = module_cache.1;
             let slot = table.entry((module, symbol)).or_default();
-            let ordinal_index = rec.ordinal as usize;
-            while slot.len() <= ordinal_index {
-                let key = FuncKey { module: module.to_string(), symbol: symbol.to_string(), ordinal: slot.len() as u32 };
-                slot.push(Func::new(key, t, rec));
+            let ordinal = rec.ordinal as usize;
+            if slot.len() <= ordinal {
+                slot.resize_with(ordinal + 1, || None);
             }
-            slot[ordinal_index].absorb(t, rec, adaptive);
+            let f = slot[ordinal].get_or_insert_with(|| {
+                let key = FuncKey { module: module.to_string(), symbol: symbol.to_string(), ordinal: rec.ordinal };
+                Func::new(key, t, rec)
+            });
+            f.absorb(t, rec, adaptive);
         }
     }
-    // An ordinal seen in no snapshot of this share (a gap) leaves an empty slot: drop it.
-    table.into_values().flatten().filter(|f| f.parts > 0).collect()
+    table.into_values().flatten().flatten().collect()
 }
 
 /// Frees big inputs on all cores (a million small strings take a while).
@@ -401,6 +403,13 @@ mod tests {
         let s2 = m.get(&FuncKey { module: "prog".into(), symbol: "s".into(), ordinal: 1 }).unwrap();
         assert_eq!((s2.count, s2.inherent_ns), (6, 18));
         assert_eq!(s2.display_name(), "s#2");
+    }
+
+    #[test]
+    fn each_ordinal_keeps_its_own_offset() {
+        let m = merge(inputs(vec![vec![rec("/a/m", "f", 300, 1, 1), rec("/a/m", "f", 100, 2, 2)]]));
+        let offsets: Vec<(u32, u64, u64)> = m.funcs.iter().map(|f| (f.key.ordinal, f.offset, f.count)).collect();
+        assert_eq!(offsets, vec![(0, 100, 2), (1, 300, 1)]);
     }
 
     #[test]
