@@ -17,12 +17,20 @@ fn main() {
     let probes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     match snapshots {
         None => {
-            fixture::write(&dir, "hotprobe-redis-server-4242.json", &fixture::server(4242));
+            fixture::write(
+                &dir,
+                "hotprobe-redis-server-4242.json",
+                &fixture::server(4242),
+            );
         }
         Some(n) => {
             for i in 0..n {
                 let pid = 1000 + i as u32;
-                fixture::write(&dir, &format!("hotprobe-big-{pid}.json"), &fixture::large(pid, probes));
+                fixture::write(
+                    &dir,
+                    &format!("hotprobe-big-{pid}.json"),
+                    &fixture::large(pid, probes),
+                );
             }
         }
     }

@@ -48,13 +48,19 @@ pub struct Stacks {
 impl Stacks {
     /// The frame names of a stack, root first.
     pub fn names(&self, stack: &[u32]) -> Vec<&str> {
-        stack.iter().map(|&i| self.frames[i as usize].name.as_str()).collect()
+        stack
+            .iter()
+            .map(|&i| self.frames[i as usize].name.as_str())
+            .collect()
     }
 }
 
 /// Merges the calling-context trees of snapshots.
 pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
-    let mut st = Stacks { started_unix_ns: u64::MAX, ..Stacks::default() };
+    let mut st = Stacks {
+        started_unix_ns: u64::MAX,
+        ..Stacks::default()
+    };
     let mut frame_of: HashMap<FuncKey, u32> = HashMap::new();
     let mut last_end = 0u64;
     for loaded in &inputs.snapshots {
@@ -77,11 +83,23 @@ pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
         let table = ProbeTable::from_records(&s.probes);
         let mut probe_frame: HashMap<u32, u32> = HashMap::with_capacity(s.probes.len());
         for (rec, (_, ordinal, ambiguous)) in s.probes.iter().zip(table.to_records()) {
-            let symbol = if rec.symbol.is_empty() { rec.name.clone() } else { rec.symbol.clone() };
-            let key = FuncKey { module: module_file_name(&rec.module).to_string(), symbol, ordinal };
+            let symbol = if rec.symbol.is_empty() {
+                rec.name.clone()
+            } else {
+                rec.symbol.clone()
+            };
+            let key = FuncKey {
+                module: module_file_name(&rec.module).to_string(),
+                symbol,
+                ordinal,
+            };
             let next = st.frames.len() as u32;
             let idx = *frame_of.entry(key.clone()).or_insert_with(|| {
-                let base = if rec.name.is_empty() { &key.symbol } else { &rec.name };
+                let base = if rec.name.is_empty() {
+                    &key.symbol
+                } else {
+                    &rec.name
+                };
                 st.frames.push(Frame {
                     name: display_name(base, ambiguous, ordinal).replace(';', ":"),
                     key,
@@ -94,16 +112,32 @@ pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
             });
             probe_frame.insert(rec.id, idx);
         }
-        let node_index: HashMap<u32, usize> = s.contexts.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+        let node_index: HashMap<u32, usize> = s
+            .contexts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id, i))
+            .collect();
         let mut frame_for = |probe: u32, st: &mut Stacks| -> u32 {
             if let Some(&f) = probe_frame.get(&probe) {
                 return f;
             }
             st.dangling += 1;
-            let key = FuncKey { module: String::new(), symbol: format!("[probe {probe}]"), ordinal: 0 };
+            let key = FuncKey {
+                module: String::new(),
+                symbol: format!("[probe {probe}]"),
+                ordinal: 0,
+            };
             let next = st.frames.len() as u32;
             let idx = *frame_of.entry(key.clone()).or_insert_with(|| {
-                st.frames.push(Frame { name: key.symbol.clone(), key, symbol: String::new(), module_path: String::new(), source: None, offset: 0 });
+                st.frames.push(Frame {
+                    name: key.symbol.clone(),
+                    key,
+                    symbol: String::new(),
+                    module_path: String::new(),
+                    source: None,
+                    offset: 0,
+                });
                 next
             });
             probe_frame.insert(probe, idx);
@@ -142,8 +176,15 @@ pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
         st.duration_ns = st.duration_ns.max(last_end - st.started_unix_ns);
     }
     if st.stacks.is_empty() {
-        let files: Vec<String> = inputs.snapshots.iter().map(|l| l.path.display().to_string()).collect();
-        return Err(CliError::failure(format!("{}: no calling-context data (the snapshots have no `contexts`)", files.join(", "))));
+        let files: Vec<String> = inputs
+            .snapshots
+            .iter()
+            .map(|l| l.path.display().to_string())
+            .collect();
+        return Err(CliError::failure(format!(
+            "{}: no calling-context data (the snapshots have no `contexts`)",
+            files.join(", ")
+        )));
     }
     Ok(st)
 }
@@ -155,16 +196,53 @@ mod tests {
     use std::path::PathBuf;
 
     fn inputs(snaps: Vec<Snapshot>) -> Inputs<Snapshot> {
-        Inputs { snapshots: snaps.into_iter().map(|snap| Loaded { path: PathBuf::from("x.json"), snap }).collect(), superseded: vec![] }
+        Inputs {
+            snapshots: snaps
+                .into_iter()
+                .map(|snap| Loaded {
+                    path: PathBuf::from("x.json"),
+                    snap,
+                })
+                .collect(),
+            superseded: vec![],
+        }
     }
 
     #[test]
     fn stacks_follow_parents_and_merge_by_path() {
-        let st = collect(&inputs(vec![crate::fixture::server(1), crate::fixture::server(2)])).unwrap();
-        let find = |names: &[&str]| st.stacks.iter().find(|(k, _)| st.names(k) == names).map(|(_, w)| *w);
-        let w = find(&["main", "aeMain", "processCommand", "call", "getCommand", "lookupKey", "dictFind"]).unwrap();
+        let st = collect(&inputs(vec![
+            crate::fixture::server(1),
+            crate::fixture::server(2),
+        ]))
+        .unwrap();
+        let find = |names: &[&str]| {
+            st.stacks
+                .iter()
+                .find(|(k, _)| st.names(k) == names)
+                .map(|(_, w)| *w)
+        };
+        let w = find(&[
+            "main",
+            "aeMain",
+            "processCommand",
+            "call",
+            "getCommand",
+            "lookupKey",
+            "dictFind",
+        ])
+        .unwrap();
         assert_eq!((w.count, w.inherent_ns), (12_000, 2 * 6_000 * 400));
-        assert!(find(&["main", "aeMain", "processCommand", "call", "getCommand", "lookupKey", "dictFind", "compare#2"]).is_some());
+        assert!(find(&[
+            "main",
+            "aeMain",
+            "processCommand",
+            "call",
+            "getCommand",
+            "lookupKey",
+            "dictFind",
+            "compare#2"
+        ])
+        .is_some());
         assert_eq!(st.stacks.len(), crate::fixture::CONTEXTS.len());
         assert_eq!(st.dangling, 0);
     }
@@ -184,6 +262,9 @@ mod tests {
     fn no_contexts_is_an_error() {
         let mut s = crate::fixture::server(1);
         s.contexts.clear();
-        assert!(collect(&inputs(vec![s])).unwrap_err().message.contains("no calling-context data"));
+        assert!(collect(&inputs(vec![s]))
+            .unwrap_err()
+            .message
+            .contains("no calling-context data"));
     }
 }

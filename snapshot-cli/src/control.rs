@@ -68,7 +68,11 @@ impl Client {
     pub fn from_env() -> Client {
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
-        Client { xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR"), uid, timeout: Duration::from_secs(10) }
+        Client {
+            xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR"),
+            uid,
+            timeout: Duration::from_secs(10),
+        }
     }
 
     /// The sockets to try: the agent's rule for our environment, then the
@@ -95,14 +99,22 @@ impl Client {
             match UnixStream::connect(path) {
                 Ok(stream) => return self.converse(stream, pid, path, req),
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    return Err(format!("permission denied: cannot connect to {}", path.display()))
+                    return Err(format!(
+                        "permission denied: cannot connect to {}",
+                        path.display()
+                    ))
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => stale = Some(path.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    stale = Some(path.clone())
+                }
                 Err(e) => return Err(format!("cannot connect to {}: {e}", path.display())),
             }
         }
         if let Some(path) = stale {
-            return Err(format!("process {pid} is not running hotprobe: nobody listens on {} (a stale socket)", path.display()));
+            return Err(format!(
+                "process {pid} is not running hotprobe: nobody listens on {} (a stale socket)",
+                path.display()
+            ));
         }
         let list: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
         Err(format!(
@@ -111,20 +123,40 @@ impl Client {
         ))
     }
 
-    fn converse(&self, mut stream: UnixStream, pid: u32, path: &Path, req: Request) -> Result<Reply, String> {
-        let timed_out = |e: &std::io::Error| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
+    fn converse(
+        &self,
+        mut stream: UnixStream,
+        pid: u32,
+        path: &Path,
+        req: Request,
+    ) -> Result<Reply, String> {
+        let timed_out = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        };
         let io_err = |e: std::io::Error| {
             if timed_out(&e) {
-                format!("the agent in process {pid} did not answer within {} s", self.timeout.as_secs_f64())
+                format!(
+                    "the agent in process {pid} did not answer within {} s",
+                    self.timeout.as_secs_f64()
+                )
             } else {
                 format!("{}: {e}", path.display())
             }
         };
-        stream.set_read_timeout(Some(self.timeout)).map_err(io_err)?;
-        stream.set_write_timeout(Some(self.timeout)).map_err(io_err)?;
+        stream
+            .set_read_timeout(Some(self.timeout))
+            .map_err(io_err)?;
+        stream
+            .set_write_timeout(Some(self.timeout))
+            .map_err(io_err)?;
         stream.write_all(req.line().as_bytes()).map_err(io_err)?;
         let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).map_err(io_err)?;
+        BufReader::new(stream)
+            .read_line(&mut line)
+            .map_err(io_err)?;
         parse_reply(&line).map_err(|e| format!("agent in process {pid}: {e}"))
     }
 }
@@ -161,7 +193,9 @@ fn check_process(pid: u32) -> Result<(), String> {
     }
     match std::io::Error::last_os_error().raw_os_error() {
         Some(libc::ESRCH) => Err(format!("no such process: {pid}")),
-        Some(libc::EPERM) => Err(format!("permission denied: process {pid} belongs to another user")),
+        Some(libc::EPERM) => Err(format!(
+            "permission denied: process {pid} belongs to another user"
+        )),
         _ => Ok(()),
     }
 }
@@ -171,10 +205,18 @@ fn check_process(pid: u32) -> Result<(), String> {
 fn check_dir(dir: &Path, uid: u32) -> Result<(), String> {
     let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if meta.uid() != uid {
-        return Err(format!("refusing {}: it belongs to uid {}, not to you (uid {uid})", dir.display(), meta.uid()));
+        return Err(format!(
+            "refusing {}: it belongs to uid {}, not to you (uid {uid})",
+            dir.display(),
+            meta.uid()
+        ));
     }
     if meta.mode() & 0o077 != 0 {
-        return Err(format!("refusing {}: others may use it (mode {:o}; the agent makes it 0700)", dir.display(), meta.mode() & 0o777));
+        return Err(format!(
+            "refusing {}: others may use it (mode {:o}; the agent makes it 0700)",
+            dir.display(),
+            meta.mode() & 0o777
+        ));
     }
     Ok(())
 }
@@ -188,15 +230,30 @@ mod tests {
     #[test]
     fn socket_paths_follow_the_protocol() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(socket_path(42, Some(dir.path().as_os_str()), 1000), dir.path().join("hotprobe/42.sock"));
-        assert_eq!(socket_path(42, None, 1000), PathBuf::from("/tmp/hotprobe-1000/42.sock"));
-        assert_eq!(socket_path(42, Some(OsStr::new("")), 7), PathBuf::from("/tmp/hotprobe-7/42.sock"));
-        assert_eq!(socket_path(42, Some(OsStr::new("/no/such/dir")), 7), PathBuf::from("/tmp/hotprobe-7/42.sock"));
+        assert_eq!(
+            socket_path(42, Some(dir.path().as_os_str()), 1000),
+            dir.path().join("hotprobe/42.sock")
+        );
+        assert_eq!(
+            socket_path(42, None, 1000),
+            PathBuf::from("/tmp/hotprobe-1000/42.sock")
+        );
+        assert_eq!(
+            socket_path(42, Some(OsStr::new("")), 7),
+            PathBuf::from("/tmp/hotprobe-7/42.sock")
+        );
+        assert_eq!(
+            socket_path(42, Some(OsStr::new("/no/such/dir")), 7),
+            PathBuf::from("/tmp/hotprobe-7/42.sock")
+        );
     }
 
     #[test]
     fn replies_parse() {
-        assert_eq!(parse_reply("ok /tmp/a.json\n"), Ok(Reply::Written("/tmp/a.json".into())));
+        assert_eq!(
+            parse_reply("ok /tmp/a.json\n"),
+            Ok(Reply::Written("/tmp/a.json".into()))
+        );
         assert_eq!(parse_reply("ok\n"), Ok(Reply::Done));
         assert_eq!(parse_reply("error busy\n"), Err("busy".into()));
         assert!(parse_reply("").is_err());
@@ -222,14 +279,20 @@ mod tests {
     }
 
     fn client(xdg: &Path) -> Client {
-        Client { xdg_runtime_dir: Some(xdg.as_os_str().to_owned()), uid: unsafe { libc::getuid() }, timeout: Duration::from_secs(10) }
+        Client {
+            xdg_runtime_dir: Some(xdg.as_os_str().to_owned()),
+            uid: unsafe { libc::getuid() },
+            timeout: Duration::from_secs(10),
+        }
     }
 
     #[test]
     fn talks_to_a_fake_agent() {
         let xdg = tempfile::tempdir().unwrap();
         let (agent, pid) = fake_agent(xdg.path(), "ok /tmp/hotprobe-x-1.json\n");
-        let reply = client(xdg.path()).request(pid, Request::SnapshotReset).unwrap();
+        let reply = client(xdg.path())
+            .request(pid, Request::SnapshotReset)
+            .unwrap();
         assert_eq!(reply, Reply::Written("/tmp/hotprobe-x-1.json".into()));
         assert_eq!(agent.join().unwrap(), "snapshot+reset\n");
     }
@@ -238,7 +301,9 @@ mod tests {
     fn agent_errors_are_reported() {
         let xdg = tempfile::tempdir().unwrap();
         let (agent, pid) = fake_agent(xdg.path(), "error snapshot already in progress\n");
-        let e = client(xdg.path()).request(pid, Request::Snapshot).unwrap_err();
+        let e = client(xdg.path())
+            .request(pid, Request::Snapshot)
+            .unwrap_err();
         assert!(e.contains("snapshot already in progress"), "{e}");
         agent.join().unwrap();
     }
@@ -247,7 +312,9 @@ mod tests {
     fn clear_errors_without_an_agent() {
         let xdg = tempfile::tempdir().unwrap();
         let c = client(xdg.path());
-        let e = c.request(std::process::id(), Request::Snapshot).unwrap_err();
+        let e = c
+            .request(std::process::id(), Request::Snapshot)
+            .unwrap_err();
         assert!(e.contains("is not running hotprobe"), "{e}");
         let e = c.request(i32::MAX as u32, Request::Snapshot).unwrap_err();
         assert!(e.contains("no such process"), "{e}");
@@ -261,7 +328,9 @@ mod tests {
         let pid = std::process::id();
         let _listener = UnixListener::bind(dir.join(format!("{pid}.sock"))).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = client(xdg.path()).request(pid, Request::Snapshot).unwrap_err();
+        let e = client(xdg.path())
+            .request(pid, Request::Snapshot)
+            .unwrap_err();
         assert!(e.contains("refusing"), "{e}");
     }
 }

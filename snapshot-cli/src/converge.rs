@@ -61,7 +61,10 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { min_jaccard: 0.9, min_spearman: 0.9 }
+        Thresholds {
+            min_jaccard: 0.9,
+            min_spearman: 0.9,
+        }
     }
 }
 
@@ -101,17 +104,31 @@ pub struct IterationData {
 /// Reads an iteration directory.
 pub fn read_iteration(dir: &Path) -> Result<IterationData> {
     if !dir.is_dir() {
-        return Err(CliError::failure(format!("{}: not a directory (converge takes one directory per iteration)", dir.display())));
+        return Err(CliError::failure(format!(
+            "{}: not a directory (converge takes one directory per iteration)",
+            dir.display()
+        )));
     }
     let merged = merge(load_light(&[dir.to_path_buf()])?);
     let set_path = dir.join("probes.toml");
-    let probe_set = if set_path.is_file() { Some(ProbeSet::read(&set_path)?.probes.len()) } else { None };
-    Ok(IterationData { dir: dir.to_path_buf(), merged, probe_set })
+    let probe_set = if set_path.is_file() {
+        Some(ProbeSet::read(&set_path)?.probes.len())
+    } else {
+        None
+    };
+    Ok(IterationData {
+        dir: dir.to_path_buf(),
+        merged,
+        probe_set,
+    })
 }
 
 /// Reads the iterations and decides whether the hot set has settled.
 pub fn converge_dirs(dirs: &[PathBuf], t: Thresholds) -> Result<Convergence> {
-    let data: Vec<IterationData> = dirs.iter().map(|d| read_iteration(d)).collect::<Result<_>>()?;
+    let data: Vec<IterationData> = dirs
+        .iter()
+        .map(|d| read_iteration(d))
+        .collect::<Result<_>>()?;
     Ok(converge(&data, t))
 }
 
@@ -122,16 +139,29 @@ pub fn converge(data: &[IterationData], t: Thresholds) -> Convergence {
     for (i, it) in data.iter().enumerate() {
         let m = &it.merged;
         let (jac, spear) = match i.checked_sub(1).map(|p| &data[p].merged) {
-            Some(prev) => (Some(jaccard(&hot_set(prev), &hot_set(m))), Some(inherent_rank_correlation(prev, m))),
+            Some(prev) => (
+                Some(jaccard(&hot_set(prev), &hot_set(m))),
+                Some(inherent_rank_correlation(prev, m)),
+            ),
             None => (None, None),
         };
-        meets.push(jac.is_some_and(|j| j >= t.min_jaccard) && spear.is_some_and(|s| s >= t.min_spearman));
+        meets.push(
+            jac.is_some_and(|j| j >= t.min_jaccard) && spear.is_some_and(|s| s >= t.min_spearman),
+        );
         iterations.push(Iteration {
             dir: it.dir.clone(),
             snapshots: m.files.len(),
-            installed: m.funcs.iter().filter(|f| f.state != ProbeState::Rejected).count(),
+            installed: m
+                .funcs
+                .iter()
+                .filter(|f| f.state != ProbeState::Rejected)
+                .count(),
             probe_set: it.probe_set,
-            hot: m.funcs.iter().filter(|f| f.state == ProbeState::Hot).count(),
+            hot: m
+                .funcs
+                .iter()
+                .filter(|f| f.state == ProbeState::Hot)
+                .count(),
             jaccard: jac,
             spearman: spear,
         });
@@ -162,7 +192,13 @@ pub fn converge(data: &[IterationData], t: Thresholds) -> Convergence {
             )
         }
     };
-    Convergence { iterations, thresholds: t, settled, settled_since, verdict }
+    Convergence {
+        iterations,
+        thresholds: t,
+        settled,
+        settled_since,
+        verdict,
+    }
 }
 
 fn fmt3(v: Option<f64>) -> String {
@@ -170,12 +206,23 @@ fn fmt3(v: Option<f64>) -> String {
 }
 
 pub fn run(args: &ConvergeArgs, out: &mut dyn Write) -> Result<i32> {
-    for (name, v) in [("--min-jaccard", args.min_jaccard), ("--min-spearman", args.min_spearman)] {
+    for (name, v) in [
+        ("--min-jaccard", args.min_jaccard),
+        ("--min-spearman", args.min_spearman),
+    ] {
         if !(-1.0..=1.0).contains(&v) {
-            return Err(CliError::usage(format!("{name} {v} is out of range (-1 to 1)")));
+            return Err(CliError::usage(format!(
+                "{name} {v} is out of range (-1 to 1)"
+            )));
         }
     }
-    let c = converge_dirs(&args.dirs, Thresholds { min_jaccard: args.min_jaccard, min_spearman: args.min_spearman })?;
+    let c = converge_dirs(
+        &args.dirs,
+        Thresholds {
+            min_jaccard: args.min_jaccard,
+            min_spearman: args.min_spearman,
+        },
+    )?;
     match args.format {
         ConvergeFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, &c).map_err(std::io::Error::from)?;
@@ -197,7 +244,9 @@ pub fn run(args: &ConvergeArgs, out: &mut dyn Write) -> Result<i32> {
                 t.push(vec![
                     (i + 1).to_string().into(),
                     it.snapshots.to_string().into(),
-                    it.probe_set.map_or("-".to_string(), |n| n.to_string()).into(),
+                    it.probe_set
+                        .map_or("-".to_string(), |n| n.to_string())
+                        .into(),
                     it.installed.to_string().into(),
                     it.hot.to_string().into(),
                     fmt3(it.jaccard).into(),
@@ -205,8 +254,16 @@ pub fn run(args: &ConvergeArgs, out: &mut dyn Write) -> Result<i32> {
                     it.dir.display().to_string().into(),
                 ]);
             }
-            write!(out, "{}", t.render(Some(crate::output::table_width()), color))?;
-            let style = if c.settled { Style::Green } else { Style::Yellow };
+            write!(
+                out,
+                "{}",
+                t.render(Some(crate::output::table_width()), color)
+            )?;
+            let style = if c.settled {
+                Style::Green
+            } else {
+                Style::Yellow
+            };
             writeln!(out, "\n{}", style.paint(&c.verdict, color))?;
         }
     }

@@ -186,11 +186,17 @@ impl FuncDiff {
 
     /// Whether the change of `m` passes the noise floor.
     pub fn significant(&self, m: Metric, noise: Noise) -> bool {
-        self.change(m).is_some_and(|(x, y, rel)| rel.abs() >= noise.relative && (!m.is_time() || (y - x).abs() >= noise.floor_ns) && x != y)
+        self.change(m).is_some_and(|(x, y, rel)| {
+            rel.abs() >= noise.relative
+                && (!m.is_time() || (y - x).abs() >= noise.floor_ns)
+                && x != y
+        })
     }
 
     pub fn changed(&self, noise: Noise) -> bool {
-        [Metric::Count, Metric::Avg, Metric::AvgInherent].iter().any(|&m| self.significant(m, noise))
+        [Metric::Count, Metric::Avg, Metric::AvgInherent]
+            .iter()
+            .any(|&m| self.significant(m, noise))
     }
 }
 
@@ -223,18 +229,39 @@ pub struct Diff {
 pub fn compare(a: &Merged, b: &Merged, noise: Noise) -> Diff {
     let mut map: BTreeMap<&FuncKey, FuncDiff> = BTreeMap::new();
     for f in &a.funcs {
-        map.insert(&f.key, FuncDiff { key: f.key.clone(), name: f.display_name(), a: Some(Side::of(f)), b: None });
+        map.insert(
+            &f.key,
+            FuncDiff {
+                key: f.key.clone(),
+                name: f.display_name(),
+                a: Some(Side::of(f)),
+                b: None,
+            },
+        );
     }
     for f in &b.funcs {
-        map.entry(&f.key).or_insert_with(|| FuncDiff { key: f.key.clone(), name: f.display_name(), a: None, b: None }).b = Some(Side::of(f));
+        map.entry(&f.key)
+            .or_insert_with(|| FuncDiff {
+                key: f.key.clone(),
+                name: f.display_name(),
+                a: None,
+                b: None,
+            })
+            .b = Some(Side::of(f));
     }
     let funcs: Vec<FuncDiff> = map.into_values().collect();
     let (hot_a, hot_b) = (hot_set(a), hot_set(b));
     let summary = Summary {
         functions_a: funcs.iter().filter(|f| f.probed_a()).count(),
         functions_b: funcs.iter().filter(|f| f.probed_b()).count(),
-        added: funcs.iter().filter(|f| f.probed_b() && !f.probed_a()).count(),
-        removed: funcs.iter().filter(|f| f.probed_a() && !f.probed_b()).count(),
+        added: funcs
+            .iter()
+            .filter(|f| f.probed_b() && !f.probed_a())
+            .count(),
+        removed: funcs
+            .iter()
+            .filter(|f| f.probed_a() && !f.probed_b())
+            .count(),
         hot_a: hot_a.len(),
         hot_b: hot_b.len(),
         hot_added: hot_b.difference(&hot_a).count(),
@@ -254,19 +281,33 @@ pub fn compare(a: &Merged, b: &Merged, noise: Noise) -> Diff {
         ));
     }
     if a.backends != b.backends {
-        notes.push(format!("A used backend {} and B backend {}: times are not directly comparable", join_set(&a.backends), join_set(&b.backends)));
+        notes.push(format!(
+            "A used backend {} and B backend {}: times are not directly comparable",
+            join_set(&a.backends),
+            join_set(&b.backends)
+        ));
     }
     if a.hotspot != b.hotspot {
-        notes.push("the score cards differ (config.hotspot): hot sets are not directly comparable".into());
+        notes.push(
+            "the score cards differ (config.hotspot): hot sets are not directly comparable".into(),
+        );
     }
     if !a.exact() || !b.exact() {
         notes.push("unmetered calls or lost records on one side: counts are not exact".into());
     }
-    Diff { funcs, summary, notes }
+    Diff {
+        funcs,
+        summary,
+        notes,
+    }
 }
 
 fn join_set(s: &std::collections::BTreeSet<String>) -> String {
-    let v: Vec<&str> = s.iter().map(String::as_str).map(|x| if x.is_empty() { "unknown" } else { x }).collect();
+    let v: Vec<&str> = s
+        .iter()
+        .map(String::as_str)
+        .map(|x| if x.is_empty() { "unknown" } else { x })
+        .collect();
     v.join("+")
 }
 
@@ -287,7 +328,9 @@ pub fn evaluate(d: &Diff, conditions: &[Condition], noise: Noise) -> Vec<Failure
         if c.metric.per_function() {
             let mut hits = Vec::new();
             for f in &d.funcs {
-                let Some((x, y, rel)) = f.change(c.metric) else { continue };
+                let Some((x, y, rel)) = f.change(c.metric) else {
+                    continue;
+                };
                 if c.metric.is_time() && (y - x).abs() < noise.floor_ns {
                     continue;
                 }
@@ -297,7 +340,10 @@ pub fn evaluate(d: &Diff, conditions: &[Condition], noise: Noise) -> Vec<Failure
                     }
                     (rel, fmt_pct(rel))
                 } else if c.metric.is_time() {
-                    (y - x, format!("{}{}", if y >= x { "+" } else { "" }, fmt_ns(y - x)))
+                    (
+                        y - x,
+                        format!("{}{}", if y >= x { "+" } else { "" }, fmt_ns(y - x)),
+                    )
                 } else {
                     (y - x, format!("{:+}", y - x))
                 };
@@ -306,7 +352,11 @@ pub fn evaluate(d: &Diff, conditions: &[Condition], noise: Noise) -> Vec<Failure
                 }
             }
             if !hits.is_empty() {
-                failures.push(Failure { condition: c.text.clone(), value: None, functions: hits });
+                failures.push(Failure {
+                    condition: c.text.clone(),
+                    value: None,
+                    functions: hits,
+                });
             }
         } else {
             let s = &d.summary;
@@ -320,7 +370,11 @@ pub fn evaluate(d: &Diff, conditions: &[Condition], noise: Noise) -> Vec<Failure
                 _ => s.spearman,
             };
             if c.op.holds(v, c.value) {
-                failures.push(Failure { condition: c.text.clone(), value: Some(v), functions: Vec::new() });
+                failures.push(Failure {
+                    condition: c.text.clone(),
+                    value: Some(v),
+                    functions: Vec::new(),
+                });
             }
         }
     }
@@ -345,28 +399,61 @@ struct JsonDiff<'a> {
 
 pub fn run(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
     let conditions = failif::parse_all(&args.fail_if).map_err(CliError::usage)?;
-    if !(args.noise >= 0.0) || !args.noise.is_finite() {
-        return Err(CliError::usage(format!("--noise {} is not a percentage", args.noise)));
+    if args.noise.is_nan() || args.noise < 0.0 || !args.noise.is_finite() {
+        return Err(CliError::usage(format!(
+            "--noise {} is not a percentage",
+            args.noise
+        )));
     }
     let floor_ns = parse_duration_ns(&args.noise_floor)
         .filter(|v| *v >= 0.0)
-        .ok_or_else(|| CliError::usage(format!("--noise-floor `{}` is not a duration (e.g. 50ns, 1us)", args.noise_floor)))?;
-    let noise = Noise { relative: args.noise / 100.0, floor_ns };
+        .ok_or_else(|| {
+            CliError::usage(format!(
+                "--noise-floor `{}` is not a duration (e.g. 50ns, 1us)",
+                args.noise_floor
+            ))
+        })?;
+    let noise = Noise {
+        relative: args.noise / 100.0,
+        floor_ns,
+    };
     let include = glob_list(&args.include, "--include")?;
     let exclude = glob_list(&args.exclude, "--exclude")?;
     let mut a = merge(load_light(std::slice::from_ref(&args.a))?);
     let mut b = merge(load_light(std::slice::from_ref(&args.b))?);
     for m in [&mut a, &mut b] {
-        m.funcs.retain(|f| include.as_ref().map_or(true, |g| name_matches(g, f)) && !exclude.as_ref().is_some_and(|g| name_matches(g, f)));
+        m.funcs.retain(|f| {
+            include.as_ref().map_or(true, |g| name_matches(g, f))
+                && !exclude.as_ref().is_some_and(|g| name_matches(g, f))
+        });
     }
     let d = compare(&a, &b, noise);
     let failures = evaluate(&d, &conditions, noise);
-    let added: Vec<&FuncDiff> = d.funcs.iter().filter(|f| f.probed_b() && !f.probed_a()).collect();
-    let removed: Vec<&FuncDiff> = d.funcs.iter().filter(|f| f.probed_a() && !f.probed_b()).collect();
-    let state_changes: Vec<&FuncDiff> = d.funcs.iter().filter(|f| f.probed_a() && f.probed_b() && f.hot_a() != f.hot_b()).collect();
+    let added: Vec<&FuncDiff> = d
+        .funcs
+        .iter()
+        .filter(|f| f.probed_b() && !f.probed_a())
+        .collect();
+    let removed: Vec<&FuncDiff> = d
+        .funcs
+        .iter()
+        .filter(|f| f.probed_a() && !f.probed_b())
+        .collect();
+    let state_changes: Vec<&FuncDiff> = d
+        .funcs
+        .iter()
+        .filter(|f| f.probed_a() && f.probed_b() && f.hot_a() != f.hot_b())
+        .collect();
     let mut changed: Vec<&FuncDiff> = d.funcs.iter().filter(|f| f.changed(noise)).collect();
-    let impact = |f: &FuncDiff| f.change(Metric::Inherent).map_or(0.0, |(x, y, _)| (y - x).abs());
-    changed.sort_by(|x, y| impact(y).total_cmp(&impact(x)).then_with(|| x.key.cmp(&y.key)));
+    let impact = |f: &FuncDiff| {
+        f.change(Metric::Inherent)
+            .map_or(0.0, |(x, y, _)| (y - x).abs())
+    };
+    changed.sort_by(|x, y| {
+        impact(y)
+            .total_cmp(&impact(x))
+            .then_with(|| x.key.cmp(&y.key))
+    });
     let changed_total = changed.len();
     if let Some(n) = args.top {
         changed.truncate(n);
@@ -393,18 +480,46 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         }
         DiffFormat::Table => {
             let color = color_enabled(args.color);
-            let view = TableView { d: &d, ha: &ha, hb: &hb, added: &added, removed: &removed, state_changes: &state_changes, changed: &changed };
+            let view = TableView {
+                d: &d,
+                ha: &ha,
+                hb: &hb,
+                added: &added,
+                removed: &removed,
+                state_changes: &state_changes,
+                changed: &changed,
+            };
             view.write(out, args, noise, changed_total, color)?;
         }
     }
     out.flush()?;
     for f in &failures {
         if let Some(v) = f.value {
-            writeln!(err, "hotprobe: fail-if `{}` holds: the value is {}", f.condition, round3(v))?;
+            writeln!(
+                err,
+                "hotprobe: fail-if `{}` holds: the value is {}",
+                f.condition,
+                round3(v)
+            )?;
         } else {
-            let list: Vec<String> = f.functions.iter().take(10).map(|(n, c)| format!("{n} ({c})")).collect();
-            let more = if f.functions.len() > 10 { format!(", and {} more", f.functions.len() - 10) } else { String::new() };
-            writeln!(err, "hotprobe: fail-if `{}` holds for {}: {}{more}", f.condition, plural(f.functions.len(), "function"), list.join(", "))?;
+            let list: Vec<String> = f
+                .functions
+                .iter()
+                .take(10)
+                .map(|(n, c)| format!("{n} ({c})"))
+                .collect();
+            let more = if f.functions.len() > 10 {
+                format!(", and {} more", f.functions.len() - 10)
+            } else {
+                String::new()
+            };
+            writeln!(
+                err,
+                "hotprobe: fail-if `{}` holds for {}: {}{more}",
+                f.condition,
+                plural(f.functions.len(), "function"),
+                list.join(", ")
+            )?;
         }
     }
     Ok(if failures.is_empty() { 0 } else { 1 })
@@ -429,10 +544,25 @@ struct TableView<'a> {
 const LIST_LIMIT: usize = 20;
 
 impl TableView<'_> {
-    fn write(&self, out: &mut dyn Write, args: &DiffArgs, noise: Noise, changed_total: usize, color: bool) -> std::io::Result<()> {
+    fn write(
+        &self,
+        out: &mut dyn Write,
+        args: &DiffArgs,
+        noise: Noise,
+        changed_total: usize,
+        color: bool,
+    ) -> std::io::Result<()> {
         let s = &self.d.summary;
-        writeln!(out, "{}", Style::Bold.paint(&format!("A: {}", side_line(self.ha, &args.a)), color))?;
-        writeln!(out, "{}", Style::Bold.paint(&format!("B: {}", side_line(self.hb, &args.b)), color))?;
+        writeln!(
+            out,
+            "{}",
+            Style::Bold.paint(&format!("A: {}", side_line(self.ha, &args.a)), color)
+        )?;
+        writeln!(
+            out,
+            "{}",
+            Style::Bold.paint(&format!("B: {}", side_line(self.hb, &args.b)), color)
+        )?;
         for n in &self.d.notes {
             writeln!(out, "note: {n}")?;
         }
@@ -445,7 +575,12 @@ impl TableView<'_> {
             s.hot_removed,
             round3(s.jaccard),
             round3(s.spearman),
-            self.d.funcs.iter().filter(|f| f.a.as_ref().is_some_and(|x| x.count > 0) || f.b.as_ref().is_some_and(|x| x.count > 0)).count()
+            self.d
+                .funcs
+                .iter()
+                .filter(|f| f.a.as_ref().is_some_and(|x| x.count > 0)
+                    || f.b.as_ref().is_some_and(|x| x.count > 0))
+                .count()
         )?;
         writeln!(
             out,
@@ -460,34 +595,74 @@ impl TableView<'_> {
             args.noise,
             fmt_ns(noise.floor_ns)
         )?;
-        if self.added.is_empty() && self.removed.is_empty() && self.state_changes.is_empty() && self.changed.is_empty() {
+        if self.added.is_empty()
+            && self.removed.is_empty()
+            && self.state_changes.is_empty()
+            && self.changed.is_empty()
+        {
             writeln!(out, "\nno change beyond the noise floor")?;
             return Ok(());
         }
-        let state = |x: &Option<Side>| x.as_ref().map_or("absent".to_string(), |s| s.state.as_str().to_string());
+        let state = |x: &Option<Side>| {
+            x.as_ref()
+                .map_or("absent".to_string(), |s| s.state.as_str().to_string())
+        };
         if !self.state_changes.is_empty() {
             writeln!(out, "\n{}", Style::Bold.paint("State changes", color))?;
             for f in self.state_changes {
-                let (label, style) = if f.hot_b() { ("gone hot ", Style::Red) } else { ("gone cold", Style::Green) };
-                writeln!(out, "  {}  {} ({} → {})", style.paint(label, color), f.name, state(&f.a), state(&f.b))?;
+                let (label, style) = if f.hot_b() {
+                    ("gone hot ", Style::Red)
+                } else {
+                    ("gone cold", Style::Green)
+                };
+                writeln!(
+                    out,
+                    "  {}  {} ({} → {})",
+                    style.paint(label, color),
+                    f.name,
+                    state(&f.a),
+                    state(&f.b)
+                )?;
             }
         }
-        for (title, list, side_b) in [("Added", self.added, true), ("Removed", self.removed, false)] {
+        for (title, list, side_b) in [
+            ("Added", self.added, true),
+            ("Removed", self.removed, false),
+        ] {
             if list.is_empty() {
                 continue;
             }
-            writeln!(out, "\n{}", Style::Bold.paint(&format!("{title} ({})", list.len()), color))?;
+            writeln!(
+                out,
+                "\n{}",
+                Style::Bold.paint(&format!("{title} ({})", list.len()), color)
+            )?;
             for f in list.iter().take(LIST_LIMIT) {
                 let side = if side_b { &f.b } else { &f.a };
-                let detail = side.as_ref().map_or(String::new(), |s| format!("{}, {} calls, {} inherent", s.state, fmt_count(s.count), fmt_ns(s.inherent_ns as f64)));
+                let detail = side.as_ref().map_or(String::new(), |s| {
+                    format!(
+                        "{}, {} calls, {} inherent",
+                        s.state,
+                        fmt_count(s.count),
+                        fmt_ns(s.inherent_ns as f64)
+                    )
+                });
                 writeln!(out, "  {}  ({detail})", f.name)?;
             }
             if list.len() > LIST_LIMIT {
-                writeln!(out, "  … and {} more (--format json lists all)", list.len() - LIST_LIMIT)?;
+                writeln!(
+                    out,
+                    "  … and {} more (--format json lists all)",
+                    list.len() - LIST_LIMIT
+                )?;
             }
         }
         if !self.changed.is_empty() {
-            writeln!(out, "\n{}", Style::Bold.paint(&format!("Changed ({changed_total})"), color))?;
+            writeln!(
+                out,
+                "\n{}",
+                Style::Bold.paint(&format!("Changed ({changed_total})"), color)
+            )?;
             let mut t = Table::new(vec![
                 Column::right("Count"),
                 Column::right("Δ"),
@@ -499,9 +674,17 @@ impl TableView<'_> {
             ]);
             for f in self.changed {
                 let mut row = Vec::new();
-                for (m, time) in [(Metric::Count, false), (Metric::Avg, true), (Metric::AvgInherent, true)] {
+                for (m, time) in [
+                    (Metric::Count, false),
+                    (Metric::Avg, true),
+                    (Metric::AvgInherent, true),
+                ] {
                     let (_, y, rel) = f.change(m).unwrap_or((0.0, 0.0, 0.0));
-                    row.push(Cell::new(if time { fmt_ns(y) } else { fmt_count(y as u64) }));
+                    row.push(Cell::new(if time {
+                        fmt_ns(y)
+                    } else {
+                        fmt_count(y as u64)
+                    }));
                     let sig = f.significant(m, noise);
                     // For times, up is worse; for counts, neither.
                     let style = match (sig, time, rel > 0.0) {
@@ -515,11 +698,22 @@ impl TableView<'_> {
                 row.push(Cell::new(f.name.clone()));
                 t.push(row);
             }
-            write!(out, "{}", t.render(if args.wide { None } else { Some(table_width()) }, color))?;
+            write!(
+                out,
+                "{}",
+                t.render(if args.wide { None } else { Some(table_width()) }, color)
+            )?;
             if changed_total > self.changed.len() {
-                writeln!(out, "… and {} more (--top)", changed_total - self.changed.len())?;
+                writeln!(
+                    out,
+                    "… and {} more (--top)",
+                    changed_total - self.changed.len()
+                )?;
             }
-            writeln!(out, "Count, Avg and Avg (I) are B's; Δ is the change from A.")?;
+            writeln!(
+                out,
+                "Count, Avg and Avg (I) are B's; Δ is the change from A."
+            )?;
         }
         Ok(())
     }
@@ -529,8 +723,16 @@ fn side_line(h: &Header, path: &std::path::Path) -> String {
     format!(
         "{} · {} · {} · agent {}",
         path.display(),
-        if h.executables.is_empty() { "(unknown executable)".to_string() } else { h.executables.join(", ") },
+        if h.executables.is_empty() {
+            "(unknown executable)".to_string()
+        } else {
+            h.executables.join(", ")
+        },
         plural(h.snapshots, "snapshot"),
-        h.agent_versions.iter().map(|v| if v.is_empty() { "unknown" } else { v.as_str() }).collect::<Vec<_>>().join("+")
+        h.agent_versions
+            .iter()
+            .map(|v| if v.is_empty() { "unknown" } else { v.as_str() })
+            .collect::<Vec<_>>()
+            .join("+")
     )
 }

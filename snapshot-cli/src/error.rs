@@ -19,15 +19,24 @@ pub type Result<T> = std::result::Result<T, CliError>;
 
 impl CliError {
     pub fn usage(message: impl Into<String>) -> CliError {
-        CliError { code: EXIT_USAGE, message: message.into() }
+        CliError {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
     }
 
     pub fn failure(message: impl Into<String>) -> CliError {
-        CliError { code: EXIT_FAILURE, message: message.into() }
+        CliError {
+            code: EXIT_FAILURE,
+            message: message.into(),
+        }
     }
 
     pub fn with_code(code: i32, message: impl Into<String>) -> CliError {
-        CliError { code, message: message.into() }
+        CliError {
+            code,
+            message: message.into(),
+        }
     }
 
     /// Writing to a closed pipe (`hotprobe report … | head`) ends quietly.
@@ -47,7 +56,10 @@ impl std::error::Error for CliError {}
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> CliError {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            CliError { code: 0, message: String::new() }
+            CliError {
+                code: 0,
+                message: String::new(),
+            }
         } else {
             CliError::failure(format!("cannot write output: {e}"))
         }

@@ -51,7 +51,10 @@ struct Strings {
 
 impl Strings {
     fn new() -> Strings {
-        Strings { table: vec![String::new()], index: HashMap::from([(String::new(), 0)]) }
+        Strings {
+            table: vec![String::new()],
+            index: HashMap::from([(String::new(), 0)]),
+        }
     }
     fn id(&mut self, s: &str) -> i64 {
         if let Some(&i) = self.index.get(s) {
@@ -67,7 +70,11 @@ impl Strings {
 /// `file.c:12` → (`file.c`, 12); a source without a line number → (source, 0).
 fn split_source(source: &str) -> (&str, i64) {
     match source.rsplit_once(':') {
-        Some((file, line)) if !file.is_empty() && line.chars().all(|c| c.is_ascii_digit()) && !line.is_empty() => (file, line.parse().unwrap_or(0)),
+        Some((file, line))
+            if !file.is_empty() && line.chars().all(|c| c.is_ascii_digit()) && !line.is_empty() =>
+        {
+            (file, line.parse().unwrap_or(0))
+        }
         _ => (source, 0),
     }
 }
@@ -76,8 +83,20 @@ fn split_source(source: &str) -> (&str, i64) {
 pub fn profile(st: &Stacks) -> Profile {
     let mut s = Strings::new();
     let mut p = Profile {
-        sample_type: vec![ValueType { r#type: s.id("calls"), unit: s.id("count") }, ValueType { r#type: s.id("inherent"), unit: s.id("nanoseconds") }],
-        period_type: Some(ValueType { r#type: s.id("inherent"), unit: s.id("nanoseconds") }),
+        sample_type: vec![
+            ValueType {
+                r#type: s.id("calls"),
+                unit: s.id("count"),
+            },
+            ValueType {
+                r#type: s.id("inherent"),
+                unit: s.id("nanoseconds"),
+            },
+        ],
+        period_type: Some(ValueType {
+            r#type: s.id("inherent"),
+            unit: s.id("nanoseconds"),
+        }),
         period: 1,
         time_nanos: st.started_unix_ns as i64,
         duration_nanos: st.duration_ns as i64,
@@ -85,9 +104,15 @@ pub fn profile(st: &Stacks) -> Profile {
     };
     p.default_sample_type = s.id("inherent");
     let pids: Vec<String> = st.pids.iter().take(20).map(u32::to_string).collect();
-    p.comment.push(s.id(&format!("hotprobe export of {} (pid {})", st.executables.join(", "), pids.join(", "))));
+    p.comment.push(s.id(&format!(
+        "hotprobe export of {} (pid {})",
+        st.executables.join(", "),
+        pids.join(", ")
+    )));
     if st.truncated {
-        p.comment.push(s.id("calling contexts were truncated: deep paths are folded into their parents"));
+        p.comment.push(
+            s.id("calling contexts were truncated: deep paths are folded into their parents"),
+        );
     }
     let mut mapping_of: HashMap<&str, u64> = HashMap::new();
     for f in &st.frames {
@@ -100,7 +125,10 @@ pub fn profile(st: &Stacks) -> Profile {
                 build_id: st.build_ids.get(&f.module_path).map_or(0, |b| s.id(b)),
                 has_functions: true,
                 has_filenames: true,
-                has_line_numbers: st.frames.iter().any(|g| g.module_path == f.module_path && g.source.is_some()),
+                has_line_numbers: st
+                    .frames
+                    .iter()
+                    .any(|g| g.module_path == f.module_path && g.source.is_some()),
                 ..Mapping::default()
             });
         }
@@ -111,12 +139,22 @@ pub fn profile(st: &Stacks) -> Profile {
             Some(src) => split_source(src),
             None => (f.module_path.as_str(), 0),
         };
-        p.function.push(Function { id, name: s.id(&f.name), system_name: s.id(&f.symbol), filename: s.id(file), start_line: line });
+        p.function.push(Function {
+            id,
+            name: s.id(&f.name),
+            system_name: s.id(&f.symbol),
+            filename: s.id(file),
+            start_line: line,
+        });
         p.location.push(Location {
             id,
             mapping_id: mapping_of.get(f.module_path.as_str()).copied().unwrap_or(0),
             address: f.offset,
-            line: vec![Line { function_id: id, line, column: 0 }],
+            line: vec![Line {
+                function_id: id,
+                line,
+                column: 0,
+            }],
             is_folded: false,
         });
     }
@@ -169,13 +207,18 @@ mod tests {
     #[test]
     fn round_trips_through_prost() {
         let inputs = crate::load::Inputs {
-            snapshots: vec![crate::load::Loaded { path: "s.json".into(), snap: crate::fixture::server(5) }],
+            snapshots: vec![crate::load::Loaded {
+                path: "s.json".into(),
+                snap: crate::fixture::server(5),
+            }],
             superseded: vec![],
         };
         let st = collect(&inputs).unwrap();
         let gz = encode_gz(&profile(&st));
         let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut raw).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut raw)
+            .unwrap();
         let p: Profile = prost::Message::decode(&raw[..]).unwrap();
         let name = |id: u64| {
             let f = &p.function[id as usize - 1];
@@ -184,11 +227,18 @@ mod tests {
         assert_eq!(p.string_table[0], "");
         assert_eq!(p.sample.len(), crate::fixture::CONTEXTS.len());
         let deepest = p.sample.iter().find(|s| s.location_id.len() == 8).unwrap();
-        let names: Vec<String> = deepest.location_id.iter().map(|&l| name(p.location[l as usize - 1].line[0].function_id)).collect();
+        let names: Vec<String> = deepest
+            .location_id
+            .iter()
+            .map(|&l| name(p.location[l as usize - 1].line[0].function_id))
+            .collect();
         assert_eq!(names[0], "compare#2");
         assert_eq!(names.last().unwrap(), "main");
         assert_eq!(deepest.value, vec![5_000, 5_000 * 30]);
         let total: i64 = p.sample.iter().map(|s| s.value[1]).sum();
-        assert_eq!(total as u64, st.stacks.values().map(|w| w.inherent_ns).sum::<u64>());
+        assert_eq!(
+            total as u64,
+            st.stacks.values().map(|w| w.inherent_ns).sum::<u64>()
+        );
     }
 }

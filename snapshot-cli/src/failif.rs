@@ -51,7 +51,16 @@ impl Metric {
     }
 
     pub fn per_function(self) -> bool {
-        matches!(self, Metric::Count | Metric::Avg | Metric::AvgInherent | Metric::Total | Metric::Inherent | Metric::P99 | Metric::Max)
+        matches!(
+            self,
+            Metric::Count
+                | Metric::Avg
+                | Metric::AvgInherent
+                | Metric::Total
+                | Metric::Inherent
+                | Metric::P99
+                | Metric::Max
+        )
     }
 
     /// Whether the metric is a time (ns), so units and the noise floor apply.
@@ -98,7 +107,13 @@ impl fmt::Display for Condition {
 
 /// Parses every `--fail-if` value (each may hold several, comma-separated).
 pub fn parse_all(values: &[String]) -> Result<Vec<Condition>, String> {
-    values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(parse).collect()
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(parse)
+        .collect()
 }
 
 pub fn parse(text: &str) -> Result<Condition, String> {
@@ -116,29 +131,46 @@ pub fn parse(text: &str) -> Result<Condition, String> {
             };
             (p, op, o.len())
         })
-        .ok_or_else(|| bad("no comparison; write METRIC>VALUE or METRIC<VALUE, e.g. avg_inherent>+10%".into()))?;
+        .ok_or_else(|| {
+            bad("no comparison; write METRIC>VALUE or METRIC<VALUE, e.g. avg_inherent>+10%".into())
+        })?;
     let name = text[..pos].trim();
     let value = text[pos + len..].trim();
-    let metric = Metric::parse(name).ok_or_else(|| bad(format!("unknown metric `{name}`; per function: {PER_FUNCTION}; overall: {GLOBAL}")))?;
+    let metric = Metric::parse(name).ok_or_else(|| {
+        bad(format!(
+            "unknown metric `{name}`; per function: {PER_FUNCTION}; overall: {GLOBAL}"
+        ))
+    })?;
     if value.is_empty() {
         return Err(bad("no value after the comparison".into()));
     }
     let (relative, number_text, scale) = if let Some(n) = value.strip_suffix('%') {
         (true, n.trim(), 0.01)
     } else if metric.is_time() {
-        let (n, scale) = split_unit(value).ok_or_else(|| bad(format!("`{value}` is not a duration")))?;
+        let (n, scale) =
+            split_unit(value).ok_or_else(|| bad(format!("`{value}` is not a duration")))?;
         (false, n.trim(), scale)
     } else {
         (false, value, 1.0)
     };
     if relative && !metric.per_function() {
-        return Err(bad(format!("`{name}` is a plain number, not a change; drop the %")));
+        return Err(bad(format!(
+            "`{name}` is a plain number, not a change; drop the %"
+        )));
     }
-    let number: f64 = number_text.parse().map_err(|_| bad(format!("`{value}` is not a number")))?;
+    let number: f64 = number_text
+        .parse()
+        .map_err(|_| bad(format!("`{value}` is not a number")))?;
     if !number.is_finite() {
         return Err(bad(format!("`{value}` is not a finite number")));
     }
-    Ok(Condition { text: text.trim().to_string(), metric, op, value: number * scale, relative })
+    Ok(Condition {
+        text: text.trim().to_string(),
+        metric,
+        op,
+        value: number * scale,
+        relative,
+    })
 }
 
 #[cfg(test)]
@@ -148,7 +180,10 @@ mod tests {
     #[test]
     fn parses_conditions() {
         let c = parse("avg_inherent>+10%").unwrap();
-        assert_eq!((c.metric, c.op, c.relative), (Metric::AvgInherent, Op::Gt, true));
+        assert_eq!(
+            (c.metric, c.op, c.relative),
+            (Metric::AvgInherent, Op::Gt, true)
+        );
         assert!((c.value - 0.10).abs() < 1e-12);
         let c = parse("count < -20%").unwrap();
         assert_eq!((c.metric, c.op), (Metric::Count, Op::Lt));
@@ -157,14 +192,28 @@ mod tests {
         assert_eq!((c.op, c.relative, c.value), (Op::Ge, false, 2000.0));
         let c = parse("jaccard<0.9").unwrap();
         assert_eq!((c.metric, c.value), (Metric::Jaccard, 0.9));
-        assert_eq!(parse_all(&["hot_added>0,hot_removed>0".into(), "spearman<0.8".into()]).unwrap().len(), 3);
+        assert_eq!(
+            parse_all(&["hot_added>0,hot_removed>0".into(), "spearman<0.8".into()])
+                .unwrap()
+                .len(),
+            3
+        );
     }
 
     #[test]
     fn refuses_malformed() {
-        for bad in ["avg", "speed>1", "avg>", "avg>fast", "jaccard<90%", "count>1e999"] {
+        for bad in [
+            "avg",
+            "speed>1",
+            "avg>",
+            "avg>fast",
+            "jaccard<90%",
+            "count>1e999",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-        assert!(parse("speed>1").unwrap_err().contains("unknown metric `speed`"));
+        assert!(parse("speed>1")
+            .unwrap_err()
+            .contains("unknown metric `speed`"));
     }
 }

@@ -20,7 +20,10 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn ws(&mut self) {
         let rest = &self.b[self.i.min(self.b.len())..];
-        let n = rest.iter().position(|&c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t')).unwrap_or(rest.len());
+        let n = rest
+            .iter()
+            .position(|&c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
+            .unwrap_or(rest.len());
         self.i += n;
     }
 
@@ -80,8 +83,15 @@ impl<'a> Cursor<'a> {
     fn u64(&mut self) -> Option<u64> {
         self.ws();
         let rest = &self.b[self.i..];
-        let digits = rest.iter().position(|c| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 || digits > 20 || (digits > 1 && rest[0] == b'0') || matches!(rest.get(digits), Some(b'.' | b'e' | b'E')) {
+        let digits = rest
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0
+            || digits > 20
+            || (digits > 1 && rest[0] == b'0')
+            || matches!(rest.get(digits), Some(b'.' | b'e' | b'E'))
+        {
             return None;
         }
         let mut v: u64 = 0;
@@ -190,7 +200,9 @@ fn record(c: &mut Cursor, text: &mut String, last_module: &mut Span) -> Option<P
             3 => {
                 let raw = c.plain_string()?;
                 let prev = last_module.start() as usize;
-                p.module = if !last_module.is_empty() && text.as_bytes().get(prev..prev + last_module.len()) == Some(raw) {
+                p.module = if !last_module.is_empty()
+                    && text.as_bytes().get(prev..prev + last_module.len()) == Some(raw)
+                {
                     *last_module
                 } else {
                     let s = std::str::from_utf8(raw).ok()?;
@@ -262,13 +274,21 @@ mod tests {
             assert_eq!(end, json.len());
             t.to_records()
         });
-        (fast, serde_json::from_str::<ProbeTable>(json).ok().map(|t| t.to_records()))
+        (
+            fast,
+            serde_json::from_str::<ProbeTable>(json)
+                .ok()
+                .map(|t| t.to_records()),
+        )
     }
 
     #[test]
     fn agrees_with_serde_on_agent_output() {
         for s in [crate::fixture::server(3), crate::fixture::large(4, 500)] {
-            for json in [serde_json::to_string(&s.probes).unwrap(), serde_json::to_string_pretty(&s.probes).unwrap()] {
+            for json in [
+                serde_json::to_string(&s.probes).unwrap(),
+                serde_json::to_string_pretty(&s.probes).unwrap(),
+            ] {
                 let (fast, slow) = both(&json);
                 assert!(fast.is_some());
                 assert_eq!(fast, slow);
@@ -276,7 +296,9 @@ mod tests {
         }
         let (fast, slow) = both("[]");
         assert_eq!(fast, slow);
-        let (fast, slow) = both(r#"[{}, {"id": 1, "future": {"a": [1, "x"]}, "score": -5, "source": null, "disabled_at_ns": 7}]"#);
+        let (fast, slow) = both(
+            r#"[{}, {"id": 1, "future": {"a": [1, "x"]}, "score": -5, "source": null, "disabled_at_ns": 7}]"#,
+        );
         assert!(fast.is_some());
         assert_eq!(fast, slow);
     }

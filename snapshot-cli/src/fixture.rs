@@ -1,7 +1,9 @@
 //! Realistic snapshots built in code, shaped like the agent's: for tests,
 //! benchmarks and examples (the agent itself is built elsewhere).
 
-use hotprobe_config::snapshot::{AgentInfo, ContextNode, Edge, MeterInfo, Overhead, ProbeRecord, ProbeState, ProcessInfo, Reason};
+use hotprobe_config::snapshot::{
+    AgentInfo, ContextNode, Edge, MeterInfo, Overhead, ProbeRecord, ProbeState, ProcessInfo, Reason,
+};
 use hotprobe_config::{Settings, Snapshot};
 use std::path::{Path, PathBuf};
 
@@ -20,8 +22,21 @@ pub struct FnSpec {
     pub source: Option<&'static str>,
 }
 
-const fn f(name: &'static str, symbol: &'static str, module: &'static str, offset: u64, state: ProbeState) -> FnSpec {
-    FnSpec { name, symbol, module, offset, state, source: None }
+const fn f(
+    name: &'static str,
+    symbol: &'static str,
+    module: &'static str,
+    offset: u64,
+    state: ProbeState,
+) -> FnSpec {
+    FnSpec {
+        name,
+        symbol,
+        module,
+        offset,
+        state,
+        source: None,
+    }
 }
 
 /// The fixture program's functions; probe ids are the indices.
@@ -52,22 +67,22 @@ pub const FUNCTIONS: &[FnSpec] = &[
 
 /// The calling-context tree: (probe, parent node index, calls, inherent ns per call).
 pub const CONTEXTS: &[(u32, Option<usize>, u64, u64)] = &[
-    (0, None, 1, 50_000),          // 0 main
-    (1, Some(0), 1, 2_000_000),    // 1 main;aeMain
-    (2, Some(1), 10_000, 800),     // 2 …;processCommand
-    (3, Some(2), 10_000, 300),     // 3 …;processCommand;call
-    (4, Some(3), 6_000, 200),      // 4 …;call;getCommand
-    (5, Some(4), 6_000, 150),      // 5 …;getCommand;lookupKey
-    (6, Some(5), 6_000, 400),      // 6 …;lookupKey;dictFind
-    (7, Some(3), 4_000, 250),      // 7 …;call;setCommand
-    (8, Some(7), 4_000, 900),      // 8 …;setCommand;dictAdd
-    (6, Some(8), 4_000, 350),      // 9 …;dictAdd;dictFind
-    (9, Some(4), 1_500, 60),       // 10 …;getCommand;_addReplyToBuffer (disabled later)
-    (10, Some(8), 2_000, 40),      // 11 …;dictAdd;zmalloc (disabled later)
-    (11, Some(1), 3, 4_000),       // 12 main;aeMain;serverLog
-    (12, Some(6), 5_000, 30),      // 13 …;dictFind;compare#2
-    (13, Some(6), 500, 35),        // 14 …;dictFind;compare#1
-    (15, Some(5), 2_500, 500),     // 15 …;lookupKey;ns::Cache<…>::get
+    (0, None, 1, 50_000),       // 0 main
+    (1, Some(0), 1, 2_000_000), // 1 main;aeMain
+    (2, Some(1), 10_000, 800),  // 2 …;processCommand
+    (3, Some(2), 10_000, 300),  // 3 …;processCommand;call
+    (4, Some(3), 6_000, 200),   // 4 …;call;getCommand
+    (5, Some(4), 6_000, 150),   // 5 …;getCommand;lookupKey
+    (6, Some(5), 6_000, 400),   // 6 …;lookupKey;dictFind
+    (7, Some(3), 4_000, 250),   // 7 …;call;setCommand
+    (8, Some(7), 4_000, 900),   // 8 …;setCommand;dictAdd
+    (6, Some(8), 4_000, 350),   // 9 …;dictAdd;dictFind
+    (9, Some(4), 1_500, 60),    // 10 …;getCommand;_addReplyToBuffer (disabled later)
+    (10, Some(8), 2_000, 40),   // 11 …;dictAdd;zmalloc (disabled later)
+    (11, Some(1), 3, 4_000),    // 12 main;aeMain;serverLog
+    (12, Some(6), 5_000, 30),   // 13 …;dictFind;compare#2
+    (13, Some(6), 500, 35),     // 14 …;dictFind;compare#1
+    (15, Some(5), 2_500, 500),  // 15 …;lookupKey;ns::Cache<…>::get
 ];
 
 /// A snapshot of the fixture server, consistent throughout: probe totals
@@ -92,7 +107,9 @@ pub fn server(pid: u32) -> Snapshot {
             module: spec.module.into(),
             offset: spec.offset,
             size: 64,
-            source: spec.source.map(String::from).or_else(|| (spec.module == EXE).then(|| format!("src/{}.c:{}", spec.symbol, 10 + id))),
+            source: spec.source.map(String::from).or_else(|| {
+                (spec.module == EXE).then(|| format!("src/{}.c:{}", spec.symbol, 10 + id))
+            }),
             state: spec.state,
             reason: match spec.state {
                 ProbeState::Rejected => Some("too small: 4 bytes, a probe needs 5".into()),
@@ -119,13 +136,29 @@ pub fn server(pid: u32) -> Snapshot {
         p.max_inclusive_ns = p.max_inclusive_ns.max(per_call * 4);
         p.p50_inclusive_ns = p.p50_inclusive_ns.max(per_call);
         p.p99_inclusive_ns = p.p99_inclusive_ns.max(per_call * 2);
-        contexts.push(ContextNode { id: i as u32, parent: parent.map(|x| x as u32), probe, count: calls, inclusive_ns: inclusive[i], inherent_ns: calls * inh });
+        contexts.push(ContextNode {
+            id: i as u32,
+            parent: parent.map(|x| x as u32),
+            probe,
+            count: calls,
+            inclusive_ns: inclusive[i],
+            inherent_ns: calls * inh,
+        });
         if let Some(parent) = parent {
-            edges.push(Edge { caller: CONTEXTS[parent].0, callee: probe, count: calls, inclusive_ns: inclusive[i] });
+            edges.push(Edge {
+                caller: CONTEXTS[parent].0,
+                callee: probe,
+                count: calls,
+                inclusive_ns: inclusive[i],
+            });
         }
     }
     Snapshot {
-        agent: AgentInfo { version: "0.1.0".into(), backend: "inline".into(), problem: None },
+        agent: AgentInfo {
+            version: "0.1.0".into(),
+            backend: "inline".into(),
+            problem: None,
+        },
         process: ProcessInfo {
             pid,
             ppid: 1,
@@ -136,13 +169,26 @@ pub fn server(pid: u32) -> Snapshot {
             duration_ns: inclusive[0] + 1_000_000,
             reason: Reason::Exit,
             signal: None,
-            taken_unix_ns: 1_700_000_000_000_000_000 + pid as u64 * 1_000_000 + inclusive[0] + 1_000_000,
+            taken_unix_ns: 1_700_000_000_000_000_000
+                + pid as u64 * 1_000_000
+                + inclusive[0]
+                + 1_000_000,
             sequence: 1,
             forked_from: None,
         },
         config: Settings::default(),
-        overhead: Overhead { probe_ns: 14.0, inner_ns: 6.0, compensated: true },
-        meter: MeterInfo { clock: "tsc".into(), tsc_hz: Some(2.4e9), memory_bytes: 1 << 20, threads: 4, ..Default::default() },
+        overhead: Overhead {
+            probe_ns: 14.0,
+            inner_ns: 6.0,
+            compensated: true,
+        },
+        meter: MeterInfo {
+            clock: "tsc".into(),
+            tsc_hz: Some(2.4e9),
+            memory_bytes: 1 << 20,
+            threads: 4,
+            ..Default::default()
+        },
         probes,
         edges,
         contexts,
@@ -152,7 +198,10 @@ pub fn server(pid: u32) -> Snapshot {
 
 /// The probe of the fixture with this name (the first, for `compare`).
 pub fn probe_mut<'a>(s: &'a mut Snapshot, name: &str) -> &'a mut ProbeRecord {
-    s.probes.iter_mut().find(|p| p.name == name).unwrap_or_else(|| panic!("fixture has no probe {name}"))
+    s.probes
+        .iter_mut()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("fixture has no probe {name}"))
 }
 
 /// Scales one function's times (its average and inherent time change; the
@@ -181,12 +230,19 @@ pub fn large(pid: u32, n: usize) -> Snapshot {
             16..=40 => ProbeState::Disabled,
             _ => ProbeState::Rejected,
         };
-        let count = if state == ProbeState::Rejected { 0 } else { x % 100_000 };
+        let count = if state == ProbeState::Rejected {
+            0
+        } else {
+            x % 100_000
+        };
         let inh = count * (x % 500 + 10);
         let module = if i % 3 == 0 { LIB } else { EXE };
         probes.push(ProbeRecord {
             id: i as u32,
-            name: format!("ns::module_{}::function_number_{i}(int, char const*)", i % 97),
+            name: format!(
+                "ns::module_{}::function_number_{i}(int, char const*)",
+                i % 97
+            ),
             symbol: format!("_ZN2ns9module_{}17function_number_{i}Eic", i % 97),
             module: module.into(),
             offset: 0x1000 + i as u64 * 64,
@@ -206,13 +262,22 @@ pub fn large(pid: u32, n: usize) -> Snapshot {
         });
         contexts.push(ContextNode {
             id: i as u32,
-            parent: if i == 0 { None } else { Some((x % i as u64) as u32) },
+            parent: if i == 0 {
+                None
+            } else {
+                Some((x % i as u64) as u32)
+            },
             probe: i as u32,
             count,
             inclusive_ns: inh * 2,
             inherent_ns: inh,
         });
-        edges.push(Edge { caller: (x % n as u64) as u32, callee: i as u32, count, inclusive_ns: inh });
+        edges.push(Edge {
+            caller: (x % n as u64) as u32,
+            callee: i as u32,
+            count,
+            inclusive_ns: inh,
+        });
     }
     let mut s = server(pid);
     s.probes = probes;
@@ -224,6 +289,7 @@ pub fn large(pid: u32, n: usize) -> Snapshot {
 /// Writes a snapshot as the agent does (pretty JSON) and returns its path.
 pub fn write(dir: &Path, file_name: &str, s: &Snapshot) -> PathBuf {
     let path = dir.join(file_name);
-    std::fs::write(&path, s.to_json()).unwrap_or_else(|e| panic!("cannot write fixture {}: {e}", path.display()));
+    std::fs::write(&path, s.to_json())
+        .unwrap_or_else(|e| panic!("cannot write fixture {}: {e}", path.display()));
     path
 }

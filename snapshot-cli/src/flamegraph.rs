@@ -66,7 +66,9 @@ pub fn run(args: &FlamegraphArgs) -> Result<i32> {
     let st = collect(&load_full(&args.snapshots)?)?;
     let lines = folded_lines(&st, args.weight);
     if lines.is_empty() {
-        return Err(CliError::failure("every calling context has zero weight: nothing to draw"));
+        return Err(CliError::failure(
+            "every calling context has zero weight: nothing to draw",
+        ));
     }
     let mut out = create_output(&args.output)?;
     if args.folded {
@@ -79,7 +81,10 @@ pub fn run(args: &FlamegraphArgs) -> Result<i32> {
             Weight::Inherent => "inherent time",
             Weight::Count => "calls",
         };
-        opts.title = args.title.clone().unwrap_or_else(|| format!("hotprobe: {} — {what}", st.executables.join(", ")));
+        opts.title = args
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("hotprobe: {} — {what}", st.executables.join(", ")));
         opts.count_name = match args.weight {
             Weight::Inherent => "ns".into(),
             Weight::Count => "calls".into(),
@@ -91,8 +96,14 @@ pub fn run(args: &FlamegraphArgs) -> Result<i32> {
             opts.subtitle = Some("calling contexts were truncated (meter.contexts_cap): deep paths are folded into their parents".into());
         }
         inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut out)
-            .map_err(|e| CliError::failure(format!("{}: cannot draw the flame graph: {e}", args.output.display())))?;
+            .map_err(|e| {
+                CliError::failure(format!(
+                    "{}: cannot draw the flame graph: {e}",
+                    args.output.display()
+                ))
+            })?;
     }
-    out.flush().map_err(|e| CliError::failure(format!("{}: cannot write: {e}", args.output.display())))?;
+    out.flush()
+        .map_err(|e| CliError::failure(format!("{}: cannot write: {e}", args.output.display())))?;
     Ok(0)
 }

@@ -78,11 +78,15 @@ pub struct Inputs<S> {
 pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
-        let meta = std::fs::metadata(input).map_err(|e| CliError::failure(format!("{}: {}", input.display(), io_problem(&e))))?;
+        let meta = std::fs::metadata(input)
+            .map_err(|e| CliError::failure(format!("{}: {}", input.display(), io_problem(&e))))?;
         if meta.is_dir() {
             let found = json_files_in(input)?;
             if found.is_empty() {
-                return Err(CliError::failure(format!("{}: no snapshots (*.json files) in this directory", input.display())));
+                return Err(CliError::failure(format!(
+                    "{}: no snapshots (*.json files) in this directory",
+                    input.display()
+                )));
             }
             files.extend(found);
         } else {
@@ -96,10 +100,12 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 /// The `*.json` files directly in `dir`, sorted by name.
 pub fn json_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| CliError::failure(format!("{}: {}", dir.display(), io_problem(&e))))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| CliError::failure(format!("{}: {}", dir.display(), io_problem(&e))))?;
     let mut found = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| CliError::failure(format!("{}: {}", dir.display(), io_problem(&e))))?;
+        let entry = entry
+            .map_err(|e| CliError::failure(format!("{}: {}", dir.display(), io_problem(&e))))?;
         let path = entry.path();
         if path.extension().is_some_and(|x| x == "json") && path.is_file() {
             found.push(path);
@@ -128,7 +134,13 @@ pub fn read_light(path: &Path) -> Result<LightSnapshot> {
         bytes.clear();
         std::fs::File::open(path)
             .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
-            .map_err(|e| CliError::failure(format!("{}: cannot read: {}", path.display(), io_problem(&e))))?;
+            .map_err(|e| {
+                CliError::failure(format!(
+                    "{}: cannot read: {}",
+                    path.display(),
+                    io_problem(&e)
+                ))
+            })?;
         let result = match parse_light(&bytes) {
             Some(s) if s.schema == SNAPSHOT_SCHEMA => Ok(s),
             _ => Err(contract_error(&bytes, path, "not a hotprobe snapshot")),
@@ -144,7 +156,11 @@ pub fn read_light(path: &Path) -> Result<LightSnapshot> {
 /// `None` on any problem (the caller then asks the contract's reader why).
 pub fn parse_light(bytes: &[u8]) -> Option<LightSnapshot> {
     /// Parses the value at `start` into `slot`; returns where it ends.
-    fn take<T: serde::de::DeserializeOwned>(bytes: &[u8], start: usize, slot: &mut T) -> Option<Option<usize>> {
+    fn take<T: serde::de::DeserializeOwned>(
+        bytes: &[u8],
+        start: usize,
+        slot: &mut T,
+    ) -> Option<Option<usize>> {
         let mut values = serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<T>();
         *slot = values.next()?.ok()?;
         Some(Some(start + values.byte_offset()))
@@ -191,7 +207,11 @@ where
     F: Fn(&Path) -> Result<T> + Sync,
 {
     let n = paths.len();
-    let workers = std::thread::available_parallelism().map(|w| w.get()).unwrap_or(2).min(n).max(1);
+    let workers = std::thread::available_parallelism()
+        .map(|w| w.get())
+        .unwrap_or(2)
+        .min(n)
+        .max(1);
     let next = AtomicUsize::new(0);
     let mut slots: Vec<Option<Result<T>>> = (0..n).map(|_| None).collect();
     let mut panicked = false;
@@ -225,21 +245,36 @@ where
     if panicked {
         return Err(CliError::failure("internal error: a reader thread failed"));
     }
-    slots.into_iter().map(|s| s.unwrap_or_else(|| Err(CliError::failure("internal error: a file was not read")))).collect()
+    slots
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|| Err(CliError::failure("internal error: a file was not read"))))
+        .collect()
 }
 
 /// Reads light snapshots from files and directories; keeps the latest of each image.
 pub fn load_light(inputs: &[PathBuf]) -> Result<Inputs<LightSnapshot>> {
     let files = expand_inputs(inputs)?;
     let snaps = par_map(&files, read_light)?;
-    Ok(latest_per_image(files.into_iter().zip(snaps).map(|(path, snap)| Loaded { path, snap }).collect()))
+    Ok(latest_per_image(
+        files
+            .into_iter()
+            .zip(snaps)
+            .map(|(path, snap)| Loaded { path, snap })
+            .collect(),
+    ))
 }
 
 /// Reads full snapshots from files and directories; keeps the latest of each image.
 pub fn load_full(inputs: &[PathBuf]) -> Result<Inputs<Snapshot>> {
     let files = expand_inputs(inputs)?;
     let snaps = par_map(&files, read_full)?;
-    Ok(latest_per_image(files.into_iter().zip(snaps).map(|(path, snap)| Loaded { path, snap }).collect()))
+    Ok(latest_per_image(
+        files
+            .into_iter()
+            .zip(snaps)
+            .map(|(path, snap)| Loaded { path, snap })
+            .collect(),
+    ))
 }
 
 /// Of several snapshots of one process image (same `pid` and
@@ -257,11 +292,13 @@ pub fn latest_per_image<S: HasProcess>(all: Vec<Loaded<S>>) -> Inputs<S> {
             let q = all[j].snap.process();
             (q.sequence, q.taken_unix_ns, j)
         };
-        best.entry(p.image_key()).and_modify(|b| {
-            if rank(i) > rank(*b) {
-                *b = i;
-            }
-        }).or_insert(i);
+        best.entry(p.image_key())
+            .and_modify(|b| {
+                if rank(i) > rank(*b) {
+                    *b = i;
+                }
+            })
+            .or_insert(i);
     }
     let mut snapshots = Vec::new();
     let mut superseded = Vec::new();
@@ -274,7 +311,10 @@ pub fn latest_per_image<S: HasProcess>(all: Vec<Loaded<S>>) -> Inputs<S> {
             superseded.push(l.path);
         }
     }
-    Inputs { snapshots, superseded }
+    Inputs {
+        snapshots,
+        superseded,
+    }
 }
 
 #[cfg(test)]
@@ -287,13 +327,27 @@ mod tests {
         s.process.started_unix_ns = started;
         s.process.sequence = seq;
         s.process.taken_unix_ns = taken;
-        Loaded { path: PathBuf::from(format!("{pid}-{started}-{seq}-{taken}")), snap: s }
+        Loaded {
+            path: PathBuf::from(format!("{pid}-{started}-{seq}-{taken}")),
+            snap: s,
+        }
     }
 
     #[test]
     fn latest_of_each_image_counts() {
-        let r = latest_per_image(vec![snap(1, 10, 1, 100), snap(1, 10, 3, 50), snap(1, 10, 2, 200), snap(1, 20, 1, 5), snap(0, 0, 0, 0), snap(0, 0, 0, 0)]);
-        let kept: Vec<_> = r.snapshots.iter().map(|l| l.path.to_string_lossy().into_owned()).collect();
+        let r = latest_per_image(vec![
+            snap(1, 10, 1, 100),
+            snap(1, 10, 3, 50),
+            snap(1, 10, 2, 200),
+            snap(1, 20, 1, 5),
+            snap(0, 0, 0, 0),
+            snap(0, 0, 0, 0),
+        ]);
+        let kept: Vec<_> = r
+            .snapshots
+            .iter()
+            .map(|l| l.path.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(kept, vec!["1-10-3-50", "1-20-1-5", "0-0-0-0", "0-0-0-0"]);
         assert_eq!(r.superseded.len(), 2);
     }
@@ -317,12 +371,23 @@ mod tests {
     fn light_read_errors_come_from_the_contract() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.json");
-        std::fs::write(&p, br#"{"schema":"hotprobe.snapshot/1","probes":[{"id":1},{"count":"many"}]}"#).unwrap();
+        std::fs::write(
+            &p,
+            br#"{"schema":"hotprobe.snapshot/1","probes":[{"id":1},{"count":"many"}]}"#,
+        )
+        .unwrap();
         let e = read_light(&p).unwrap_err();
         assert!(e.message.contains("field `probes[1].count`"), "{e}");
-        std::fs::write(&p, br#"{"schema":"hotprobe.snapshot/1","contexts":[{"count":"many"}]}"#).unwrap();
+        std::fs::write(
+            &p,
+            br#"{"schema":"hotprobe.snapshot/1","contexts":[{"count":"many"}]}"#,
+        )
+        .unwrap();
         // The light reader does not look into contexts; the full reader does.
         assert!(read_light(&p).is_ok());
-        assert!(read_full(&p).unwrap_err().message.contains("contexts[0].count"));
+        assert!(read_full(&p)
+            .unwrap_err()
+            .message
+            .contains("contexts[0].count"));
     }
 }

@@ -1,7 +1,9 @@
 //! The `hotprobe` command line: parsing only; the verbs live in the library.
 
 use clap::{Parser, Subcommand};
-use hotprobe_cli::{converge, diff, export, flamegraph, refine, report, run, snapshot_cmd, CliError};
+use hotprobe_cli::{
+    converge, diff, export, flamegraph, refine, report, run, snapshot_cmd, CliError,
+};
 use std::io::Write;
 
 const EXAMPLES: &str = "\
@@ -84,7 +86,9 @@ fn main() {
 fn exit_on_clap_error(e: clap::Error) -> ! {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
         _ => {
             let text = e.render().to_string();
             let text = text.strip_prefix("error: ").unwrap_or(&text);

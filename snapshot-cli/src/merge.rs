@@ -11,8 +11,8 @@
 //! (hot > active > disabled > rejected).
 
 use crate::load::{Inputs, LightSnapshot, Loaded};
-use hotprobe_config::settings::Hotspot;
 use crate::probetable::{ProbeRow, ProbeTable};
+use hotprobe_config::settings::Hotspot;
 use hotprobe_config::snapshot::ProbeState;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -63,7 +63,11 @@ impl Func {
     fn new(key: FuncKey, t: &ProbeTable, rec: &ProbeRow) -> Func {
         let name = t.str(rec.name);
         Func {
-            name: if name.is_empty() { key.symbol.clone() } else { name.to_string() },
+            name: if name.is_empty() {
+                key.symbol.clone()
+            } else {
+                name.to_string()
+            },
             key,
             ambiguous: rec.ambiguous,
             module_path: t.str(rec.module).to_string(),
@@ -194,7 +198,10 @@ impl Merged {
     }
 
     pub fn get(&self, key: &FuncKey) -> Option<&Func> {
-        self.funcs.binary_search_by(|f| f.key.cmp(key)).ok().map(|i| &self.funcs[i])
+        self.funcs
+            .binary_search_by(|f| f.key.cmp(key))
+            .ok()
+            .map(|i| &self.funcs[i])
     }
 
     /// Total inherent time of all functions.
@@ -210,7 +217,10 @@ impl Merged {
 
 /// Merges the probe tables of snapshots (already reduced to the latest of each image).
 pub fn merge(inputs: Inputs<LightSnapshot>) -> Merged {
-    let mut m = Merged { superseded: inputs.superseded, ..Merged::default() };
+    let mut m = Merged {
+        superseded: inputs.superseded,
+        ..Merged::default()
+    };
     let snaps = inputs.snapshots;
     let mut first_start = u64::MAX;
     let mut last_end = 0u64;
@@ -251,23 +261,27 @@ pub fn merge(inputs: Inputs<LightSnapshot>) -> Merged {
     }
     // Functions are split among threads by a hash of their symbol; each
     // thread merges its share of every snapshot, without copying keys.
-    let tm = std::time::Instant::now();
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8);
     let total: usize = snaps.iter().map(|l| l.snap.probes.len()).sum();
     let workers = if total < 50_000 { 1 } else { workers };
     let mut funcs: Vec<Func> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers).map(|k| {
-            let snaps = &snaps;
-            scope.spawn(move || merge_share(snaps, k, workers))
-        }).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        let handles: Vec<_> = (0..workers)
+            .map(|k| {
+                let snaps = &snaps;
+                scope.spawn(move || merge_share(snaps, k, workers))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     });
-    let t_share = tm.elapsed();
     funcs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     m.funcs = funcs;
-    let t_sort = tm.elapsed();
     drop_in_parallel(snaps);
-    if std::env::var_os("HOTPROBE_TIMING").is_some() { eprintln!("share {t_share:?} sort {t_sort:?} drop {:?}", tm.elapsed()); }
     m
 }
 
@@ -293,7 +307,11 @@ fn merge_share(snaps: &[Loaded<LightSnapshot>], share: usize, shares: usize) -> 
                 slot.resize_with(ordinal + 1, || None);
             }
             let f = slot[ordinal].get_or_insert_with(|| {
-                let key = FuncKey { module: module.to_string(), symbol: symbol.to_string(), ordinal: rec.ordinal };
+                let key = FuncKey {
+                    module: module.to_string(),
+                    symbol: symbol.to_string(),
+                    ordinal: rec.ordinal,
+                };
                 Func::new(key, t, rec)
             });
             f.absorb(t, rec, adaptive);
@@ -324,7 +342,9 @@ impl std::hash::Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+            self.add(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
         }
         for &b in chunks.remainder() {
             self.add(b as u64);
@@ -382,33 +402,77 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, probes)| {
-                let mut s = LightSnapshot { probes: ProbeTable::from_records(&probes), ..Default::default() };
+                let mut s = LightSnapshot {
+                    probes: ProbeTable::from_records(&probes),
+                    ..Default::default()
+                };
                 s.process.pid = i as u32 + 1;
-                Loaded { path: PathBuf::from(format!("s{i}.json")), snap: s }
+                Loaded {
+                    path: PathBuf::from(format!("s{i}.json")),
+                    snap: s,
+                }
             })
             .collect();
-        Inputs { snapshots, superseded: vec![] }
+        Inputs {
+            snapshots,
+            superseded: vec![],
+        }
     }
 
     #[test]
     fn merges_by_module_file_name_and_ordinal() {
         let m = merge(inputs(vec![
-            vec![rec("/build1/prog", "f", 100, 10, 1000), rec("/build1/prog", "s", 10, 1, 5), rec("/build1/prog", "s", 20, 2, 7)],
-            vec![rec("/build2/prog", "f", 140, 5, 500), rec("/build2/prog", "s", 30, 3, 9), rec("/build2/prog", "s", 44, 4, 11)],
+            vec![
+                rec("/build1/prog", "f", 100, 10, 1000),
+                rec("/build1/prog", "s", 10, 1, 5),
+                rec("/build1/prog", "s", 20, 2, 7),
+            ],
+            vec![
+                rec("/build2/prog", "f", 140, 5, 500),
+                rec("/build2/prog", "s", 30, 3, 9),
+                rec("/build2/prog", "s", 44, 4, 11),
+            ],
         ]));
         assert_eq!(m.funcs.len(), 3);
-        let f = m.get(&FuncKey { module: "prog".into(), symbol: "f".into(), ordinal: 0 }).unwrap();
-        assert_eq!((f.count, f.inherent_ns, f.max_inclusive_ns, f.p99_inclusive_ns), (15, 1500, 1000, 500));
+        let f = m
+            .get(&FuncKey {
+                module: "prog".into(),
+                symbol: "f".into(),
+                ordinal: 0,
+            })
+            .unwrap();
+        assert_eq!(
+            (
+                f.count,
+                f.inherent_ns,
+                f.max_inclusive_ns,
+                f.p99_inclusive_ns
+            ),
+            (15, 1500, 1000, 500)
+        );
         assert!(f.percentiles_are_bounds());
-        let s2 = m.get(&FuncKey { module: "prog".into(), symbol: "s".into(), ordinal: 1 }).unwrap();
+        let s2 = m
+            .get(&FuncKey {
+                module: "prog".into(),
+                symbol: "s".into(),
+                ordinal: 1,
+            })
+            .unwrap();
         assert_eq!((s2.count, s2.inherent_ns), (6, 18));
         assert_eq!(s2.display_name(), "s#2");
     }
 
     #[test]
     fn each_ordinal_keeps_its_own_offset() {
-        let m = merge(inputs(vec![vec![rec("/a/m", "f", 300, 1, 1), rec("/a/m", "f", 100, 2, 2)]]));
-        let offsets: Vec<(u32, u64, u64)> = m.funcs.iter().map(|f| (f.key.ordinal, f.offset, f.count)).collect();
+        let m = merge(inputs(vec![vec![
+            rec("/a/m", "f", 300, 1, 1),
+            rec("/a/m", "f", 100, 2, 2),
+        ]]));
+        let offsets: Vec<(u32, u64, u64)> = m
+            .funcs
+            .iter()
+            .map(|f| (f.key.ordinal, f.offset, f.count))
+            .collect();
         assert_eq!(offsets, vec![(0, 100, 2), (1, 300, 1)]);
     }
 

@@ -24,13 +24,18 @@ pub fn color_enabled(choice: ColorChoice) -> bool {
     match choice {
         ColorChoice::Never => false,
         ColorChoice::Always => true,
-        ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb"),
+        ColorChoice::Auto => {
+            std::io::stdout().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        }
     }
 }
 
 /// The width tables are fitted to: `COLUMNS`, else the terminal's, else 100.
 pub fn table_width() -> usize {
-    if let Some(c) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok()) {
+    if let Some(c) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+    {
         return c.max(40);
     }
     terminal_columns().unwrap_or(100).max(40)
@@ -82,7 +87,8 @@ pub fn create_output(path: &Path) -> Result<Box<dyn Write>> {
     if path == Path::new("-") {
         return Ok(Box::new(std::io::BufWriter::new(std::io::stdout().lock())));
     }
-    let file = std::fs::File::create(path).map_err(|e| CliError::failure(format!("{}: cannot create: {e}", path.display())))?;
+    let file = std::fs::File::create(path)
+        .map_err(|e| CliError::failure(format!("{}: cannot create: {e}", path.display())))?;
     Ok(Box::new(std::io::BufWriter::new(file)))
 }
 

@@ -70,7 +70,9 @@ pub struct ProbeTable {
 
 impl ProbeTable {
     pub fn str(&self, s: Span) -> &str {
-        self.text.get(s.start as usize..(s.start + s.len) as usize).unwrap_or("")
+        self.text
+            .get(s.start as usize..(s.start + s.len) as usize)
+            .unwrap_or("")
     }
 
     pub fn len(&self) -> usize {
@@ -99,7 +101,10 @@ impl ProbeTable {
     fn push_str(&mut self, s: &str) -> Span {
         let start = self.text.len() as u32;
         self.text.push_str(s);
-        Span { start, len: s.len() as u32 }
+        Span {
+            start,
+            len: s.len() as u32,
+        }
     }
 
     /// Builds a table from the contract's records.
@@ -169,10 +174,20 @@ impl ProbeTable {
     /// Sets each row's ordinal among the same-symbol functions of its module.
     pub(crate) fn number_ordinals(&mut self) {
         const UNIQUE: usize = usize::MAX;
-        let mut first: HashMap<(&str, &str), usize, std::hash::BuildHasherDefault<crate::merge::FxHasher>> = HashMap::default();
+        let mut first: HashMap<
+            (&str, &str),
+            usize,
+            std::hash::BuildHasherDefault<crate::merge::FxHasher>,
+        > = HashMap::default();
         first.reserve(self.rows.len());
         let mut shared: Vec<usize> = Vec::new();
-        let mut module_cache = (Span { start: u32::MAX, len: 0 }, "");
+        let mut module_cache = (
+            Span {
+                start: u32::MAX,
+                len: 0,
+            },
+            "",
+        );
         for (i, r) in self.rows.iter().enumerate() {
             if r.module != module_cache.0 {
                 module_cache = (r.module, module_file_name(self.str(r.module)));
@@ -195,17 +210,29 @@ impl ProbeTable {
         }
         let key = |i: usize| {
             let r = &self.rows[i];
-            (module_file_name(self.str(r.module)), self.identity_symbol(r), r.offset, r.id)
+            (
+                module_file_name(self.str(r.module)),
+                self.identity_symbol(r),
+                r.offset,
+                r.id,
+            )
         };
-        let mut order: Vec<(&str, &str, u64, u32, usize)> = shared.into_iter().map(|i| {
-            let k = key(i);
-            (k.0, k.1, k.2, k.3, i)
-        }).collect();
+        let mut order: Vec<(&str, &str, u64, u32, usize)> = shared
+            .into_iter()
+            .map(|i| {
+                let k = key(i);
+                (k.0, k.1, k.2, k.3, i)
+            })
+            .collect();
         order.sort_unstable();
         let mut marks = Vec::with_capacity(order.len());
         let mut ordinal = 0;
         for (n, s) in order.iter().enumerate() {
-            ordinal = if n > 0 && (order[n - 1].0, order[n - 1].1) == (s.0, s.1) { ordinal + 1 } else { 0 };
+            ordinal = if n > 0 && (order[n - 1].0, order[n - 1].1) == (s.0, s.1) {
+                ordinal + 1
+            } else {
+                0
+            };
             marks.push((s.4, ordinal));
         }
         for (i, ordinal) in marks {
@@ -313,9 +340,13 @@ impl<'de> DeserializeSeed<'de> for StrSeed<'_> {
                 f.write_str("a string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Span, E> {
-                let start = u32::try_from(self.0.len()).map_err(|_| E::custom("snapshot too large"))?;
+                let start =
+                    u32::try_from(self.0.len()).map_err(|_| E::custom("snapshot too large"))?;
                 self.0.push_str(v);
-                Ok(Span { start, len: v.len() as u32 })
+                Ok(Span {
+                    start,
+                    len: v.len() as u32,
+                })
             }
         }
         d.deserialize_str(V(self.0))
@@ -404,26 +435,62 @@ mod tests {
         let s = crate::fixture::server(9);
         let text = serde_json::to_string(&s.probes).unwrap();
         let fast: ProbeTable = serde_json::from_str(&text).unwrap();
-        assert_eq!(fast.to_records(), ProbeTable::from_records(&s.probes).to_records());
-        assert_eq!(fast.to_records().into_iter().map(|r| r.0).collect::<Vec<_>>(), s.probes);
+        assert_eq!(
+            fast.to_records(),
+            ProbeTable::from_records(&s.probes).to_records()
+        );
+        assert_eq!(
+            fast.to_records()
+                .into_iter()
+                .map(|r| r.0)
+                .collect::<Vec<_>>(),
+            s.probes
+        );
         assert_eq!(fast.len(), s.probes.len());
         for (row, rec) in fast.rows.iter().zip(&s.probes) {
             assert_eq!(fast.str(row.name), rec.name);
             assert_eq!(fast.str(row.module), rec.module);
             assert_eq!(row.source.map(|x| fast.str(x).to_string()), rec.source);
-            assert_eq!((row.count, row.inherent_ns, row.state), (rec.count, rec.inherent_ns, rec.state));
+            assert_eq!(
+                (row.count, row.inherent_ns, row.state),
+                (rec.count, rec.inherent_ns, rec.state)
+            );
         }
-        let extra: ProbeTable = serde_json::from_str(r#"[{"id":2,"future":[1,{"x":2}],"name":"a\u00e9","source":null}]"#).unwrap();
-        assert_eq!((extra.rows[0].id, extra.str(extra.rows[0].name), extra.rows[0].source), (2, "aé", None));
+        let extra: ProbeTable = serde_json::from_str(
+            r#"[{"id":2,"future":[1,{"x":2}],"name":"a\u00e9","source":null}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                extra.rows[0].id,
+                extra.str(extra.rows[0].name),
+                extra.rows[0].source
+            ),
+            (2, "aé", None)
+        );
         assert!(serde_json::from_str::<ProbeTable>(r#"[{"count":"many"}]"#).is_err());
         assert!(serde_json::from_str::<ProbeTable>(r#"[{"name":3}]"#).is_err());
     }
 
     #[test]
     fn ordinals_follow_offsets() {
-        let rec = |module: &str, symbol: &str, offset| ProbeRecord { module: module.into(), symbol: symbol.into(), offset, ..Default::default() };
-        let t = ProbeTable::from_records(&[rec("/a/m", "f", 300), rec("/a/m", "f", 100), rec("/a/m", "g", 5), rec("/b/n", "f", 1), rec("/c/m", "f", 200)]);
+        let rec = |module: &str, symbol: &str, offset| ProbeRecord {
+            module: module.into(),
+            symbol: symbol.into(),
+            offset,
+            ..Default::default()
+        };
+        let t = ProbeTable::from_records(&[
+            rec("/a/m", "f", 300),
+            rec("/a/m", "f", 100),
+            rec("/a/m", "g", 5),
+            rec("/b/n", "f", 1),
+            rec("/c/m", "f", 200),
+        ]);
         let got: Vec<(u32, bool)> = t.rows.iter().map(|r| (r.ordinal, r.ambiguous)).collect();
-        assert_eq!(got, vec![(2, true), (0, true), (0, false), (0, false), (1, true)]);
+        assert_eq!(
+            got,
+            vec![(2, true), (0, true), (0, false), (0, false), (1, true)]
+        );
     }
 }

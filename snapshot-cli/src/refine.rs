@@ -92,7 +92,8 @@ pub fn select<'a>(m: &'a Merged, policy: &Policy) -> Vec<(&'a Func, Why)> {
                 ProbeState::Active
                     if f.count > 0
                         && (f.avg_inherent_ns() >= policy.min_inherent_ns
-                            || (total_inherent > 0.0 && f.inherent_ns as f64 >= policy.min_share * total_inherent)) =>
+                            || (total_inherent > 0.0
+                                && f.inherent_ns as f64 >= policy.min_share * total_inherent)) =>
                 {
                     Why::Active
                 }
@@ -102,11 +103,18 @@ pub fn select<'a>(m: &'a Merged, policy: &Policy) -> Vec<(&'a Func, Why)> {
         })
         .collect();
     if let Some(n) = policy.top {
-        chosen.sort_by(|a, b| b.0.inherent_ns.cmp(&a.0.inherent_ns).then_with(|| a.0.key.cmp(&b.0.key)));
+        chosen.sort_by(|a, b| {
+            b.0.inherent_ns
+                .cmp(&a.0.inherent_ns)
+                .then_with(|| a.0.key.cmp(&b.0.key))
+        });
         chosen.truncate(n);
     }
     for f in &m.funcs {
-        if f.state != ProbeState::Rejected && matches(&policy.keep, f) && !chosen.iter().any(|(c, _)| c.key == f.key) {
+        if f.state != ProbeState::Rejected
+            && matches(&policy.keep, f)
+            && !chosen.iter().any(|(c, _)| c.key == f.key)
+        {
             chosen.push((f, Why::Kept));
         }
     }
@@ -119,7 +127,11 @@ pub fn entry(f: &Func) -> ProbeSetEntry {
     ProbeSetEntry {
         module: f.key.module.clone(),
         symbol: f.key.symbol.clone(),
-        name: if f.name == f.key.symbol { String::new() } else { f.name.clone() },
+        name: if f.name == f.key.symbol {
+            String::new()
+        } else {
+            f.name.clone()
+        },
         offset: f.ambiguous.then_some(f.offset),
     }
 }
@@ -133,19 +145,39 @@ pub fn source_of(inputs: &[PathBuf]) -> String {
 }
 
 pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
-    if !(args.min_share >= 0.0 && args.min_share <= 100.0) {
-        return Err(CliError::usage(format!("--min-share {} is not a percentage (0 to 100)", args.min_share)));
+    if !(0.0..=100.0).contains(&args.min_share) {
+        return Err(CliError::usage(format!(
+            "--min-share {} is not a percentage (0 to 100)",
+            args.min_share
+        )));
     }
-    if args.min_inherent_us.is_some_and(|v| !(v >= 0.0) || !v.is_finite()) {
-        return Err(CliError::usage("--min-inherent-us must be a number of microseconds ≥ 0"));
+    if args
+        .min_inherent_us
+        .is_some_and(|v| v.is_nan() || v < 0.0 || !v.is_finite())
+    {
+        return Err(CliError::usage(
+            "--min-inherent-us must be a number of microseconds ≥ 0",
+        ));
     }
     let keep = glob_list(&args.keep, "--keep")?;
     let drop = glob_list(&args.drop, "--drop")?;
     let merged = merge(load_light(&args.snapshots)?);
-    let min_inherent_ns = args.min_inherent_us.unwrap_or(merged.hotspot.inherent_threshold_us) * 1e3;
-    let policy = Policy { top: args.top, min_inherent_ns, min_share: args.min_share / 100.0, keep, drop };
+    let min_inherent_ns = args
+        .min_inherent_us
+        .unwrap_or(merged.hotspot.inherent_threshold_us)
+        * 1e3;
+    let policy = Policy {
+        top: args.top,
+        min_inherent_ns,
+        min_share: args.min_share / 100.0,
+        keep,
+        drop,
+    };
     let chosen = select(&merged, &policy);
-    let set = ProbeSet::new(source_of(&args.snapshots), chosen.iter().map(|(f, _)| entry(f)).collect());
+    let set = ProbeSet::new(
+        source_of(&args.snapshots),
+        chosen.iter().map(|(f, _)| entry(f)).collect(),
+    );
     let text = set.to_toml();
     if args.output == std::path::Path::new("-") {
         out.write_all(text.as_bytes())?;
@@ -154,7 +186,11 @@ pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         write_output(&args.output, text.as_bytes())?;
     }
     let count = |w: Why| chosen.iter().filter(|(_, why)| *why == w).count();
-    let probed = merged.funcs.iter().filter(|f| f.state != ProbeState::Rejected).count();
+    let probed = merged
+        .funcs
+        .iter()
+        .filter(|f| f.state != ProbeState::Rejected)
+        .count();
     writeln!(
         err,
         "hotprobe: wrote {} probes to {}: {} hot, {} active at ≥ {}/call or ≥ {}% of inherent time, {} kept by --keep (of {} probed functions in {} snapshot{})",

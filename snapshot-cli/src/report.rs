@@ -123,18 +123,26 @@ pub fn glob_list(values: &[String], flag: &str) -> Result<Option<GlobList>> {
     if patterns.is_empty() {
         return Ok(None);
     }
-    GlobList::new(&patterns).map(Some).map_err(|e| CliError::usage(format!("{flag}: {e}")))
+    GlobList::new(&patterns)
+        .map(Some)
+        .map_err(|e| CliError::usage(format!("{flag}: {e}")))
 }
 
 /// Whether a function's name (or `name#N`, or raw symbol) matches.
 pub fn name_matches(globs: &GlobList, f: &Func) -> bool {
-    globs.is_match(&f.name) || globs.is_match(&f.key.symbol) || (f.ambiguous && globs.is_match(&f.display_name()))
+    globs.is_match(&f.name)
+        || globs.is_match(&f.key.symbol)
+        || (f.ambiguous && globs.is_match(&f.display_name()))
 }
 
 impl Filter {
     pub fn keep(&self, f: &Func) -> bool {
         let state_ok = if self.states.is_empty() {
-            self.all || matches!(f.state, ProbeState::Hot | ProbeState::Active | ProbeState::Disabled)
+            self.all
+                || matches!(
+                    f.state,
+                    ProbeState::Hot | ProbeState::Active | ProbeState::Disabled
+                )
         } else {
             self.states.contains(&f.state)
         };
@@ -166,7 +174,9 @@ pub fn sort_funcs(funcs: &mut [&Func], key: SortKey) {
     };
     funcs.sort_by(|a, b| {
         let by_metric = metric(b).total_cmp(&metric(a));
-        by_metric.then_with(|| a.name.cmp(&b.name)).then_with(|| a.key.cmp(&b.key))
+        by_metric
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.key.cmp(&b.key))
     });
 }
 
@@ -197,7 +207,11 @@ pub struct Header {
 
 impl Header {
     pub fn of(m: &Merged, shown: usize) -> Header {
-        let mut executables: Vec<String> = m.processes.iter().map(|p: &ProcessSummary| module_file_name(&p.exe).to_string()).collect();
+        let mut executables: Vec<String> = m
+            .processes
+            .iter()
+            .map(|p: &ProcessSummary| module_file_name(&p.exe).to_string())
+            .collect();
         executables.sort();
         executables.dedup();
         Header {
@@ -210,7 +224,11 @@ impl Header {
             agent_versions: m.agent_versions.clone(),
             hotspot: m.hotspot.clone(),
             hotspot_varies: m.hotspot_varies,
-            states: m.state_counts().into_iter().map(|(s, n)| (s.as_str().to_string(), n)).collect(),
+            states: m
+                .state_counts()
+                .into_iter()
+                .map(|(s, n)| (s.as_str().to_string(), n))
+                .collect(),
             unmetered: m.unmetered,
             lost_records: m.lost_records,
             exact: m.exact(),
@@ -224,7 +242,11 @@ impl Header {
     /// The header as text lines.
     pub fn lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        let exes = if self.executables.is_empty() { "(unknown executable)".to_string() } else { self.executables.join(", ") };
+        let exes = if self.executables.is_empty() {
+            "(unknown executable)".to_string()
+        } else {
+            self.executables.join(", ")
+        };
         let pids = match self.pids.len() {
             0 => String::new(),
             1 => format!("pid {}", self.pids[0]),
@@ -239,7 +261,14 @@ impl Header {
         first.push(format!("backend {}", set_or_unknown(&self.backends)));
         first.push(format!("agent {}", set_or_unknown(&self.agent_versions)));
         let snaps = plural(self.snapshots, "snapshot");
-        first.push(if self.superseded > 0 { format!("{snaps} (+{} earlier of the same images, not counted)", self.superseded) } else { snaps });
+        first.push(if self.superseded > 0 {
+            format!(
+                "{snaps} (+{} earlier of the same images, not counted)",
+                self.superseded
+            )
+        } else {
+            snaps
+        });
         lines.push(first.join(" · "));
         let h = &self.hotspot;
         lines.push(format!(
@@ -248,12 +277,31 @@ impl Header {
             fmt_ns(h.inherent_threshold_us * 1e3),
             h.lower,
             h.upper,
-            if h.adaptive { "adaptive" } else { "not adaptive (every probe counts every call)" },
-            if self.hotspot_varies { " (of the first snapshot; they differ)" } else { "" }
+            if h.adaptive {
+                "adaptive"
+            } else {
+                "not adaptive (every probe counts every call)"
+            },
+            if self.hotspot_varies {
+                " (of the first snapshot; they differ)"
+            } else {
+                ""
+            }
         ));
-        let states: Vec<String> =
-            ["hot", "active", "disabled", "rejected"].iter().map(|s| format!("{} {s}", fmt_count(*self.states.get(*s).unwrap_or(&0) as u64))).collect();
-        lines.push(format!("probes: {} ({} functions)", states.join(", "), fmt_count(self.functions as u64)));
+        let states: Vec<String> = ["hot", "active", "disabled", "rejected"]
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {s}",
+                    fmt_count(*self.states.get(*s).unwrap_or(&0) as u64)
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "probes: {} ({} functions)",
+            states.join(", "),
+            fmt_count(self.functions as u64)
+        ));
         if !self.exact {
             lines.push(format!(
                 "note: {} unmetered calls, {} lost records: counts are not exact",
@@ -276,7 +324,11 @@ fn join<T: ToString>(v: &[T]) -> String {
 }
 
 fn set_or_unknown(s: &BTreeSet<String>) -> String {
-    let v: Vec<&str> = s.iter().map(String::as_str).filter(|x| !x.is_empty()).collect();
+    let v: Vec<&str> = s
+        .iter()
+        .map(String::as_str)
+        .filter(|x| !x.is_empty())
+        .collect();
     if v.is_empty() {
         "unknown".into()
     } else {
@@ -285,7 +337,11 @@ fn set_or_unknown(s: &BTreeSet<String>) -> String {
 }
 
 pub fn plural(n: usize, word: &str) -> String {
-    format!("{} {word}{}", fmt_count(n as u64), if n == 1 { "" } else { "s" })
+    format!(
+        "{} {word}{}",
+        fmt_count(n as u64),
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 /// One row of the JSON and CSV forms (times in ns; `null` without calls).
@@ -359,11 +415,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<i32> {
         states: args.state.iter().map(|&s| s.into()).collect(),
         all: args.all,
     };
-    let t0 = std::time::Instant::now();
-    let loaded = load_light(&args.snapshots)?;
-    let t1 = t0.elapsed();
-    let merged = merge(loaded);
-    if std::env::var_os("HOTPROBE_TIMING").is_some() { eprintln!("load {:?} merge {:?}", t1, t0.elapsed() - t1); }
+    let merged = merge(load_light(&args.snapshots)?);
     let mut rows: Vec<&Func> = merged.funcs.iter().filter(|f| filter.keep(f)).collect();
     sort_funcs(&mut rows, args.sort);
     let matching = rows.len();
@@ -373,7 +425,11 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<i32> {
     let header = Header::of(&merged, rows.len());
     match args.format {
         ReportFormat::Json => {
-            let doc = JsonReport { schema: "hotprobe.report/1", header: &header, functions: rows.iter().map(|f| Row::of(f)).collect() };
+            let doc = JsonReport {
+                schema: "hotprobe.report/1",
+                header: &header,
+                functions: rows.iter().map(|f| Row::of(f)).collect(),
+            };
             serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
@@ -386,16 +442,32 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<i32> {
                 if markdown {
                     writeln!(out, "{line}  ")?;
                 } else {
-                    writeln!(out, "{}", Style::Bold.paint(&line, color && line == header.lines()[0]))?;
+                    writeln!(
+                        out,
+                        "{}",
+                        Style::Bold.paint(&line, color && line == header.lines()[0])
+                    )?;
                 }
             }
             writeln!(out)?;
             if rows.is_empty() {
-                writeln!(out, "no functions to show{}", if args.all { "" } else { " (--all shows rejected and zero-count ones)" })?;
+                writeln!(
+                    out,
+                    "no functions to show{}",
+                    if args.all {
+                        ""
+                    } else {
+                        " (--all shows rejected and zero-count ones)"
+                    }
+                )?;
             } else if markdown {
                 write!(out, "{}", table.render_markdown())?;
             } else {
-                write!(out, "{}", table.render(if args.wide { None } else { Some(table_width()) }, color))?;
+                write!(
+                    out,
+                    "{}",
+                    table.render(if args.wide { None } else { Some(table_width()) }, color)
+                )?;
             }
             let notes = footnotes(&rows, matching, merged.funcs.len(), args);
             if !notes.is_empty() {
@@ -413,10 +485,15 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> Result<i32> {
 fn footnotes(rows: &[&Func], matching: usize, total: usize, args: &ReportArgs) -> Vec<String> {
     let mut notes = Vec::new();
     if rows.iter().any(|f| f.partial) {
-        notes.push("~ partial: disabled mid-run by the score card; its numbers stop there".to_string());
+        notes.push(
+            "~ partial: disabled mid-run by the score card; its numbers stop there".to_string(),
+        );
     }
     if rows.iter().any(|f| f.percentiles_are_bounds()) {
-        notes.push("≤ p99 merged from several snapshots: the largest of their p99s, an upper bound".to_string());
+        notes.push(
+            "≤ p99 merged from several snapshots: the largest of their p99s, an upper bound"
+                .to_string(),
+        );
     }
     if rows.len() < total {
         let mut why = Vec::new();
@@ -424,9 +501,18 @@ fn footnotes(rows: &[&Func], matching: usize, total: usize, args: &ReportArgs) -
             why.push("--top");
         }
         if matching < total {
-            why.push(if args.all { "filters" } else { "filters; --all adds rejected and zero-count functions" });
+            why.push(if args.all {
+                "filters"
+            } else {
+                "filters; --all adds rejected and zero-count functions"
+            });
         }
-        notes.push(format!("showing {} of {} functions ({})", fmt_count(rows.len() as u64), fmt_count(total as u64), why.join(", ")));
+        notes.push(format!(
+            "showing {} of {} functions ({})",
+            fmt_count(rows.len() as u64),
+            fmt_count(total as u64),
+            why.join(", ")
+        ));
     }
     notes
 }
@@ -454,7 +540,11 @@ fn build_table(rows: &[&Func], wide: bool) -> Table {
             ProbeState::Active => Style::Plain,
             ProbeState::Disabled | ProbeState::Rejected => Style::Dim,
         };
-        let count = if f.partial { format!("~{}", fmt_count(f.count)) } else { fmt_count(f.count) };
+        let count = if f.partial {
+            format!("~{}", fmt_count(f.count))
+        } else {
+            fmt_count(f.count)
+        };
         let p99 = if f.count == 0 {
             "-".to_string()
         } else if f.percentiles_are_bounds() {

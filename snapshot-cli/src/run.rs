@@ -96,7 +96,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub interval: Option<f64>,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -120,18 +125,27 @@ pub fn find_agent(explicit: Option<&Path>, exe_dir: Option<&Path>) -> Result<Pat
             }
             p
         }
-        (None, None) => return Err(fail(format!("cannot tell where hotprobe is installed to find {AGENT_FILE}; pass --agent PATH"))),
+        (None, None) => {
+            return Err(fail(format!(
+                "cannot tell where hotprobe is installed to find {AGENT_FILE}; pass --agent PATH"
+            )))
+        }
     };
     std::fs::canonicalize(&path).map_err(|e| fail(format!("{}: {e}", path.display())))
 }
 
 /// The variables to set for the command (in a stable order).
-pub fn environment(args: &RunArgs, agent: &Path, existing_preload: Option<&OsStr>) -> Result<BTreeMap<String, OsString>> {
+pub fn environment(
+    args: &RunArgs,
+    agent: &Path,
+    existing_preload: Option<&OsStr>,
+) -> Result<BTreeMap<String, OsString>> {
     let fail = |m: String| CliError::with_code(EXIT_CANNOT_START, m);
     let mut env = BTreeMap::new();
     let mut preload = agent.as_os_str().to_owned();
     if let Some(old) = existing_preload.filter(|v| !v.is_empty()) {
-        let already = old.to_string_lossy().split([':', ' ']).next() == Some(&*agent.to_string_lossy());
+        let already =
+            old.to_string_lossy().split([':', ' ']).next() == Some(&*agent.to_string_lossy());
         if already {
             preload = old.to_owned();
         } else {
@@ -150,7 +164,11 @@ pub fn environment(args: &RunArgs, agent: &Path, existing_preload: Option<&OsStr
         ProbeSet::read(p).map_err(|e| fail(e.to_string()))?;
         env.insert("HOTPROBE_PROBESET".into(), absolute(p).into_os_string());
     }
-    for (var, values) in [("HOTPROBE_INCLUDE", &args.include), ("HOTPROBE_EXCLUDE", &args.exclude), ("HOTPROBE_MODULES", &args.modules)] {
+    for (var, values) in [
+        ("HOTPROBE_INCLUDE", &args.include),
+        ("HOTPROBE_EXCLUDE", &args.exclude),
+        ("HOTPROBE_MODULES", &args.modules),
+    ] {
         if !values.is_empty() {
             env.insert(var.into(), values.join(",").into());
         }
@@ -159,7 +177,15 @@ pub fn environment(args: &RunArgs, agent: &Path, existing_preload: Option<&OsStr
         env.insert("HOTPROBE_OUTPUT".into(), o.into());
     }
     if let Some(b) = args.backend {
-        env.insert("HOTPROBE_BACKEND".into(), if b == BackendArg::Inline { "inline" } else { "kernel" }.into());
+        env.insert(
+            "HOTPROBE_BACKEND".into(),
+            if b == BackendArg::Inline {
+                "inline"
+            } else {
+                "kernel"
+            }
+            .into(),
+        );
     }
     if let Some(a) = args.adaptive {
         env.insert("HOTPROBE_ADAPTIVE".into(), if a { "1" } else { "0" }.into());
@@ -189,9 +215,15 @@ fn absolute(p: &Path) -> PathBuf {
 /// Checks the settings the agent will see, so mistakes show before the run
 /// (the agent itself fails open and would only log them).
 fn check_settings(env: &BTreeMap<String, OsString>) -> Result<()> {
-    let lookup = |k: &str| env.get(k).map(|v| v.to_string_lossy().into_owned()).or_else(|| std::env::var(k).ok());
+    let lookup = |k: &str| {
+        env.get(k)
+            .map(|v| v.to_string_lossy().into_owned())
+            .or_else(|| std::env::var(k).ok())
+    };
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    Settings::load(&lookup, &cwd).map(|_| ()).map_err(|e| CliError::with_code(EXIT_CANNOT_START, e.to_string()))
+    Settings::load(&lookup, &cwd)
+        .map(|_| ())
+        .map_err(|e| CliError::with_code(EXIT_CANNOT_START, e.to_string()))
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
@@ -213,7 +245,8 @@ fn install_forwarding() {
         // SAFETY: a zeroed sigaction with our handler and an empty mask is valid.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = forward;
+            let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                forward;
             sa.sa_sigaction = handler as usize;
             sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
             libc::sigemptyset(&mut sa.sa_mask);
@@ -226,7 +259,10 @@ fn install_forwarding() {
 fn die_by(sig: libc::c_int) -> i32 {
     // SAFETY: plain libc calls on our own process.
     unsafe {
-        let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         libc::setrlimit(libc::RLIMIT_CORE, &no_core);
         libc::signal(sig, libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -240,12 +276,16 @@ fn die_by(sig: libc::c_int) -> i32 {
 }
 
 pub fn run(args: &RunArgs) -> Result<i32> {
-    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf));
     let agent = find_agent(args.agent.as_deref(), exe_dir.as_deref())?;
     let env = environment(args, &agent, std::env::var_os("LD_PRELOAD").as_deref())?;
     check_settings(&env)?;
     let Some((program, rest)) = args.command.split_first() else {
-        return Err(CliError::usage("no command to run; write `hotprobe run [OPTIONS] -- CMD [ARGS…]`"));
+        return Err(CliError::usage(
+            "no command to run; write `hotprobe run [OPTIONS] -- CMD [ARGS…]`",
+        ));
     };
     let mut cmd = Command::new(program);
     cmd.args(rest).envs(&env);
@@ -255,10 +295,15 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
             _ => EXIT_CANNOT_EXEC,
         };
-        CliError::with_code(code, format!("cannot run `{}`: {e}", program.to_string_lossy()))
+        CliError::with_code(
+            code,
+            format!("cannot run `{}`: {e}", program.to_string_lossy()),
+        )
     })?;
     CHILD.store(child.id() as i32, Ordering::SeqCst);
-    let status = child.wait().map_err(|e| CliError::with_code(EXIT_CANNOT_START, format!("waiting for the command: {e}")))?;
+    let status = child.wait().map_err(|e| {
+        CliError::with_code(EXIT_CANNOT_START, format!("waiting for the command: {e}"))
+    })?;
     CHILD.store(0, Ordering::SeqCst);
     match (status.code(), status.signal()) {
         (Some(code), _) => Ok(code),
@@ -279,7 +324,9 @@ mod tests {
     }
 
     fn args(argv: &[&str]) -> RunArgs {
-        Wrap::try_parse_from(std::iter::once("run").chain(argv.iter().copied())).unwrap().run
+        Wrap::try_parse_from(std::iter::once("run").chain(argv.iter().copied()))
+            .unwrap()
+            .run
     }
 
     #[test]
@@ -287,17 +334,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = find_agent(None, Some(dir.path())).unwrap_err();
         assert_eq!(e.code, EXIT_CANNOT_START);
-        assert!(e.message.contains("libhotprobe.so is not next to hotprobe"), "{e}");
+        assert!(
+            e.message.contains("libhotprobe.so is not next to hotprobe"),
+            "{e}"
+        );
         std::fs::write(dir.path().join(AGENT_FILE), b"").unwrap();
-        assert!(find_agent(None, Some(dir.path())).unwrap().ends_with(AGENT_FILE));
-        assert!(find_agent(Some(&dir.path().join("nope.so")), None).unwrap_err().message.contains("no such file"));
+        assert!(find_agent(None, Some(dir.path()))
+            .unwrap()
+            .ends_with(AGENT_FILE));
+        assert!(find_agent(Some(&dir.path().join("nope.so")), None)
+            .unwrap_err()
+            .message
+            .contains("no such file"));
     }
 
     #[test]
     fn variables_follow_the_flags() {
-        let a = args(&["--include", "a*", "--include", "b*", "--modules", "main", "--output", "o-{pid}.json", "--backend", "kernel", "--adaptive", "no", "--log", "debug", "--", "prog", "-x"]);
-        assert_eq!(a.command, vec![OsString::from("prog"), OsString::from("-x")]);
-        let env = environment(&a, Path::new("/opt/libhotprobe.so"), Some(OsStr::new("/usr/lib/other.so"))).unwrap();
+        let a = args(&[
+            "--include",
+            "a*",
+            "--include",
+            "b*",
+            "--modules",
+            "main",
+            "--output",
+            "o-{pid}.json",
+            "--backend",
+            "kernel",
+            "--adaptive",
+            "no",
+            "--log",
+            "debug",
+            "--",
+            "prog",
+            "-x",
+        ]);
+        assert_eq!(
+            a.command,
+            vec![OsString::from("prog"), OsString::from("-x")]
+        );
+        let env = environment(
+            &a,
+            Path::new("/opt/libhotprobe.so"),
+            Some(OsStr::new("/usr/lib/other.so")),
+        )
+        .unwrap();
         assert_eq!(env["LD_PRELOAD"], "/opt/libhotprobe.so:/usr/lib/other.so");
         assert_eq!(env["HOTPROBE_INCLUDE"], "a*,b*");
         assert_eq!(env["HOTPROBE_MODULES"], "main");
@@ -306,7 +387,12 @@ mod tests {
         assert_eq!(env["HOTPROBE_ADAPTIVE"], "0");
         assert_eq!(env["HOTPROBE_LOG"], "debug");
         assert!(!env.contains_key("HOTPROBE_EXCLUDE"));
-        let again = environment(&a, Path::new("/opt/libhotprobe.so"), Some(OsStr::new("/opt/libhotprobe.so:/x.so"))).unwrap();
+        let again = environment(
+            &a,
+            Path::new("/opt/libhotprobe.so"),
+            Some(OsStr::new("/opt/libhotprobe.so:/x.so")),
+        )
+        .unwrap();
         assert_eq!(again["LD_PRELOAD"], "/opt/libhotprobe.so:/x.so");
     }
 
@@ -317,8 +403,14 @@ mod tests {
         std::fs::write(&set, "schema = \"hotprobe.probeset/9\"\n").unwrap();
         let a = args(&["--probes", set.to_str().unwrap(), "--", "true"]);
         let e = environment(&a, Path::new("/a.so"), None).unwrap_err();
-        assert!(e.message.contains("p.toml:1") && e.message.contains("schema"), "{e}");
+        assert!(
+            e.message.contains("p.toml:1") && e.message.contains("schema"),
+            "{e}"
+        );
         let a = args(&["--config", "/no/such.toml", "--", "true"]);
-        assert!(environment(&a, Path::new("/a.so"), None).unwrap_err().message.contains("no such file"));
+        assert!(environment(&a, Path::new("/a.so"), None)
+            .unwrap_err()
+            .message
+            .contains("no such file"));
     }
 }

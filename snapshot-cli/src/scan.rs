@@ -24,7 +24,10 @@ pub fn top_level_members(bytes: &[u8]) -> Option<Vec<(&[u8], Range<usize>)>> {
 /// raw key and where its value starts; it returns `Some(Some(end))` when it
 /// has read the value itself (ending at `end`), `Some(None)` to have it
 /// stepped over, and `None` to stop the walk, which then returns `None`.
-pub fn walk_top_level<'a>(bytes: &'a [u8], mut visit: impl FnMut(&'a [u8], usize) -> Option<Option<usize>>) -> Option<()> {
+pub fn walk_top_level<'a>(
+    bytes: &'a [u8],
+    mut visit: impl FnMut(&'a [u8], usize) -> Option<Option<usize>>,
+) -> Option<()> {
     let mut i = skip_ws(bytes, 0);
     if bytes.get(i) != Some(&b'{') {
         return None;
@@ -90,7 +93,10 @@ pub fn string_special(s: &[u8]) -> Option<usize> {
         }
         i += 8;
     }
-    s[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|p| i + p)
+    s[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| i + p)
 }
 
 /// Index of the first byte in `s` that matters to the bracket scan.
@@ -99,13 +105,20 @@ fn structural(s: &[u8]) -> Option<usize> {
     let mut i = 0;
     while i + 8 <= s.len() {
         let v = word(&s[i..]);
-        let m = eq_mask(v, b'"') | eq_mask(v, b'{') | eq_mask(v, b'}') | eq_mask(v, b'[') | eq_mask(v, b']');
+        let m = eq_mask(v, b'"')
+            | eq_mask(v, b'{')
+            | eq_mask(v, b'}')
+            | eq_mask(v, b'[')
+            | eq_mask(v, b']');
         if m != 0 {
             return Some(i + (m.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    s[i..].iter().position(|&c| SPECIAL[c as usize]).map(|p| i + p)
+    s[i..]
+        .iter()
+        .position(|&c| SPECIAL[c as usize])
+        .map(|p| i + p)
 }
 
 /// Bytes that matter to the bracket scan.
@@ -170,7 +183,8 @@ pub(crate) fn value_end(b: &[u8], i: usize) -> Option<usize> {
         }
         _ => {
             let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+            {
                 j += 1;
             }
             (j > i).then_some(j)
@@ -184,15 +198,28 @@ mod tests {
 
     fn keys(text: &str) -> Option<Vec<(String, String)>> {
         top_level_members(text.as_bytes()).map(|m| {
-            m.into_iter().map(|(k, r)| (String::from_utf8_lossy(k).into_owned(), text[r].to_string())).collect()
+            m.into_iter()
+                .map(|(k, r)| (String::from_utf8_lossy(k).into_owned(), text[r].to_string()))
+                .collect()
         })
     }
 
     #[test]
     fn finds_members() {
         let m = keys(r#" { "a" : 1, "b":"x\"}", "c": {"d":[1,{"e":"]"}],"f":null}, "g":[[],{}] , "h": -2.5e3 } "#).unwrap();
-        let want = [("a", "1"), ("b", r#""x\"}""#), ("c", r#"{"d":[1,{"e":"]"}],"f":null}"#), ("g", "[[],{}]"), ("h", "-2.5e3")];
-        assert_eq!(m, want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>());
+        let want = [
+            ("a", "1"),
+            ("b", r#""x\"}""#),
+            ("c", r#"{"d":[1,{"e":"]"}],"f":null}"#),
+            ("g", "[[],{}]"),
+            ("h", "-2.5e3"),
+        ];
+        assert_eq!(
+            m,
+            want.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        );
         assert_eq!(keys("{}").unwrap(), vec![]);
     }
 
@@ -210,7 +237,18 @@ mod tests {
 
     #[test]
     fn refuses_broken_structure() {
-        for bad in ["", "[]", "{", r#"{"a":1"#, r#"{"a":[1,2}"#, r#"{"a":{"b":1]}"#, r#"{"a":"x}"#, r#"{"a":1} x"#, r#"{"a" 1}"#, r#"{"a":}"#] {
+        for bad in [
+            "",
+            "[]",
+            "{",
+            r#"{"a":1"#,
+            r#"{"a":[1,2}"#,
+            r#"{"a":{"b":1]}"#,
+            r#"{"a":"x}"#,
+            r#"{"a":1} x"#,
+            r#"{"a" 1}"#,
+            r#"{"a":}"#,
+        ] {
             assert!(keys(bad).is_none(), "{bad}");
         }
     }

@@ -32,19 +32,29 @@ pub struct SnapshotArgs {
 }
 
 pub fn run(args: &SnapshotArgs, out: &mut dyn Write) -> Result<i32> {
-    if !(args.timeout > 0.0) || !args.timeout.is_finite() {
-        return Err(CliError::usage("--timeout must be a number of seconds above 0"));
+    if args.timeout.is_nan() || args.timeout <= 0.0 || !args.timeout.is_finite() {
+        return Err(CliError::usage(
+            "--timeout must be a number of seconds above 0",
+        ));
     }
     let req = match (args.reset, args.reset_only) {
         (_, true) => Request::Reset,
         (true, false) => Request::SnapshotReset,
         (false, false) => Request::Snapshot,
     };
-    let client = Client { timeout: Duration::from_secs_f64(args.timeout), ..Client::from_env() };
+    let client = Client {
+        timeout: Duration::from_secs_f64(args.timeout),
+        ..Client::from_env()
+    };
     match client.request(args.pid, req).map_err(CliError::failure)? {
         Reply::Written(path) => writeln!(out, "{}", path.display())?,
         Reply::Done if req == Request::Reset => writeln!(out, "reset")?,
-        Reply::Done => return Err(CliError::failure(format!("the agent in process {} answered `ok` without a snapshot path", args.pid))),
+        Reply::Done => {
+            return Err(CliError::failure(format!(
+                "the agent in process {} answered `ok` without a snapshot path",
+                args.pid
+            )))
+        }
     }
     out.flush()?;
     Ok(0)

@@ -59,7 +59,11 @@ pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
 
 /// The hot set of a merged view.
 pub fn hot_set(m: &Merged) -> BTreeSet<FuncKey> {
-    m.funcs.iter().filter(|f| f.state == ProbeState::Hot).map(|f| f.key.clone()).collect()
+    m.funcs
+        .iter()
+        .filter(|f| f.state == ProbeState::Hot)
+        .map(|f| f.key.clone())
+        .collect()
 }
 
 /// Spearman correlation of inherent totals over the union of the functions
@@ -100,7 +104,9 @@ mod tests {
         assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 30.0, 40.0]) - 1.0).abs() < 1e-12);
         assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
         // d = (0, 0, 1, -1, 0): 1 - 6·2 / (5·24) = 0.9
-        assert!((spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 2.0, 4.0, 3.0, 5.0]) - 0.9).abs() < 1e-12);
+        assert!(
+            (spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 2.0, 4.0, 3.0, 5.0]) - 0.9).abs() < 1e-12
+        );
         assert_eq!(spearman(&[5.0, 5.0], &[5.0, 5.0]), 1.0);
         assert_eq!(spearman(&[], &[]), 1.0);
     }

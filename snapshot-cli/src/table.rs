@@ -19,13 +19,25 @@ pub struct Column {
 
 impl Column {
     pub fn left(header: &str) -> Column {
-        Column { header: header.into(), align: Align::Left, flex: false }
+        Column {
+            header: header.into(),
+            align: Align::Left,
+            flex: false,
+        }
     }
     pub fn right(header: &str) -> Column {
-        Column { header: header.into(), align: Align::Right, flex: false }
+        Column {
+            header: header.into(),
+            align: Align::Right,
+            flex: false,
+        }
     }
     pub fn flex(header: &str) -> Column {
-        Column { header: header.into(), align: Align::Left, flex: true }
+        Column {
+            header: header.into(),
+            align: Align::Left,
+            flex: true,
+        }
     }
 }
 
@@ -37,10 +49,16 @@ pub struct Cell {
 
 impl Cell {
     pub fn new(text: impl Into<String>) -> Cell {
-        Cell { text: text.into(), style: Style::Plain }
+        Cell {
+            text: text.into(),
+            style: Style::Plain,
+        }
     }
     pub fn styled(text: impl Into<String>, style: Style) -> Cell {
-        Cell { text: text.into(), style }
+        Cell {
+            text: text.into(),
+            style,
+        }
     }
 }
 
@@ -85,7 +103,10 @@ const MIN_FLEX: usize = 16;
 
 impl Table {
     pub fn new(columns: Vec<Column>) -> Table {
-        Table { columns, rows: Vec::new() }
+        Table {
+            columns,
+            rows: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, row: Vec<Cell>) {
@@ -107,14 +128,19 @@ impl Table {
     pub fn render(&self, max_width: Option<usize>, color: bool) -> String {
         let mut widths = self.natural_widths();
         if let (Some(max), Some(flex)) = (max_width, self.columns.iter().position(|c| c.flex)) {
-            let total: usize = widths.iter().sum::<usize>() + GAP.len() * widths.len().saturating_sub(1);
+            let total: usize =
+                widths.iter().sum::<usize>() + GAP.len() * widths.len().saturating_sub(1);
             if total > max {
                 let others = total - widths[flex];
                 widths[flex] = max.saturating_sub(others).max(MIN_FLEX).min(widths[flex]);
             }
         }
         let mut out = String::new();
-        let header: Vec<Cell> = self.columns.iter().map(|c| Cell::styled(c.header.clone(), Style::Bold)).collect();
+        let header: Vec<Cell> = self
+            .columns
+            .iter()
+            .map(|c| Cell::styled(c.header.clone(), Style::Bold))
+            .collect();
         self.render_row(&mut out, &header, &widths, color);
         for row in &self.rows {
             self.render_row(&mut out, row, &widths, color);
@@ -168,7 +194,10 @@ impl Table {
         for row in &self.rows {
             out.push('|');
             for i in 0..self.columns.len() {
-                out.push_str(&format!(" {} |", row.get(i).map(|c| esc(&c.text)).unwrap_or_default()));
+                out.push_str(&format!(
+                    " {} |",
+                    row.get(i).map(|c| esc(&c.text)).unwrap_or_default()
+                ));
             }
             out.push('\n');
         }
@@ -182,7 +211,10 @@ mod tests {
 
     fn sample() -> Table {
         let mut t = Table::new(vec![Column::right("Count"), Column::flex("Name")]);
-        t.push(vec!["12".into(), "a_rather_long_function_name_for_the_table".into()]);
+        t.push(vec![
+            "12".into(),
+            "a_rather_long_function_name_for_the_table".into(),
+        ]);
         t.push(vec!["3".into(), "b|c".into()]);
         t
     }
@@ -202,7 +234,10 @@ mod tests {
     #[test]
     fn markdown_escapes_pipes() {
         let md = sample().render_markdown();
-        assert!(md.starts_with("| Count | Name |\n| ---: | :--- |\n"), "{md}");
+        assert!(
+            md.starts_with("| Count | Name |\n| ---: | :--- |\n"),
+            "{md}"
+        );
         assert!(md.contains("b\\|c"));
     }
 

@@ -63,7 +63,11 @@ pub fn fmt_count(n: u64) -> String {
 /// A signed relative change: `+12.3%`, `-4.0%`, `+∞` when from zero.
 pub fn fmt_pct(rel: f64) -> String {
     if rel.is_infinite() {
-        return if rel > 0.0 { "+∞".into() } else { "-∞".into() };
+        return if rel > 0.0 {
+            "+∞".into()
+        } else {
+            "-∞".into()
+        };
     }
     if rel.is_nan() {
         return "-".into();
@@ -87,7 +91,14 @@ pub fn parse_duration_ns(text: &str) -> Option<f64> {
 
 /// Splits a number from its time unit; returns the scale to nanoseconds.
 pub fn split_unit(t: &str) -> Option<(&str, f64)> {
-    for (suffix, scale) in [("ns", 1.0), ("us", 1e3), ("µs", 1e3), ("μs", 1e3), ("ms", 1e6), ("s", 1e9)] {
+    for (suffix, scale) in [
+        ("ns", 1.0),
+        ("us", 1e3),
+        ("µs", 1e3),
+        ("μs", 1e3),
+        ("ms", 1e6),
+        ("s", 1e9),
+    ] {
         if let Some(num) = t.strip_suffix(suffix) {
             return Some((num, scale));
         }

@@ -9,7 +9,10 @@ use std::path::Path;
 fn refine(args: &[&str]) -> (ProbeSet, String) {
     let r = run(&[&["refine", "-o", "-"], args].concat());
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    (ProbeSet::parse(&r.stdout, Path::new("stdout")).expect("refine writes a valid probe set"), r.stderr)
+    (
+        ProbeSet::parse(&r.stdout, Path::new("stdout")).expect("refine writes a valid probe set"),
+        r.stderr,
+    )
 }
 
 fn symbols(set: &ProbeSet) -> Vec<&str> {
@@ -24,7 +27,11 @@ fn refine_is_byte_identical_for_equal_data() {
     for out in [&a, &b] {
         let r = run(&["refine", p(&f), "-o", p(out)]);
         assert_eq!(r.code, Some(0), "{}", r.stderr);
-        assert!(r.stderr.starts_with("hotprobe: wrote 11 probes to"), "{}", r.stderr);
+        assert!(
+            r.stderr.starts_with("hotprobe: wrote 11 probes to"),
+            "{}",
+            r.stderr
+        );
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     // Reordering the probe table changes nothing either.
@@ -33,8 +40,16 @@ fn refine_is_byte_identical_for_equal_data() {
     let g = write(dir.path(), "t.json", &shuffled);
     let c = dir.path().join("c.toml");
     run(&["refine", p(&g), "-o", p(&c)]);
-    let strip = |t: String| t.lines().filter(|l| !l.starts_with("source")).collect::<Vec<_>>().join("\n");
-    assert_eq!(strip(std::fs::read_to_string(&a).unwrap()), strip(std::fs::read_to_string(&c).unwrap()));
+    let strip = |t: String| {
+        t.lines()
+            .filter(|l| !l.starts_with("source"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        strip(std::fs::read_to_string(&a).unwrap()),
+        strip(std::fs::read_to_string(&c).unwrap())
+    );
     assert!(ProbeSet::read(&a).is_ok());
 }
 
@@ -45,7 +60,17 @@ fn refine_policy() {
     let (set, _) = refine(&[p(&f)]);
     let syms = symbols(&set);
     // Hot ones, and active ones at ≥ 250 ns/call or ≥ 1 % of inherent time.
-    for s in ["main", "aeMain", "processCommand", "call", "getCommand", "setCommand", "dictFind", "dictAdd", "lookupKey"] {
+    for s in [
+        "main",
+        "aeMain",
+        "processCommand",
+        "call",
+        "getCommand",
+        "setCommand",
+        "dictFind",
+        "dictAdd",
+        "lookupKey",
+    ] {
         assert!(syms.contains(&s), "{s} missing from {syms:?}");
     }
     // Cold, disabled, rejected and tiny ones are out.
@@ -53,7 +78,11 @@ fn refine_policy() {
         assert!(!syms.contains(&s), "{s} should be dropped: {syms:?}");
     }
     assert!(syms.contains(&"serverLog"), "4 µs per call is above 250 ns");
-    let e = set.probes.iter().find(|e| e.symbol == "processCommand").unwrap();
+    let e = set
+        .probes
+        .iter()
+        .find(|e| e.symbol == "processCommand")
+        .unwrap();
     assert_eq!((e.module.as_str(), e.offset), ("redis-server", None));
 
     let (set, _) = refine(&["--top", "3", p(&f)]);
@@ -64,17 +93,25 @@ fn refine_policy() {
     let syms = symbols(&set);
     assert!(!syms.iter().any(|s| s.starts_with("dict")));
     // `compare` has two functions in one module: both kept, told apart by offset.
-    let compares: Vec<_> = set.probes.iter().filter(|e| e.symbol == "compare").collect();
+    let compares: Vec<_> = set
+        .probes
+        .iter()
+        .filter(|e| e.symbol == "compare")
+        .collect();
     assert_eq!(compares.len(), 2);
     assert!(compares.iter().all(|e| e.offset.is_some()));
     let (set, stderr) = refine(&["--keep", "tiny", p(&f)]);
-    assert!(!symbols(&set).contains(&"tiny"), "rejected functions cannot be kept");
+    assert!(
+        !symbols(&set).contains(&"tiny"),
+        "rejected functions cannot be kept"
+    );
     assert!(stderr.contains("0 kept by --keep"), "{stderr}");
 }
 
 fn diff_json(a: &Path, b: &Path, extra: &[&str]) -> (serde_json::Value, Run) {
     let r = run(&[&["diff", "--format", "json", p(a), p(b)], extra].concat());
-    let v = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {} {}", r.stdout, r.stderr));
+    let v = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} {}", r.stdout, r.stderr));
     (v, r)
 }
 
@@ -82,9 +119,19 @@ fn diff_json(a: &Path, b: &Path, extra: &[&str]) -> (serde_json::Value, Run) {
 fn diff_of_a_snapshot_with_itself_is_empty() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "s.json", &fixture::server(1));
-    let r = run(&["diff", p(&f), p(&f), "--fail-if", "avg_inherent>+10%,hot_removed>0,jaccard<0.9,spearman<0.8"]);
+    let r = run(&[
+        "diff",
+        p(&f),
+        p(&f),
+        "--fail-if",
+        "avg_inherent>+10%,hot_removed>0,jaccard<0.9,spearman<0.8",
+    ]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("no change beyond the noise floor"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("no change beyond the noise floor"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("Jaccard 1 · Spearman 1"), "{}", r.stdout);
     let (v, _) = diff_json(&f, &f, &[]);
     assert_eq!(v["summary"]["changed"], 0);
@@ -107,13 +154,30 @@ fn diff_names_the_changed_probes_and_gates() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout.contains("processCommand"), "{}", r.stdout);
     assert!(r.stdout.contains("+50.0%"), "{}", r.stdout);
-    assert!(r.stdout.contains("gone hot") && r.stdout.contains("serverLog (active → hot)"), "{}", r.stdout);
-    assert!(r.stdout.contains("Removed (1)") && r.stdout.contains("zmalloc"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("gone hot") && r.stdout.contains("serverLog (active → hot)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("Removed (1)") && r.stdout.contains("zmalloc"),
+        "{}",
+        r.stdout
+    );
     let changed_section = r.stdout.split("Changed").nth(1).unwrap_or("");
-    assert!(!changed_section.contains("dictFind"), "2 % is noise: {}", r.stdout);
+    assert!(
+        !changed_section.contains("dictFind"),
+        "2 % is noise: {}",
+        r.stdout
+    );
 
     let (v, _) = diff_json(&a, &b, &[]);
-    let changed: Vec<&str> = v["changed"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let changed: Vec<&str> = v["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(changed, vec!["processCommand"]);
     assert_eq!(v["summary"]["hot_added"], 1);
     assert_eq!(v["summary"]["removed"], 1);
@@ -122,15 +186,36 @@ fn diff_names_the_changed_probes_and_gates() {
 
     let r = run(&["diff", p(&a), p(&b), "--fail-if", "avg_inherent>+10%"]);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
-    assert!(r.stderr.contains("fail-if `avg_inherent>+10%` holds for 1 function: processCommand (+50.0%)"), "{}", r.stderr);
-    let r = run(&["diff", p(&a), p(&b), "--fail-if", "avg_inherent>+60%", "--fail-if", "count<-20%"]);
+    assert!(
+        r.stderr
+            .contains("fail-if `avg_inherent>+10%` holds for 1 function: processCommand (+50.0%)"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[
+        "diff",
+        p(&a),
+        p(&b),
+        "--fail-if",
+        "avg_inherent>+60%",
+        "--fail-if",
+        "count<-20%",
+    ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let r = run(&["diff", p(&a), p(&b), "--fail-if", "hot_added>0"]);
     assert_eq!(r.code, Some(1));
-    assert!(r.stderr.contains("`hot_added>0` holds: the value is 1"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`hot_added>0` holds: the value is 1"),
+        "{}",
+        r.stderr
+    );
     let r = run(&["diff", p(&a), p(&b), "--fail-if", "avg_inherent>>3"]);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
-    assert!(r.stderr.starts_with("hotprobe: error: --fail-if"), "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("hotprobe: error: --fail-if"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -147,32 +232,74 @@ fn diff_matches_modules_by_file_name_and_notes_versions() {
     let (v, _) = diff_json(&a, &b, &[]);
     assert_eq!(v["summary"]["added"], 0);
     assert_eq!(v["summary"]["changed"], 0);
-    assert!(v["notes"][0].as_str().unwrap().contains("agent 0.1.0 and B by agent 0.2.0"), "{v}");
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("agent 0.1.0 and B by agent 0.2.0"),
+        "{v}"
+    );
 }
 
 #[test]
 fn spearman_and_jaccard_on_known_data() {
     use hotprobe_config::snapshot::{ProbeRecord, ProbeState};
-    let rec = |name: &str, inh: u64, state| ProbeRecord { name: name.into(), symbol: name.into(), module: "/m".into(), count: 1, inherent_ns: inh, inclusive_ns: inh, state, ..Default::default() };
+    let rec = |name: &str, inh: u64, state| ProbeRecord {
+        name: name.into(),
+        symbol: name.into(),
+        module: "/m".into(),
+        count: 1,
+        inherent_ns: inh,
+        inclusive_ns: inh,
+        state,
+        ..Default::default()
+    };
     let dir = tempfile::tempdir().unwrap();
-    let mut a = hotprobe_config::Snapshot::default();
-    a.probes = vec![rec("a", 10, ProbeState::Hot), rec("b", 20, ProbeState::Hot), rec("c", 30, ProbeState::Active), rec("d", 40, ProbeState::Active), rec("e", 50, ProbeState::Active)];
+    let a = hotprobe_config::Snapshot {
+        probes: vec![
+            rec("a", 10, ProbeState::Hot),
+            rec("b", 20, ProbeState::Hot),
+            rec("c", 30, ProbeState::Active),
+            rec("d", 40, ProbeState::Active),
+            rec("e", 50, ProbeState::Active),
+        ],
+        ..Default::default()
+    };
     let mut b = a.clone();
     b.probes[2].inherent_ns = 40; // c, d swap ranks (c 40, d 30)
     b.probes[3].inherent_ns = 30;
     b.probes[2].state = ProbeState::Hot; // hot {a,b} vs {a,b,c}: 2/3
-    let (fa, fb) = (write(dir.path(), "a.json", &a), write(dir.path(), "b.json", &b));
+    let (fa, fb) = (
+        write(dir.path(), "a.json", &a),
+        write(dir.path(), "b.json", &b),
+    );
     let (v, _) = diff_json(&fa, &fb, &[]);
-    assert!((v["summary"]["spearman"].as_f64().unwrap() - 0.9).abs() < 1e-9, "{v}");
-    assert!((v["summary"]["jaccard"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9, "{v}");
+    assert!(
+        (v["summary"]["spearman"].as_f64().unwrap() - 0.9).abs() < 1e-9,
+        "{v}"
+    );
+    assert!(
+        (v["summary"]["jaccard"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
+        "{v}"
+    );
 }
 
-fn iteration(root: &Path, name: &str, snap: &hotprobe_config::Snapshot, with_set: bool) -> std::path::PathBuf {
+fn iteration(
+    root: &Path,
+    name: &str,
+    snap: &hotprobe_config::Snapshot,
+    with_set: bool,
+) -> std::path::PathBuf {
     let d = root.join(name);
     std::fs::create_dir_all(&d).unwrap();
     write(&d, "s.json", snap);
     if with_set {
-        let r = run(&["refine", p(&d.join("s.json")), "-o", p(&d.join("probes.toml"))]);
+        let r = run(&[
+            "refine",
+            p(&d.join("s.json")),
+            "-o",
+            p(&d.join("probes.toml")),
+        ]);
         assert_eq!(r.code, Some(0), "{}", r.stderr);
     }
     d
@@ -207,18 +334,38 @@ fn converge_settles_or_not() {
     let r = run(&["converge", p(&i2), p(&i1), "--check"]);
     assert_eq!(r.code, Some(1), "{}", r.stdout);
     assert!(r.stdout.contains("not settled"), "{}", r.stdout);
-    let r = run(&["converge", p(&i2), p(&i1), "--min-jaccard", "0.1", "--min-spearman", "0"]);
+    let r = run(&[
+        "converge",
+        p(&i2),
+        p(&i1),
+        "--min-jaccard",
+        "0.1",
+        "--min-spearman",
+        "0",
+    ]);
     assert_eq!(r.code, Some(0));
-    assert!(r.stdout.contains("settled: the last two iterations agree"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("settled: the last two iterations agree"),
+        "{}",
+        r.stdout
+    );
     let r = run(&["converge", p(&i1)]);
-    assert!(r.stdout.contains("needs at least two iterations"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("needs at least two iterations"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
 fn converge_library_entry_point() {
     let root = tempfile::tempdir().unwrap();
-    let dirs: Vec<_> = (1..=2).map(|i| iteration(root.path(), &format!("i{i}"), &fixture::server(i), false)).collect();
-    let c = hotprobe_cli::converge::converge_dirs(&dirs, hotprobe_cli::converge::Thresholds::default()).unwrap();
+    let dirs: Vec<_> = (1..=2)
+        .map(|i| iteration(root.path(), &format!("i{i}"), &fixture::server(i), false))
+        .collect();
+    let c =
+        hotprobe_cli::converge::converge_dirs(&dirs, hotprobe_cli::converge::Thresholds::default())
+            .unwrap();
     assert!(c.settled);
     assert_eq!(c.iterations.len(), 2);
 }

@@ -12,7 +12,12 @@ fn json_report(args: &[&str]) -> Value {
 }
 
 fn row<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["functions"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("no row {name}"))
+    v["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no row {name}"))
 }
 
 #[test]
@@ -22,20 +27,46 @@ fn table_has_header_columns_and_footnotes() {
     let r = run(&["report", p(&f)]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let out = &r.stdout;
-    assert!(out.starts_with("redis-server · pid 4242 · duration"), "{out}");
-    assert!(out.contains("backend inline") && out.contains("score card: inclusive ≥ 1.00 µs, inherent ≥ 250 ns"), "{out}");
-    assert!(out.contains("probes: 6 hot, 7 active, 2 disabled, 1 rejected"), "{out}");
-    for col in ["Count", "Total", "Total (I)", "Avg", "Avg (I)", "p99", "Max", "Name"] {
+    assert!(
+        out.starts_with("redis-server · pid 4242 · duration"),
+        "{out}"
+    );
+    assert!(
+        out.contains("backend inline")
+            && out.contains("score card: inclusive ≥ 1.00 µs, inherent ≥ 250 ns"),
+        "{out}"
+    );
+    assert!(
+        out.contains("probes: 6 hot, 7 active, 2 disabled, 1 rejected"),
+        "{out}"
+    );
+    for col in [
+        "Count",
+        "Total",
+        "Total (I)",
+        "Avg",
+        "Avg (I)",
+        "p99",
+        "Max",
+        "Name",
+    ] {
         assert!(out.contains(col), "missing {col}: {out}");
     }
     // Sorted by inherent total: processCommand (8 ms) first.
-    let first_row = out.lines().skip_while(|l| !l.contains("Count")).nth(1).unwrap();
+    let first_row = out
+        .lines()
+        .skip_while(|l| !l.contains("Count"))
+        .nth(1)
+        .unwrap();
     assert!(first_row.ends_with("processCommand"), "{out}");
     // Partial rows (disabled mid-run) are marked, and rejected ones hidden by default.
     assert!(out.contains("~1,500") && out.contains("~ partial"), "{out}");
     assert!(!out.contains(" tiny"), "{out}");
     assert!(out.lines().all(|l| l.chars().count() <= 100), "{out}");
-    assert!(out.contains("ns::Cache<std::__cxx11::basic_strin…"), "long names are cut: {out}");
+    assert!(
+        out.contains("ns::Cache<std::__cxx11::basic_strin…"),
+        "long names are cut: {out}"
+    );
     assert!(!out.contains('\x1b'), "no colour with NO_COLOR");
 }
 
@@ -59,13 +90,24 @@ fn json_and_csv_parse_back() {
     let rows = parse_csv(&r.stdout);
     assert_eq!(rows[0][0], "name");
     assert_eq!(rows.len(), 1 + fixture::FUNCTIONS.len());
-    let cache = rows.iter().find(|r| r[0].starts_with("ns::Cache<")).unwrap();
-    assert_eq!(cache[0], fixture::FUNCTIONS[15].name, "quoted name with commas survives");
+    let cache = rows
+        .iter()
+        .find(|r| r[0].starts_with("ns::Cache<"))
+        .unwrap();
+    assert_eq!(
+        cache[0],
+        fixture::FUNCTIONS[15].name,
+        "quoted name with commas survives"
+    );
     assert_eq!(cache[5], "2500");
     assert!(rows.iter().all(|r| r.len() == rows[0].len()));
 
     let r = run(&["report", "--format", "markdown", p(&f)]);
-    assert!(r.stdout.contains("| Count | Total |") && r.stdout.contains("| ---: |"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("| Count | Total |") && r.stdout.contains("| ---: |"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -100,16 +142,42 @@ fn filters_sort_and_top() {
     let f = write(dir.path(), "s.json", &fixture::server(1));
     let names = |args: &[&str]| -> Vec<String> {
         let v = json_report(&[args, &[p(&f)]].concat());
-        v["functions"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+        v["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(names(&["--top", "2"]), vec!["processCommand", "dictFind"]);
     assert_eq!(names(&["--include", "dict*"]), vec!["dictFind", "dictAdd"]);
-    assert!(!names(&["--exclude", "dict*,call"]).iter().any(|n| n.starts_with("dict") || n == "call"));
-    assert_eq!(names(&["--state", "disabled"]), vec!["_addReplyToBuffer", "zmalloc"]);
+    assert!(!names(&["--exclude", "dict*,call"])
+        .iter()
+        .any(|n| n.starts_with("dict") || n == "call"));
+    assert_eq!(
+        names(&["--state", "disabled"]),
+        vec!["_addReplyToBuffer", "zmalloc"]
+    );
     assert_eq!(names(&["--state", "rejected", "--all"]), vec!["tiny"]);
-    assert_eq!(names(&["--sort", "name", "--top", "3"]), vec!["_addReplyToBuffer", "aeMain", "call"]);
-    assert_eq!(names(&["--sort", "count", "--top", "1", "--include", "call,dictFind"]), vec!["call"]);
-    assert_eq!(names(&["--sort", "avg-inherent", "--top", "1"]), vec!["aeMain"]);
+    assert_eq!(
+        names(&["--sort", "name", "--top", "3"]),
+        vec!["_addReplyToBuffer", "aeMain", "call"]
+    );
+    assert_eq!(
+        names(&[
+            "--sort",
+            "count",
+            "--top",
+            "1",
+            "--include",
+            "call,dictFind"
+        ]),
+        vec!["call"]
+    );
+    assert_eq!(
+        names(&["--sort", "avg-inherent", "--top", "1"]),
+        vec!["aeMain"]
+    );
     assert_eq!(names(&[]).len(), 15);
     assert_eq!(names(&["--all"]).len(), 16);
 }
@@ -122,5 +190,10 @@ fn inexact_counts_are_mentioned() {
     s.meter.lost_records = 3;
     let f = write(dir.path(), "s.json", &s);
     let r = run(&["report", p(&f)]);
-    assert!(r.stdout.contains("12 unmetered calls, 3 lost records: counts are not exact"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("12 unmetered calls, 3 lost records: counts are not exact"),
+        "{}",
+        r.stdout
+    );
 }

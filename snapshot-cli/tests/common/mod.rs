@@ -10,7 +10,9 @@ use std::process::{Command, Output};
 
 pub fn hotprobe() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hotprobe"));
-    c.env("NO_COLOR", "1").env("COLUMNS", "100").env_remove("HOTPROBE_CONFIG");
+    c.env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
+        .env_remove("HOTPROBE_CONFIG");
     c
 }
 
@@ -30,8 +32,16 @@ pub fn run_in(args: &[&str], dir: Option<&Path>) -> Run {
     if let Some(d) = dir {
         c.current_dir(d);
     }
-    let Output { status, stdout, stderr } = c.output().expect("run hotprobe");
-    Run { code: status.code(), stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().expect("run hotprobe");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
 }
 
 pub fn write(dir: &Path, name: &str, s: &Snapshot) -> PathBuf {
