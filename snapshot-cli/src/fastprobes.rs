@@ -19,12 +19,7 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     #[inline]
     fn ws(&mut self) {
-        let rest = &self.b[self.i.min(self.b.len())..];
-        let n = rest
-            .iter()
-            .position(|&c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
-            .unwrap_or(rest.len());
-        self.i += n;
+        self.i += crate::scan::skip_whitespace(&self.b[self.i.min(self.b.len())..]);
     }
 
     #[inline]
@@ -172,7 +167,9 @@ const FIELDS: [&[u8]; 19] = [
 ];
 
 fn field_index(key: &[u8], expected: usize) -> usize {
-    if FIELDS.get(expected) == Some(&key) {
+    // Keys are short: an inline byte comparison beats a call to memcmp.
+    let same = |f: &[u8]| f.len() == key.len() && f.iter().zip(key).all(|(a, b)| a == b);
+    if FIELDS.get(expected).is_some_and(|f| same(f)) {
         return expected;
     }
     FIELDS.iter().position(|f| *f == key).unwrap_or(usize::MAX)

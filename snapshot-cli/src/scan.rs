@@ -80,6 +80,36 @@ fn eq_mask(v: u64, c: u8) -> u64 {
     x.wrapping_sub(LO) & !x & HI
 }
 
+/// High bit set in exactly the bytes of `v` equal to `c` (no false positives).
+#[inline]
+fn eq_mask_exact(v: u64, c: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = v ^ (LO * c as u64);
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+}
+
+/// Index of the first byte of `s` that is not JSON whitespace (or `s.len()`).
+#[inline]
+pub fn skip_whitespace(s: &[u8]) -> usize {
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let v = word(&s[i..]);
+        let ws = eq_mask_exact(v, b' ')
+            | eq_mask_exact(v, b'\n')
+            | eq_mask_exact(v, b'\r')
+            | eq_mask_exact(v, b'\t');
+        let other = !ws & HI;
+        if other != 0 {
+            return i + (other.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + s[i..]
+        .iter()
+        .position(|&c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
+        .unwrap_or(s.len() - i)
+}
+
 /// Index of the first `"`, `\` or control character in `s`: where a JSON
 /// string's plain run ends. Eight bytes at a time.
 #[inline]
@@ -221,6 +251,16 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert_eq!(keys("{}").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn whitespace_skips_exactly() {
+        assert_eq!(skip_whitespace(b"   \n\t  \r  x  "), 10);
+        assert_eq!(skip_whitespace(b"x"), 0);
+        assert_eq!(skip_whitespace(b"         "), 9);
+        assert_eq!(skip_whitespace(b""), 0);
+        assert_eq!(skip_whitespace(b"\n      \"id\""), 7);
+        assert_eq!(skip_whitespace(&[b' ', 0xa0, b' ']), 1);
     }
 
     #[test]
