@@ -82,11 +82,13 @@ pub struct RunArgs {
     /// A probe set written by `hotprobe refine`: exactly these functions.
     #[arg(long, value_name = "FILE")]
     pub probes: Option<PathBuf>,
+    /// Probe mechanism: in-process patching (inline) or perf_event uprobes (kernel).
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
     /// Disable cold probes while the program runs (1) or keep every probe (0).
     #[arg(long, value_name = "BOOL", value_parser = parse_bool_arg)]
     pub adaptive: Option<bool>,
+    /// The agent's log level (messages on stderr, prefixed `hotprobe:`).
     #[arg(long, value_enum, value_name = "LEVEL")]
     pub log: Option<LogArg>,
     /// Child processes to stay active in: all, none, or globs over executable names.
@@ -142,6 +144,9 @@ pub fn environment(
 ) -> Result<BTreeMap<String, OsString>> {
     let fail = |m: String| CliError::with_code(EXIT_CANNOT_START, m);
     let mut env = BTreeMap::new();
+    if agent.to_string_lossy().contains([':', ' ', '\t', '\n']) {
+        return Err(fail(format!("the agent path {} holds a colon or a space, which LD_PRELOAD cannot carry; move or link it elsewhere", agent.display())));
+    }
     let mut preload = agent.as_os_str().to_owned();
     if let Some(old) = existing_preload.filter(|v| !v.is_empty()) {
         let already =
