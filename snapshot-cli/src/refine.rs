@@ -127,11 +127,8 @@ pub fn entry(f: &Func) -> ProbeSetEntry {
     ProbeSetEntry {
         module: f.key.module.clone(),
         symbol: f.key.symbol.clone(),
-        name: if f.name == f.key.symbol {
-            String::new()
-        } else {
-            f.name.clone()
-        },
+        // For people (the contract's example carries it even when equal to the symbol).
+        name: f.name.clone(),
         offset: f.ambiguous.then_some(f.offset),
     }
 }
