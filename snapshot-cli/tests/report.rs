@@ -197,3 +197,33 @@ fn inexact_counts_are_mentioned() {
         r.stdout
     );
 }
+
+#[test]
+fn large_inputs_merge_in_parallel_without_losing_anything() {
+    // Over 50,000 probes in all: the merge is split among threads.
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected_count = 0u64;
+    let mut expected_inherent = 0u64;
+    for pid in 1..=6 {
+        let s = fixture::large(pid, 9_000);
+        expected_count += s.probes.iter().map(|p| p.count).sum::<u64>();
+        expected_inherent += s.probes.iter().map(|p| p.inherent_ns).sum::<u64>();
+        write(dir.path(), &format!("big-{pid}.json"), &s);
+    }
+    let v = json_report(&["--all", p(dir.path())]);
+    let rows = v["functions"].as_array().unwrap();
+    assert_eq!(rows.len(), 9_000);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum::<u64>(),
+        expected_count
+    );
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["inherent_ns"].as_u64().unwrap())
+            .sum::<u64>(),
+        expected_inherent
+    );
+    assert_eq!(v["header"]["pids"].as_array().unwrap().len(), 6);
+}
