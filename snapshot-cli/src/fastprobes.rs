@@ -90,8 +90,15 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let mut v: u64 = 0;
-        for &d in &rest[..digits] {
-            v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+        if digits < 20 {
+            // Up to 19 digits cannot overflow a u64.
+            for &d in &rest[..digits] {
+                v = v * 10 + (d - b'0') as u64;
+            }
+        } else {
+            for &d in &rest[..digits] {
+                v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+            }
         }
         self.i += digits;
         Some(v)
@@ -291,6 +298,10 @@ mod tests {
                 assert_eq!(fast, slow);
             }
         }
+        let (fast, slow) =
+            both(r#"[{"count": 18446744073709551615, "offset": 9999999999999999999}]"#);
+        assert!(fast.is_some());
+        assert_eq!(fast, slow);
         let (fast, slow) = both("[]");
         assert_eq!(fast, slow);
         let (fast, slow) = both(
@@ -313,6 +324,7 @@ mod tests {
             r#"[{"name": null}]"#,
             r#"[{"id": 4294967296}]"#,
             r#"[{"count": 99999999999999999999}]"#,
+            r#"[{"count": 18446744073709551616}]"#,
             r#"[{"id": 1}"#,
             r#"[{"id": 1},]"#,
         ] {

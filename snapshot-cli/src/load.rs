@@ -155,33 +155,56 @@ pub fn read_light(path: &Path) -> Result<LightSnapshot> {
 /// The members a light snapshot needs, parsed; the others stepped over.
 /// `None` on any problem (the caller then asks the contract's reader why).
 pub fn parse_light(bytes: &[u8]) -> Option<LightSnapshot> {
+    use crate::scan::Step;
     /// Parses the value at `start` into `slot`; returns where it ends.
     fn take<T: serde::de::DeserializeOwned>(
         bytes: &[u8],
         start: usize,
         slot: &mut T,
-    ) -> Option<Option<usize>> {
+    ) -> Option<usize> {
         let mut values = serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<T>();
         *slot = values.next()?.ok()?;
-        Some(Some(start + values.byte_offset()))
+        Some(start + values.byte_offset())
     }
+    const NEEDED: [&[u8]; 7] = [
+        b"schema",
+        b"agent",
+        b"process",
+        b"config",
+        b"overhead",
+        b"meter",
+        b"probes",
+    ];
     let mut s = LightSnapshot::default();
     let mut probes = ProbeTable::default();
-    crate::scan::walk_top_level(bytes, |key, start| match key {
-        b"schema" => take(bytes, start, &mut s.schema),
-        b"agent" => take(bytes, start, &mut s.agent),
-        b"process" => take(bytes, start, &mut s.process),
-        b"config" => take(bytes, start, &mut s.config),
-        b"overhead" => take(bytes, start, &mut s.overhead),
-        b"meter" => take(bytes, start, &mut s.meter),
-        b"probes" => match crate::fastprobes::parse_probes(bytes, start) {
-            Some((table, end)) => {
-                probes = table;
-                Some(Some(end))
-            }
-            None => take(bytes, start, &mut probes),
-        },
-        _ => Some(None),
+    let mut seen = [false; NEEDED.len()];
+    crate::scan::walk_top_level(bytes, |key, start| {
+        let Some(k) = NEEDED.iter().position(|n| *n == key) else {
+            return Some(Step::Skip);
+        };
+        let end = match k {
+            0 => take(bytes, start, &mut s.schema)?,
+            1 => take(bytes, start, &mut s.agent)?,
+            2 => take(bytes, start, &mut s.process)?,
+            3 => take(bytes, start, &mut s.config)?,
+            4 => take(bytes, start, &mut s.overhead)?,
+            5 => take(bytes, start, &mut s.meter)?,
+            _ => match crate::fastprobes::parse_probes(bytes, start) {
+                Some((table, end)) => {
+                    probes = table;
+                    end
+                }
+                None => take(bytes, start, &mut probes)?,
+            },
+        };
+        seen[k] = true;
+        // The agent writes edges and contexts last: once everything a light
+        // snapshot needs is read, they are not even scanned.
+        Some(if seen.iter().all(|s| *s) {
+            Step::ReadAndStop(end)
+        } else {
+            Step::Read(end)
+        })
     })?;
     s.probes = probes;
     Some(s)
@@ -365,6 +388,21 @@ mod tests {
         assert!(e.message.contains("no snapshots"), "{e}");
         let e = expand_inputs(&[dir.path().join("nope.json")]).unwrap_err();
         assert!(e.message.contains("no such file"), "{e}");
+    }
+
+    #[test]
+    fn a_snapshot_cut_short_is_refused_even_where_light_reading_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = crate::fixture::server(1).to_json();
+        let cut = json.find("\"contexts\"").unwrap() + 200;
+        let p = dir.path().join("cut.json");
+        std::fs::write(&p, &json[..cut]).unwrap();
+        let e = read_light(&p).unwrap_err();
+        assert!(e.message.contains("not JSON"), "{e}");
+        std::fs::write(&p, &json).unwrap();
+        let light = read_light(&p).unwrap();
+        assert_eq!(light.probes.len(), crate::fixture::FUNCTIONS.len());
+        assert_eq!(light.process.pid, 1);
     }
 
     #[test]

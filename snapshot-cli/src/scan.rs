@@ -15,18 +15,29 @@ pub fn top_level_members(bytes: &[u8]) -> Option<Vec<(&[u8], Range<usize>)>> {
     walk_top_level(bytes, |key, start| {
         let end = value_end(bytes, start)?;
         members.push((key, start..end));
-        Some(Some(end))
+        Some(Step::Read(end))
     })?;
     Some(members)
 }
 
+/// What the visitor of [`walk_top_level`] did with a member's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Read it; it ends at this index.
+    Read(usize),
+    /// Step over it.
+    Skip,
+    /// Read it (ending at this index) and need nothing more: the rest of the
+    /// object is only checked to end with `}`.
+    ReadAndStop(usize),
+}
+
 /// Walks the members of the top-level object. `visit(key, start)` gets the
-/// raw key and where its value starts; it returns `Some(Some(end))` when it
-/// has read the value itself (ending at `end`), `Some(None)` to have it
-/// stepped over, and `None` to stop the walk, which then returns `None`.
+/// raw key and where its value starts and says what it did ([`Step`]);
+/// `None` stops the walk, which then returns `None`.
 pub fn walk_top_level<'a>(
     bytes: &'a [u8],
-    mut visit: impl FnMut(&'a [u8], usize) -> Option<Option<usize>>,
+    mut visit: impl FnMut(&'a [u8], usize) -> Option<Step>,
 ) -> Option<()> {
     let mut i = skip_ws(bytes, 0);
     if bytes.get(i) != Some(&b'{') {
@@ -48,8 +59,14 @@ pub fn walk_top_level<'a>(
         }
         let start = skip_ws(bytes, i + 1);
         let end = match visit(key, start)? {
-            Some(end) => end,
-            None => value_end(bytes, start)?,
+            Step::Read(end) => end,
+            Step::Skip => value_end(bytes, start)?,
+            Step::ReadAndStop(end) => {
+                let last = bytes
+                    .iter()
+                    .rposition(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'))?;
+                return (bytes[last] == b'}' && last >= end).then_some(());
+            }
         };
         i = skip_ws(bytes, end);
         match bytes.get(i) {
