@@ -193,11 +193,16 @@ impl Table {
         out.push('\n');
         for row in &self.rows {
             out.push('|');
-            for i in 0..self.columns.len() {
-                out.push_str(&format!(
-                    " {} |",
-                    row.get(i).map(|c| esc(&c.text)).unwrap_or_default()
-                ));
+            for (i, col) in self.columns.iter().enumerate() {
+                let text = row.get(i).map(|c| c.text.as_str()).unwrap_or_default();
+                // Names (C++ templates) go in code spans so `<…>` is not read as HTML.
+                let cell = if col.flex && !text.is_empty() {
+                    let fence = if text.contains('`') { "``" } else { "`" };
+                    format!("{fence}{}{fence}", esc(text))
+                } else {
+                    esc(text)
+                };
+                out.push_str(&format!(" {cell} |"));
             }
             out.push('\n');
         }
@@ -238,7 +243,7 @@ mod tests {
             md.starts_with("| Count | Name |\n| ---: | :--- |\n"),
             "{md}"
         );
-        assert!(md.contains("b\\|c"));
+        assert!(md.contains("`b\\|c`"), "{md}");
     }
 
     #[test]
