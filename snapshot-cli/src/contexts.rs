@@ -1,0 +1,270 @@
+//! The calling-context trees of snapshots as stacks of named frames, merged
+//! across snapshots by the path of frame identities: what flame graphs and
+//! pprof profiles are drawn from.
+
+use crate::error::{CliError, Result};
+use crate::load::Inputs;
+use crate::merge::{display_name, FuncKey};
+use crate::probetable::ProbeTable;
+use hotprobe_config::snapshot::module_file_name;
+use hotprobe_config::Snapshot;
+use std::collections::{BTreeMap, HashMap};
+
+/// One function as a frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub key: FuncKey,
+    /// The name for people (`name#N` when the module has several with this symbol).
+    pub name: String,
+    pub symbol: String,
+    pub module_path: String,
+    pub source: Option<String>,
+    pub offset: u64,
+}
+
+/// What one calling context measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Weights {
+    pub count: u64,
+    pub inclusive_ns: u64,
+    pub inherent_ns: u64,
+}
+
+/// Stacks of frame indices (root first) with their weights.
+#[derive(Debug, Clone, Default)]
+pub struct Stacks {
+    pub frames: Vec<Frame>,
+    pub stacks: BTreeMap<Vec<u32>, Weights>,
+    pub executables: Vec<String>,
+    pub pids: Vec<u32>,
+    pub build_ids: HashMap<String, String>,
+    pub started_unix_ns: u64,
+    pub duration_ns: u64,
+    pub truncated: bool,
+    /// Context nodes whose probe or parent was not in the snapshot.
+    pub dangling: usize,
+}
+
+impl Stacks {
+    /// The frame names of a stack, root first.
+    pub fn names(&self, stack: &[u32]) -> Vec<&str> {
+        stack
+            .iter()
+            .map(|&i| self.frames[i as usize].name.as_str())
+            .collect()
+    }
+}
+
+/// Merges the calling-context trees of snapshots.
+pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
+    let mut st = Stacks {
+        started_unix_ns: u64::MAX,
+        ..Stacks::default()
+    };
+    let mut frame_of: HashMap<FuncKey, u32> = HashMap::new();
+    let mut last_end = 0u64;
+    for loaded in &inputs.snapshots {
+        let s = &loaded.snap;
+        st.truncated |= s.meter.contexts_truncated;
+        st.pids.push(s.process.pid);
+        let exe = module_file_name(&s.process.exe).to_string();
+        if !exe.is_empty() && !st.executables.contains(&exe) {
+            st.executables.push(exe);
+        }
+        if let Some(b) = &s.process.build_id {
+            st.build_ids.insert(s.process.exe.clone(), b.clone());
+        }
+        if s.process.started_unix_ns > 0 {
+            st.started_unix_ns = st.started_unix_ns.min(s.process.started_unix_ns);
+            last_end = last_end.max(s.process.started_unix_ns + s.process.duration_ns);
+        }
+        st.duration_ns = st.duration_ns.max(s.process.duration_ns);
+        // Probe id → frame index.
+        let table = ProbeTable::from_records(&s.probes);
+        let mut probe_frame: HashMap<u32, u32> = HashMap::with_capacity(s.probes.len());
+        for (rec, (_, ordinal, ambiguous)) in s.probes.iter().zip(table.to_records()) {
+            let symbol = if rec.symbol.is_empty() {
+                rec.name.clone()
+            } else {
+                rec.symbol.clone()
+            };
+            let key = FuncKey {
+                module: module_file_name(&rec.module).to_string(),
+                symbol,
+                ordinal,
+            };
+            let next = st.frames.len() as u32;
+            let idx = *frame_of.entry(key.clone()).or_insert_with(|| {
+                let base = if rec.name.is_empty() {
+                    &key.symbol
+                } else {
+                    &rec.name
+                };
+                st.frames.push(Frame {
+                    name: display_name(base, ambiguous, ordinal).replace(';', ":"),
+                    key,
+                    symbol: rec.symbol.clone(),
+                    module_path: rec.module.clone(),
+                    source: rec.source.clone(),
+                    offset: rec.offset,
+                });
+                next
+            });
+            probe_frame.insert(rec.id, idx);
+        }
+        let node_index: HashMap<u32, usize> = s
+            .contexts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id, i))
+            .collect();
+        let mut frame_for = |probe: u32, st: &mut Stacks| -> u32 {
+            if let Some(&f) = probe_frame.get(&probe) {
+                return f;
+            }
+            st.dangling += 1;
+            let key = FuncKey {
+                module: String::new(),
+                symbol: format!("[probe {probe}]"),
+                ordinal: 0,
+            };
+            let next = st.frames.len() as u32;
+            let idx = *frame_of.entry(key.clone()).or_insert_with(|| {
+                st.frames.push(Frame {
+                    name: key.symbol.clone(),
+                    key,
+                    symbol: String::new(),
+                    module_path: String::new(),
+                    source: None,
+                    offset: 0,
+                });
+                next
+            });
+            probe_frame.insert(probe, idx);
+            idx
+        };
+        let mut path = Vec::new();
+        for node in &s.contexts {
+            path.clear();
+            let mut cur = Some(node);
+            // A parent chain longer than the tree means a cycle: stop there.
+            let mut steps = 0;
+            while let Some(n) = cur {
+                path.push(frame_for(n.probe, &mut st));
+                steps += 1;
+                cur = match n.parent {
+                    Some(p) if steps <= s.contexts.len() => match node_index.get(&p) {
+                        Some(&i) => Some(&s.contexts[i]),
+                        None => {
+                            st.dangling += 1;
+                            None
+                        }
+                    },
+                    _ => None,
+                };
+            }
+            path.reverse();
+            let w = st.stacks.entry(path.clone()).or_default();
+            w.count += node.count;
+            w.inclusive_ns += node.inclusive_ns;
+            w.inherent_ns += node.inherent_ns;
+        }
+    }
+    if st.started_unix_ns == u64::MAX {
+        st.started_unix_ns = 0;
+    } else if last_end > st.started_unix_ns {
+        st.duration_ns = st.duration_ns.max(last_end - st.started_unix_ns);
+    }
+    if st.stacks.is_empty() {
+        let files: Vec<String> = inputs
+            .snapshots
+            .iter()
+            .map(|l| l.path.display().to_string())
+            .collect();
+        return Err(CliError::failure(format!(
+            "{}: no calling-context data (the snapshots have no `contexts`)",
+            files.join(", ")
+        )));
+    }
+    Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::Loaded;
+    use std::path::PathBuf;
+
+    fn inputs(snaps: Vec<Snapshot>) -> Inputs<Snapshot> {
+        Inputs {
+            snapshots: snaps
+                .into_iter()
+                .map(|snap| Loaded {
+                    path: PathBuf::from("x.json"),
+                    snap,
+                })
+                .collect(),
+            superseded: vec![],
+        }
+    }
+
+    #[test]
+    fn stacks_follow_parents_and_merge_by_path() {
+        let st = collect(&inputs(vec![
+            crate::fixture::server(1),
+            crate::fixture::server(2),
+        ]))
+        .unwrap();
+        let find = |names: &[&str]| {
+            st.stacks
+                .iter()
+                .find(|(k, _)| st.names(k) == names)
+                .map(|(_, w)| *w)
+        };
+        let w = find(&[
+            "main",
+            "aeMain",
+            "processCommand",
+            "call",
+            "getCommand",
+            "lookupKey",
+            "dictFind",
+        ])
+        .unwrap();
+        assert_eq!((w.count, w.inherent_ns), (12_000, 2 * 6_000 * 400));
+        assert!(find(&[
+            "main",
+            "aeMain",
+            "processCommand",
+            "call",
+            "getCommand",
+            "lookupKey",
+            "dictFind",
+            "compare#2"
+        ])
+        .is_some());
+        assert_eq!(st.stacks.len(), crate::fixture::CONTEXTS.len());
+        assert_eq!(st.dangling, 0);
+    }
+
+    #[test]
+    fn cycles_and_dangling_parents_do_not_hang() {
+        let mut s = crate::fixture::server(1);
+        s.contexts[0].parent = Some(5); // a cycle through the root
+        s.contexts[2].probe = 999; // an unknown probe
+        s.contexts[3].parent = Some(12345); // a missing parent
+        let st = collect(&inputs(vec![s])).unwrap();
+        assert!(st.dangling >= 2);
+        assert!(st.frames.iter().any(|f| f.name == "[probe 999]"));
+    }
+
+    #[test]
+    fn no_contexts_is_an_error() {
+        let mut s = crate::fixture::server(1);
+        s.contexts.clear();
+        assert!(collect(&inputs(vec![s]))
+            .unwrap_err()
+            .message
+            .contains("no calling-context data"));
+    }
+}

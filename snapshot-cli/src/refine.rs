@@ -1,0 +1,206 @@
+//! `hotprobe refine`: the probe set for the next iteration.
+
+use crate::error::{CliError, Result};
+use crate::load::load_light;
+use crate::merge::{merge, Func, Merged};
+use crate::output::write_output;
+use crate::report::{glob_list, name_matches};
+use crate::units::fmt_ns;
+use hotprobe_config::snapshot::ProbeState;
+use hotprobe_config::{GlobList, ProbeSet, ProbeSetEntry};
+use std::io::Write;
+use std::path::PathBuf;
+
+pub const AFTER_HELP: &str = "\
+Policy (in this order):
+  1. every function the score card left `hot` is kept;
+  2. an `active` function with calls is kept when its inherent time per call
+     is at least --min-inherent-us (default: the snapshot's
+     hotspot.inherent_threshold_us), or its inherent total is at least
+     --min-share percent of all inherent time;
+  3. `disabled` (cold) and `rejected` (unprobeable) functions are dropped;
+  4. --drop GLOB removes matching functions; --top N keeps the N with the
+     largest inherent total;
+  5. --keep GLOB adds matching functions whatever their numbers (unless
+     rejected), and wins over --drop and --top.
+Globs match the demangled name, `name#N`, or the raw symbol. Entries name the
+module by file name and carry an offset only when the module has several
+functions with that symbol. The output is sorted, so equal data gives a
+byte-identical file.
+
+Examples:
+  hotprobe refine hotprobe-server-4242.json -o probes.toml
+  hotprobe refine runs/1/ -o probes.toml --top 50 --keep 'processCommand'
+  hotprobe refine snaps/ -o - --min-inherent-us 1 --drop 'std::*'";
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct RefineArgs {
+    /// Snapshot files, or directories holding *.json snapshots.
+    #[arg(required = true, value_name = "SNAP")]
+    pub snapshots: Vec<PathBuf>,
+    /// Where to write the probe set (`-` for standard output).
+    #[arg(long, short, value_name = "FILE", default_value = "-")]
+    pub output: PathBuf,
+    /// Keep at most N probes: those with the largest inherent total.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub top: Option<usize>,
+    /// Keep active functions whose inherent time per call is at least this (µs).
+    #[arg(long, value_name = "US")]
+    pub min_inherent_us: Option<f64>,
+    /// Keep active functions with at least this percentage of all inherent time.
+    #[arg(long, value_name = "PCT", default_value_t = 1.0)]
+    pub min_share: f64,
+    /// Always keep functions matching these globs (repeatable, or comma-separated).
+    #[arg(long, value_name = "GLOB")]
+    pub keep: Vec<String>,
+    /// Drop functions matching these globs.
+    #[arg(long, value_name = "GLOB")]
+    pub drop: Vec<String>,
+}
+
+/// The refinement policy's knobs.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub top: Option<usize>,
+    /// Per-call inherent time threshold in ns.
+    pub min_inherent_ns: f64,
+    /// Fraction (0..1) of all inherent time.
+    pub min_share: f64,
+    pub keep: Option<GlobList>,
+    pub drop: Option<GlobList>,
+}
+
+/// Why a function was kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    Hot,
+    Active,
+    Kept,
+}
+
+/// Applies the policy; returns the kept functions (sorted by identity) and why.
+pub fn select<'a>(m: &'a Merged, policy: &Policy) -> Vec<(&'a Func, Why)> {
+    let total_inherent = m.total_inherent_ns() as f64;
+    let matches = |g: &Option<GlobList>, f: &Func| g.as_ref().is_some_and(|g| name_matches(g, f));
+    let mut chosen: Vec<(&Func, Why)> = m
+        .funcs
+        .iter()
+        .filter_map(|f| {
+            let why = match f.state {
+                ProbeState::Hot => Why::Hot,
+                ProbeState::Active
+                    if f.count > 0
+                        && (f.avg_inherent_ns() >= policy.min_inherent_ns
+                            || (total_inherent > 0.0
+                                && f.inherent_ns as f64 >= policy.min_share * total_inherent)) =>
+                {
+                    Why::Active
+                }
+                _ => return None,
+            };
+            (!matches(&policy.drop, f)).then_some((f, why))
+        })
+        .collect();
+    if let Some(n) = policy.top {
+        chosen.sort_by(|a, b| {
+            b.0.inherent_ns
+                .cmp(&a.0.inherent_ns)
+                .then_with(|| a.0.key.cmp(&b.0.key))
+        });
+        chosen.truncate(n);
+    }
+    for f in &m.funcs {
+        if f.state != ProbeState::Rejected
+            && matches(&policy.keep, f)
+            && !chosen.iter().any(|(c, _)| c.key == f.key)
+        {
+            chosen.push((f, Why::Kept));
+        }
+    }
+    chosen.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    chosen
+}
+
+/// The probe-set entry of a function.
+pub fn entry(f: &Func) -> ProbeSetEntry {
+    ProbeSetEntry {
+        module: f.key.module.clone(),
+        symbol: f.key.symbol.clone(),
+        // For people (the contract's example carries it even when equal to the symbol).
+        name: f.name.clone(),
+        offset: f.ambiguous.then_some(f.offset),
+    }
+}
+
+/// The `source` line: the inputs as given, sorted.
+pub fn source_of(inputs: &[PathBuf]) -> String {
+    let mut names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+    names.sort();
+    names.dedup();
+    names.join(", ")
+}
+
+pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+    if !(0.0..=100.0).contains(&args.min_share) {
+        return Err(CliError::usage(format!(
+            "--min-share {} is not a percentage (0 to 100)",
+            args.min_share
+        )));
+    }
+    if args
+        .min_inherent_us
+        .is_some_and(|v| v.is_nan() || v < 0.0 || !v.is_finite())
+    {
+        return Err(CliError::usage(
+            "--min-inherent-us must be a number of microseconds ≥ 0",
+        ));
+    }
+    let keep = glob_list(&args.keep, "--keep")?;
+    let drop = glob_list(&args.drop, "--drop")?;
+    let merged = merge(load_light(&args.snapshots)?);
+    let min_inherent_ns = args
+        .min_inherent_us
+        .unwrap_or(merged.hotspot.inherent_threshold_us)
+        * 1e3;
+    let policy = Policy {
+        top: args.top,
+        min_inherent_ns,
+        min_share: args.min_share / 100.0,
+        keep,
+        drop,
+    };
+    let chosen = select(&merged, &policy);
+    let set = ProbeSet::new(
+        source_of(&args.snapshots),
+        chosen.iter().map(|(f, _)| entry(f)).collect(),
+    );
+    let text = set.to_toml();
+    if args.output == std::path::Path::new("-") {
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+    } else {
+        write_output(&args.output, text.as_bytes())?;
+    }
+    let count = |w: Why| chosen.iter().filter(|(_, why)| *why == w).count();
+    let probed = merged
+        .funcs
+        .iter()
+        .filter(|f| f.state != ProbeState::Rejected)
+        .count();
+    writeln!(
+        err,
+        "hotprobe: wrote {} probes to {}: {} hot, {} active at ≥ {}/call or ≥ {}% of inherent time, {} kept by --keep (of {} probed functions in {} snapshot{})",
+        chosen.len(),
+        if args.output == std::path::Path::new("-") { "standard output".to_string() } else { args.output.display().to_string() },
+        count(Why::Hot),
+        count(Why::Active),
+        fmt_ns(min_inherent_ns),
+        args.min_share,
+        count(Why::Kept),
+        probed,
+        merged.files.len(),
+        if merged.files.len() == 1 { "" } else { "s" }
+    )?;
+    Ok(0)
+}

@@ -1,0 +1,371 @@
+//! refine, diff and converge through the binary.
+
+mod common;
+use common::*;
+use hotprobe_cli::fixture;
+use hotprobe_config::ProbeSet;
+use std::path::Path;
+
+fn refine(args: &[&str]) -> (ProbeSet, String) {
+    let r = run(&[&["refine", "-o", "-"], args].concat());
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    (
+        ProbeSet::parse(&r.stdout, Path::new("stdout")).expect("refine writes a valid probe set"),
+        r.stderr,
+    )
+}
+
+fn symbols(set: &ProbeSet) -> Vec<&str> {
+    set.probes.iter().map(|e| e.symbol.as_str()).collect()
+}
+
+#[test]
+fn refine_is_byte_identical_for_equal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "s.json", &fixture::server(1));
+    let (a, b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+    for out in [&a, &b] {
+        let r = run(&["refine", p(&f), "-o", p(out)]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        assert!(
+            r.stderr.starts_with("hotprobe: wrote 11 probes to"),
+            "{}",
+            r.stderr
+        );
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // Reordering the probe table changes nothing either.
+    let mut shuffled = fixture::server(1);
+    shuffled.probes.reverse();
+    let g = write(dir.path(), "t.json", &shuffled);
+    let c = dir.path().join("c.toml");
+    run(&["refine", p(&g), "-o", p(&c)]);
+    let strip = |t: String| {
+        t.lines()
+            .filter(|l| !l.starts_with("source"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        strip(std::fs::read_to_string(&a).unwrap()),
+        strip(std::fs::read_to_string(&c).unwrap())
+    );
+    assert!(ProbeSet::read(&a).is_ok());
+}
+
+#[test]
+fn refine_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "s.json", &fixture::server(1));
+    let (set, _) = refine(&[p(&f)]);
+    let syms = symbols(&set);
+    // Hot ones, and active ones at ≥ 250 ns/call or ≥ 1 % of inherent time.
+    for s in [
+        "main",
+        "aeMain",
+        "processCommand",
+        "call",
+        "getCommand",
+        "setCommand",
+        "dictFind",
+        "dictAdd",
+        "lookupKey",
+    ] {
+        assert!(syms.contains(&s), "{s} missing from {syms:?}");
+    }
+    // Cold, disabled, rejected and tiny ones are out.
+    for s in ["zmalloc", "_addReplyToBuffer", "tiny", "compare"] {
+        assert!(!syms.contains(&s), "{s} should be dropped: {syms:?}");
+    }
+    assert!(syms.contains(&"serverLog"), "4 µs per call is above 250 ns");
+    let e = set
+        .probes
+        .iter()
+        .find(|e| e.symbol == "processCommand")
+        .unwrap();
+    assert_eq!((e.module.as_str(), e.offset), ("redis-server", None));
+
+    let (set, _) = refine(&["--top", "3", p(&f)]);
+    assert_eq!(symbols(&set), vec!["dictAdd", "dictFind", "processCommand"]);
+    let (set, _) = refine(&["--min-inherent-us", "1000000", "--min-share", "100", p(&f)]);
+    assert_eq!(set.probes.len(), 6, "only the hot ones");
+    let (set, _) = refine(&["--drop", "dict*", "--keep", "compare", p(&f)]);
+    let syms = symbols(&set);
+    assert!(!syms.iter().any(|s| s.starts_with("dict")));
+    // `compare` has two functions in one module: both kept, told apart by offset.
+    let compares: Vec<_> = set
+        .probes
+        .iter()
+        .filter(|e| e.symbol == "compare")
+        .collect();
+    assert_eq!(compares.len(), 2);
+    assert!(compares.iter().all(|e| e.offset.is_some()));
+    let (set, stderr) = refine(&["--keep", "tiny", p(&f)]);
+    assert!(
+        !symbols(&set).contains(&"tiny"),
+        "rejected functions cannot be kept"
+    );
+    assert!(stderr.contains("0 kept by --keep"), "{stderr}");
+}
+
+fn diff_json(a: &Path, b: &Path, extra: &[&str]) -> (serde_json::Value, Run) {
+    let r = run(&[&["diff", "--format", "json", p(a), p(b)], extra].concat());
+    let v = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} {}", r.stdout, r.stderr));
+    (v, r)
+}
+
+#[test]
+fn diff_of_a_snapshot_with_itself_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "s.json", &fixture::server(1));
+    let r = run(&[
+        "diff",
+        p(&f),
+        p(&f),
+        "--fail-if",
+        "avg_inherent>+10%,hot_removed>0,jaccard<0.9,spearman<0.8",
+    ]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("no change beyond the noise floor"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("Jaccard 1 · Spearman 1"), "{}", r.stdout);
+    let (v, _) = diff_json(&f, &f, &[]);
+    assert_eq!(v["summary"]["changed"], 0);
+    assert_eq!(v["summary"]["added"], 0);
+    assert_eq!(v["changed"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn diff_names_the_changed_probes_and_gates() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.json", &fixture::server(1));
+    let mut s = fixture::server(2);
+    fixture::slow_down(&mut s, "processCommand", 1.5);
+    fixture::slow_down(&mut s, "dictFind", 1.02); // below the 5 % noise floor
+    fixture::probe_mut(&mut s, "serverLog").state = hotprobe_config::snapshot::ProbeState::Hot;
+    s.probes.retain(|p| p.name != "zmalloc");
+    let b = write(dir.path(), "b.json", &s);
+
+    let r = run(&["diff", p(&a), p(&b)]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("processCommand"), "{}", r.stdout);
+    assert!(r.stdout.contains("+50.0%"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("gone hot") && r.stdout.contains("serverLog (active → hot)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("Removed (1)") && r.stdout.contains("zmalloc"),
+        "{}",
+        r.stdout
+    );
+    let changed_section = r.stdout.split("Changed").nth(1).unwrap_or("");
+    assert!(
+        !changed_section.contains("dictFind"),
+        "2 % is noise: {}",
+        r.stdout
+    );
+
+    let (v, _) = diff_json(&a, &b, &[]);
+    let changed: Vec<&str> = v["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, vec!["processCommand"]);
+    assert_eq!(v["summary"]["hot_added"], 1);
+    assert_eq!(v["summary"]["removed"], 1);
+    // Hot sets {6} vs {6 + serverLog}: 6/7.
+    assert!((v["summary"]["jaccard"].as_f64().unwrap() - 6.0 / 7.0).abs() < 1e-9);
+
+    let r = run(&["diff", p(&a), p(&b), "--fail-if", "avg_inherent>+10%"]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("fail-if `avg_inherent>+10%` holds for 1 function: processCommand (+50.0%)"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[
+        "diff",
+        p(&a),
+        p(&b),
+        "--fail-if",
+        "avg_inherent>+60%",
+        "--fail-if",
+        "count<-20%",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let r = run(&["diff", p(&a), p(&b), "--fail-if", "hot_added>0"]);
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("`hot_added>0` holds: the value is 1"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&["diff", p(&a), p(&b), "--fail-if", "avg_inherent>>3"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("hotprobe: error: --fail-if"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn diff_matches_modules_by_file_name_and_notes_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.json", &fixture::server(1));
+    let mut s = fixture::server(2);
+    for p in &mut s.probes {
+        p.module = p.module.replace("/usr/local/bin/", "/home/me/build/");
+        p.offset += 0x40;
+    }
+    s.agent.version = "0.2.0".into();
+    let b = write(dir.path(), "b.json", &s);
+    let (v, _) = diff_json(&a, &b, &[]);
+    assert_eq!(v["summary"]["added"], 0);
+    assert_eq!(v["summary"]["changed"], 0);
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("agent 0.1.0 and B by agent 0.2.0"),
+        "{v}"
+    );
+}
+
+#[test]
+fn spearman_and_jaccard_on_known_data() {
+    use hotprobe_config::snapshot::{ProbeRecord, ProbeState};
+    let rec = |name: &str, inh: u64, state| ProbeRecord {
+        name: name.into(),
+        symbol: name.into(),
+        module: "/m".into(),
+        count: 1,
+        inherent_ns: inh,
+        inclusive_ns: inh,
+        state,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = hotprobe_config::Snapshot {
+        probes: vec![
+            rec("a", 10, ProbeState::Hot),
+            rec("b", 20, ProbeState::Hot),
+            rec("c", 30, ProbeState::Active),
+            rec("d", 40, ProbeState::Active),
+            rec("e", 50, ProbeState::Active),
+        ],
+        ..Default::default()
+    };
+    let mut b = a.clone();
+    b.probes[2].inherent_ns = 40; // c, d swap ranks (c 40, d 30)
+    b.probes[3].inherent_ns = 30;
+    b.probes[2].state = ProbeState::Hot; // hot {a,b} vs {a,b,c}: 2/3
+    let (fa, fb) = (
+        write(dir.path(), "a.json", &a),
+        write(dir.path(), "b.json", &b),
+    );
+    let (v, _) = diff_json(&fa, &fb, &[]);
+    assert!(
+        (v["summary"]["spearman"].as_f64().unwrap() - 0.9).abs() < 1e-9,
+        "{v}"
+    );
+    assert!(
+        (v["summary"]["jaccard"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
+        "{v}"
+    );
+}
+
+fn iteration(
+    root: &Path,
+    name: &str,
+    snap: &hotprobe_config::Snapshot,
+    with_set: bool,
+) -> std::path::PathBuf {
+    let d = root.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    write(&d, "s.json", snap);
+    if with_set {
+        let r = run(&[
+            "refine",
+            p(&d.join("s.json")),
+            "-o",
+            p(&d.join("probes.toml")),
+        ]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+    }
+    d
+}
+
+#[test]
+fn converge_settles_or_not() {
+    let root = tempfile::tempdir().unwrap();
+    let base = fixture::server(1);
+    let mut moved = fixture::server(2);
+    for name in ["lookupKey", "dictFind", "dictAdd", "serverLog"] {
+        fixture::probe_mut(&mut moved, name).state = hotprobe_config::snapshot::ProbeState::Hot;
+    }
+    for name in ["main", "aeMain"] {
+        fixture::probe_mut(&mut moved, name).state = hotprobe_config::snapshot::ProbeState::Active;
+    }
+    let i1 = iteration(root.path(), "i1", &moved, false);
+    let i2 = iteration(root.path(), "i2", &base, true);
+    let i3 = iteration(root.path(), "i3", &fixture::server(3), true);
+
+    let r = run(&["converge", p(&i1), p(&i2), p(&i3), "--format", "json"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["settled"], true);
+    assert_eq!(v["iterations"][0]["hot"], 8);
+    assert_eq!(v["iterations"][1]["hot"], 6);
+    assert_eq!(v["iterations"][1]["probe_set"], 11);
+    assert_eq!(v["iterations"][2]["jaccard"], 1.0);
+    assert!(v["iterations"][1]["jaccard"].as_f64().unwrap() < 0.9);
+    assert_eq!(v["settled_since"], 1);
+
+    let r = run(&["converge", p(&i2), p(&i1), "--check"]);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    assert!(r.stdout.contains("not settled"), "{}", r.stdout);
+    let r = run(&[
+        "converge",
+        p(&i2),
+        p(&i1),
+        "--min-jaccard",
+        "0.1",
+        "--min-spearman",
+        "0",
+    ]);
+    assert_eq!(r.code, Some(0));
+    assert!(
+        r.stdout.contains("settled: the last two iterations agree"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["converge", p(&i1)]);
+    assert!(
+        r.stdout.contains("needs at least two iterations"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn converge_library_entry_point() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (1..=2)
+        .map(|i| iteration(root.path(), &format!("i{i}"), &fixture::server(i), false))
+        .collect();
+    let c =
+        hotprobe_cli::converge::converge_dirs(&dirs, hotprobe_cli::converge::Thresholds::default())
+            .unwrap();
+    assert!(c.settled);
+    assert_eq!(c.iterations.len(), 2);
+}
