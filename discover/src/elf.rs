@@ -41,6 +41,56 @@ impl FileMap {
     }
 }
 
+/// An FxHash-style hasher for symbol-name maps: SipHash would cost more
+/// than the rest of the pass. Symbol names come from the program being
+/// profiled; a file crafted for collisions only slows its own listing.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -163,7 +213,7 @@ fn read_functions<'d, Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'d, E
             }
         })
         .collect();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(table.len() / 2);
     for (index, sym) in table.enumerate() {
         let st_type = sym.st_type();
         if st_type != elf::STT_FUNC && st_type != elf::STT_GNU_IFUNC {
@@ -301,19 +351,19 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
 
     // Identity: demangled names, ordinals among same-symbol functions.
     for e in &mut entries {
-        e.f.name = demangle::display_name(&e.f.symbol);
+        e.f.name = if options.demangle { demangle::display_name(&e.f.symbol) } else { e.f.symbol.clone() };
     }
     assign_ordinals(&mut entries);
 
     // PLT entries have no symbols; name them like objdump (`puts@plt`).
     let mut stubs = Vec::new();
-    if machine == elf::EM_X86_64 {
+    if machine == elf::EM_X86_64 && options.plt_stubs {
         for (symbol, address, size) in plt_stubs(&file, data) {
             if entries.binary_search_by_key(&address, |e| e.f.address).is_ok() {
                 continue;
             }
             let offset = segment_of(&segments, address).map(|s| address - s.vaddr + s.offset).unwrap_or(0);
-            let name = match symbol.strip_suffix("@plt").and_then(demangle::demangle) {
+            let name = match symbol.strip_suffix("@plt").filter(|_| options.demangle).and_then(demangle::demangle) {
                 Some(d) => format!("{d}@plt"),
                 None => symbol.clone(),
             };
@@ -332,10 +382,11 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
             stubs.push(Entry { f, reason: Some(ExcludeReason::PltStub) });
         }
     }
-    entries.extend(stubs);
+    entries.append(&mut stubs);
 
-    let mut candidates = Vec::new();
-    let mut excluded = Vec::new();
+    let excluded_count = entries.iter().filter(|e| e.reason.is_some()).count();
+    let mut candidates = Vec::with_capacity(entries.len() - excluded_count);
+    let mut excluded = Vec::with_capacity(excluded_count);
     for e in entries {
         match e.reason {
             None => candidates.push(e.f),
@@ -361,8 +412,7 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
 /// One entry per address: the best-ranked symbol names it, the others are
 /// aliases. Entries come out sorted by address.
 fn group_aliases(mut raw: Vec<RawFunc>) -> Vec<Entry> {
-    raw.sort_unstable_by(|a, b| a.value.cmp(&b.value).then_with(|| a.rank().cmp(&b.rank())));
-    raw.dedup_by(|later, earlier| later.value == earlier.value && later.name == earlier.name);
+    raw.sort_unstable_by_key(|r| r.value);
     let mut entries: Vec<Entry> = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -371,6 +421,9 @@ fn group_aliases(mut raw: Vec<RawFunc>) -> Vec<Entry> {
             j += 1;
         }
         let group = &mut raw[i..j];
+        if group.len() > 1 {
+            group.sort_by(|a, b| a.rank().cmp(&b.rank()));
+        }
         let size = if group[0].size > 0 { group[0].size } else { group.iter().map(|r| r.size).max().unwrap_or(0) };
         let reason = if group.iter().any(|r| r.place == Place::Plt) {
             Some(ExcludeReason::PltStub)
@@ -383,7 +436,12 @@ fn group_aliases(mut raw: Vec<RawFunc>) -> Vec<Entry> {
         };
         let bind = group[0].bind;
         let symbol = std::mem::take(&mut group[0].name);
-        let aliases = group[1..].iter_mut().map(|r| std::mem::take(&mut r.name)).collect();
+        let mut aliases: Vec<String> = Vec::new();
+        for r in &mut group[1..] {
+            if r.name != symbol && !aliases.contains(&r.name) {
+                aliases.push(std::mem::take(&mut r.name));
+            }
+        }
         entries.push(Entry {
             f: Function {
                 name: String::new(),
@@ -409,16 +467,28 @@ fn group_aliases(mut raw: Vec<RawFunc>) -> Vec<Entry> {
 /// whether its namesakes can be probed). Entries are sorted by address,
 /// which orders offsets the same way within a segment.
 fn assign_ordinals(entries: &mut [Entry]) {
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (fa, fb) = (&entries[a].f, &entries[b].f);
-        fa.symbol.cmp(&fb.symbol).then(fa.offset.cmp(&fb.offset)).then(fa.address.cmp(&fb.address))
-    });
-    let mut ordinal = 0u32;
-    for k in 0..order.len() {
-        let same = k > 0 && entries[order[k - 1]].f.symbol == entries[order[k]].f.symbol;
-        ordinal = if same { ordinal.saturating_add(1) } else { 1 };
-        entries[order[k]].f.ordinal = ordinal;
+    let mut seen: FastMap<&str, u32> = FastMap::default();
+    seen.reserve(entries.len());
+    let mut repeated = false;
+    for e in entries.iter() {
+        let n = seen.entry(e.f.symbol.as_str()).or_insert(0);
+        *n += 1;
+        repeated |= *n > 1;
+    }
+    if !repeated {
+        return;
+    }
+    let mut dups: FastMap<String, Vec<usize>> = FastMap::default();
+    for (i, e) in entries.iter().enumerate() {
+        if seen.get(e.f.symbol.as_str()).is_some_and(|&n| n > 1) {
+            dups.entry(e.f.symbol.clone()).or_default().push(i);
+        }
+    }
+    for mut list in dups.into_values() {
+        list.sort_by_key(|&i| (entries[i].f.offset, entries[i].f.address));
+        for (rank, i) in list.into_iter().enumerate() {
+            entries[i].f.ordinal = u32::try_from(rank + 1).unwrap_or(u32::MAX);
+        }
     }
 }
 
@@ -428,26 +498,8 @@ fn assign_ordinals(entries: &mut [Entry]) {
 fn plt_stubs<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>, data: &[u8]) -> Vec<(String, u64, u64)> {
     let endian = file.endian();
     let sections = file.elf_section_table();
-    let mut slots: HashMap<u64, String> = HashMap::new();
-    for sh in sections.iter() {
-        let Ok(Some((relas, link))) = sh.rela(endian, data) else { continue };
-        let Ok(symtab) = sections.symbol_table_by_index(endian, data, link) else { continue };
-        for r in relas {
-            let kind = r.r_type(endian, false);
-            if kind != elf::R_X86_64_JUMP_SLOT && kind != elf::R_X86_64_GLOB_DAT {
-                continue;
-            }
-            let Ok(sym) = symtab.symbol(SymbolIndex(r.r_sym(endian, false) as usize)) else { continue };
-            let Ok(name) = symtab.symbol_name(endian, sym) else { continue };
-            if !name.is_empty() {
-                slots.insert(r.r_offset(endian).into(), String::from_utf8_lossy(name).into_owned());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    if slots.is_empty() {
-        return out;
-    }
+    // First the entries and the GOT slot each jumps through ...
+    let mut entries: Vec<(u64, u64, u64)> = Vec::new(); // (address, size, slot)
     for sh in sections.iter() {
         let Ok(name) = sections.section_name(endian, sh) else { continue };
         if !matches!(name, b".plt" | b".plt.sec" | b".plt.got" | b".plt.bnd") || sh.sh_type(endian) != elf::SHT_PROGBITS {
@@ -464,10 +516,37 @@ fn plt_stubs<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>, data
             let Some(disp) = entry.get(at + 2..at + 6) else { continue };
             let disp = i32::from_le_bytes([disp[0], disp[1], disp[2], disp[3]]);
             let slot = address.wrapping_add(at as u64 + 6).wrapping_add(disp as i64 as u64);
-            if let Some(sym) = slots.get(&slot) {
-                out.push((format!("{sym}@plt"), address, entsize));
+            entries.push((address, entsize, slot));
+        }
+    }
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    // ... then the symbols of the relocations that fill those slots.
+    let mut wanted: FastMap<u64, ()> = FastMap::default();
+    wanted.extend(entries.iter().map(|e| (e.2, ())));
+    let mut slots: FastMap<u64, String> = FastMap::default();
+    for sh in sections.iter() {
+        let Ok(Some((relas, link))) = sh.rela(endian, data) else { continue };
+        let Ok(symtab) = sections.symbol_table_by_index(endian, data, link) else { continue };
+        for r in relas {
+            let kind = r.r_type(endian, false);
+            if kind != elf::R_X86_64_JUMP_SLOT && kind != elf::R_X86_64_GLOB_DAT {
+                continue;
+            }
+            let slot: u64 = r.r_offset(endian).into();
+            if !wanted.contains_key(&slot) {
+                continue;
+            }
+            let Ok(sym) = symtab.symbol(SymbolIndex(r.r_sym(endian, false) as usize)) else { continue };
+            let Ok(name) = symtab.symbol_name(endian, sym) else { continue };
+            if !name.is_empty() {
+                slots.insert(slot, String::from_utf8_lossy(name).into_owned());
             }
         }
     }
-    out
+    entries
+        .into_iter()
+        .filter_map(|(address, size, slot)| slots.get(&slot).map(|sym| (format!("{sym}@plt"), address, size)))
+        .collect()
 }

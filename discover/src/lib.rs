@@ -179,6 +179,18 @@ impl Function {
         }
     }
 
+    /// The demangled name, also for objects discovered with
+    /// `DiscoverOptions::demangle` off (then it is computed here).
+    pub fn demangled(&self) -> Cow<'_, str> {
+        if self.name != self.symbol {
+            return Cow::Borrowed(&self.name);
+        }
+        match demangle::demangle(&self.symbol) {
+            Some(d) => Cow::Owned(d),
+            None => Cow::Borrowed(&self.name),
+        }
+    }
+
     /// One past the last byte's link-time address.
     pub fn end_address(&self) -> u64 {
         self.address.saturating_add(self.size)
@@ -222,6 +234,19 @@ impl ObjectFunctions {
         self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
+    /// Fills in demangled names (for objects discovered with
+    /// `DiscoverOptions::demangle` off; a no-op otherwise).
+    pub fn demangle_names(&mut self) {
+        let all = self.candidates.iter_mut().chain(self.excluded.iter_mut().map(|x| &mut x.function));
+        for f in all {
+            if f.name == f.symbol {
+                if let Some(d) = demangle::demangle(&f.symbol) {
+                    f.name = d;
+                }
+            }
+        }
+    }
+
     /// The candidate starting at this link-time address.
     pub fn candidate_at(&self, address: u64) -> Option<&Function> {
         self.candidates
@@ -247,11 +272,29 @@ pub struct DiscoverOptions {
     pub debug_roots: Vec<PathBuf>,
     /// Look for separate debug files at all.
     pub use_debug_files: bool,
+    /// Demangle names at discovery (default). Off, `Function::name` is the
+    /// raw symbol until [`ObjectFunctions::demangle_names`] or
+    /// [`Function::demangled`]: C++ demangling costs 3–5 µs a symbol, which
+    /// a run with a probe set only needs for the few functions it probes.
+    /// [`Selector`] matches demangled names either way.
+    pub demangle: bool,
+    /// Name the PLT entries (`puts@plt`) and report them as excluded
+    /// (default). They are never candidates; the agent can skip them (it
+    /// saves reading the relocation tables).
+    pub plt_stubs: bool,
 }
 
 impl Default for DiscoverOptions {
     fn default() -> Self {
-        DiscoverOptions { debug_roots: vec![PathBuf::from("/usr/lib/debug")], use_debug_files: true }
+        DiscoverOptions { debug_roots: vec![PathBuf::from("/usr/lib/debug")], use_debug_files: true, demangle: true, plt_stubs: true }
+    }
+}
+
+impl DiscoverOptions {
+    /// What the agent needs at start: no names demangled up front, no PLT
+    /// entries; debug files searched in the default roots.
+    pub fn lean() -> DiscoverOptions {
+        DiscoverOptions { demangle: false, plt_stubs: false, ..DiscoverOptions::default() }
     }
 }
 

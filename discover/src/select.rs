@@ -20,10 +20,10 @@
 //!
 //! Modules refused by [`module_exclusion`] are never wanted.
 
+use crate::elf::FastMap;
 use crate::exclude::{module_exclusion, ExcludeReason};
 use crate::{Function, ObjectFunctions};
 use hotprobe_config::{GlobList, ProbeSet, ProbeSetEntry, Settings};
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -194,7 +194,11 @@ impl Selector {
 
     /// Whether `include`/`exclude` let this function through.
     pub fn allows(&self, f: &Function) -> bool {
-        let any = |globs: &GlobList| globs.is_match(&f.name) || globs.is_match(&f.symbol) || f.aliases.iter().any(|a| globs.is_match(a));
+        if self.include_all && self.exclude.is_empty() {
+            return true;
+        }
+        let name = f.demangled();
+        let any = |globs: &GlobList| globs.is_match(&name) || globs.is_match(&f.symbol) || f.aliases.iter().any(|a| globs.is_match(a));
         (self.include_all || any(&self.include)) && (self.exclude.is_empty() || !any(&self.exclude))
     }
 
@@ -304,27 +308,40 @@ enum Hit<'a> {
 }
 
 /// Candidates and excluded functions of one object by symbol (aliases
-/// included) and by demangled name.
+/// included) and, built only when an entry needs it, by demangled name.
 struct Index<'a> {
     obj: &'a ObjectFunctions,
     /// Key → (is_candidate, index).
-    by_symbol: HashMap<&'a str, Vec<(bool, usize)>>,
-    by_name: HashMap<&'a str, Vec<(bool, usize)>>,
+    by_symbol: FastMap<&'a str, Vec<(bool, usize)>>,
+    by_name: std::cell::OnceCell<FastMap<String, Vec<(bool, usize)>>>,
 }
 
 impl<'a> Index<'a> {
+    fn all(obj: &'a ObjectFunctions) -> impl Iterator<Item = (bool, usize, &'a Function)> {
+        obj.candidates.iter().enumerate().map(|(i, f)| (true, i, f)).chain(obj.excluded.iter().enumerate().map(|(i, x)| (false, i, &x.function)))
+    }
+
     fn new(obj: &'a ObjectFunctions) -> Index<'a> {
-        let mut by_symbol: HashMap<&str, Vec<(bool, usize)>> = HashMap::new();
-        let mut by_name: HashMap<&str, Vec<(bool, usize)>> = HashMap::new();
-        let all = obj.candidates.iter().enumerate().map(|(i, f)| (true, i, f)).chain(obj.excluded.iter().enumerate().map(|(i, x)| (false, i, &x.function)));
-        for (cand, i, f) in all {
+        let mut by_symbol: FastMap<&str, Vec<(bool, usize)>> = FastMap::default();
+        for (cand, i, f) in Self::all(obj) {
             by_symbol.entry(f.symbol.as_str()).or_default().push((cand, i));
             for alias in &f.aliases {
                 by_symbol.entry(alias.as_str()).or_default().push((cand, i));
             }
-            by_name.entry(f.name.as_str()).or_default().push((cand, i));
         }
-        Index { obj, by_symbol, by_name }
+        Index { obj, by_symbol, by_name: std::cell::OnceCell::new() }
+    }
+
+    fn by_name(&self, name: &str) -> Option<&Vec<(bool, usize)>> {
+        self.by_name
+            .get_or_init(|| {
+                let mut map: FastMap<String, Vec<(bool, usize)>> = FastMap::default();
+                for (cand, i, f) in Self::all(self.obj) {
+                    map.entry(f.demangled().into_owned()).or_default().push((cand, i));
+                }
+                map
+            })
+            .get(name)
     }
 
     fn function(&self, (cand, i): (bool, usize)) -> &'a Function {
@@ -340,8 +357,8 @@ impl<'a> Index<'a> {
         let lookup = self
             .by_symbol
             .get(entry.symbol.as_str())
-            .or_else(|| (!base_name.is_empty()).then(|| self.by_name.get(base_name)).flatten())
-            .or_else(|| self.by_name.get(entry.symbol.as_str()));
+            .or_else(|| (!base_name.is_empty()).then(|| self.by_name(base_name)).flatten())
+            .or_else(|| self.by_name(entry.symbol.as_str()));
         let Some(keys) = lookup else { return Vec::new() };
         let mut keys: Vec<(bool, usize)> = keys.clone();
         if keys.len() > 1 {
