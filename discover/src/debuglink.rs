@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn search_order() {
         let links = DebugLinks { build_id: Some(vec![0xab, 0xcd, 0xef]), debuglink: Some((b"prog.debug".to_vec(), 7)) };
-        let options = DiscoverOptions { debug_roots: vec!["/r1".into(), "/r2".into()], use_debug_files: true };
+        let options = DiscoverOptions { debug_roots: vec!["/r1".into(), "/r2".into()], ..DiscoverOptions::default() };
         let paths: Vec<_> = candidates(Path::new("/opt/app/bin/prog"), &links, &options).into_iter().map(|(p, _)| p).collect();
         let want: Vec<PathBuf> = [
             "/r1/.build-id/ab/cdef.debug",

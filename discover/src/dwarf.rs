@@ -31,18 +31,9 @@ pub(crate) fn function_sizes<'d>(file: &impl Object<'d>, wanted: &[u64]) -> Hash
     if wanted.is_empty() || !has_debug_info(file) {
         return HashMap::new();
     }
-    // Only what DIE ranges need: no line, location or string sections.
-    let needed = |id: SectionId| {
-        matches!(
-            id,
-            SectionId::DebugAbbrev
-                | SectionId::DebugAddr
-                | SectionId::DebugInfo
-                | SectionId::DebugRanges
-                | SectionId::DebugRngLists
-                | SectionId::DebugStrOffsets
-        )
-    };
+    // What units and DIE ranges need (a unit reads its name, directory and
+    // line-program header): no location lists, no type units.
+    let needed = |id: SectionId| !matches!(id, SectionId::DebugLoc | SectionId::DebugLocLists | SectionId::DebugTypes | SectionId::DebugAranges);
     let load = |id| Ok::<_, gimli::Error>(if needed(id) { section_data(file, id) } else { Cow::Borrowed(&[][..]) });
     let sections = match gimli::DwarfSections::load(load) {
         Ok(s) => s,
