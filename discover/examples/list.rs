@@ -20,7 +20,11 @@ fn main() {
     match hotprobe_discover::listing::list(&file, &include, &exclude) {
         // Errors writing (a closed pipe) end the listing quietly.
         Ok(l) if json => {
-            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&l.to_json()).unwrap_or_default());
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string_pretty(&l.to_json()).unwrap_or_default()
+            );
         }
         Ok(l) => {
             let _ = write!(std::io::stdout(), "{}", l.to_table());

@@ -22,6 +22,10 @@ fn main() {
             kept.push(o);
         }
         times.sort();
-        println!("{a}: {n} candidates, median {:?}, min {:?}", times[times.len() / 2], times[0]);
+        println!(
+            "{a}: {n} candidates, median {:?}, min {:?}",
+            times[times.len() / 2],
+            times[0]
+        );
     }
 }

@@ -59,15 +59,24 @@ mod tests {
         assert_eq!(demangle("_Z1fi").as_deref(), Some("f(int)"));
         assert_eq!(demangle("_Z1fd").as_deref(), Some("f(double)"));
         assert_eq!(demangle("_ZN2ns3barEv").as_deref(), Some("ns::bar()"));
-        assert_eq!(demangle("_ZN2ns4maxxIiEET_S1_S1_").as_deref(), Some("ns::maxx<int>(int, int)"));
+        assert_eq!(
+            demangle("_ZN2ns4maxxIiEET_S1_S1_").as_deref(),
+            Some("ns::maxx<int>(int, int)")
+        );
         let clone = demangle("_Z1fi.constprop.0").unwrap();
         assert!(clone.starts_with("f(int)"), "{clone}");
     }
 
     #[test]
     fn rust_without_hash() {
-        assert_eq!(demangle("_ZN4test4main17h0123456789abcdefE").as_deref(), Some("test::main"));
-        assert_eq!(demangle("_RNvCs1234_7mycrate3foo").as_deref(), Some("mycrate::foo"));
+        assert_eq!(
+            demangle("_ZN4test4main17h0123456789abcdefE").as_deref(),
+            Some("test::main")
+        );
+        assert_eq!(
+            demangle("_RNvCs1234_7mycrate3foo").as_deref(),
+            Some("mycrate::foo")
+        );
     }
 
     #[test]

@@ -4,10 +4,14 @@
 use crate::debuglink::{self, DebugFile, DebugLinks};
 use crate::error::{DiscoverError, DiscoverErrorKind};
 use crate::exclude::{classify_name, module_exclusion, ExcludeReason};
-use crate::{demangle, dwarf, DiscoverOptions, Excluded, Function, ObjectFunctions, SizeSource, SymbolSource};
+use crate::{
+    demangle, dwarf, DiscoverOptions, Excluded, Function, ObjectFunctions, SizeSource, SymbolSource,
+};
 use memmap2::Mmap;
 use object::elf;
-use object::read::elf::{ElfFile, FileHeader, ProgramHeader, Rela, SectionHeader, Sym, SymbolTable};
+use object::read::elf::{
+    ElfFile, FileHeader, ProgramHeader, Rela, SectionHeader, Sym, SymbolTable,
+};
 use object::{Endianness, FileKind, SymbolIndex};
 use std::collections::HashMap;
 use std::fs::File;
@@ -59,7 +63,9 @@ impl std::hash::Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+            self.add(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
@@ -100,7 +106,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-pub(crate) fn discover(path: &Path, options: &DiscoverOptions) -> Result<ObjectFunctions, DiscoverError> {
+pub(crate) fn discover(
+    path: &Path,
+    options: &DiscoverOptions,
+) -> Result<ObjectFunctions, DiscoverError> {
     let fail = |kind| DiscoverError::new(path, kind);
     if path.as_os_str().is_empty() {
         return Err(fail(DiscoverErrorKind::EmptyPath));
@@ -128,7 +137,9 @@ fn describe(data: &[u8]) -> &'static str {
     let head = &data[..data.len().min(512)];
     if head.starts_with(b"#!") {
         "a script"
-    } else if std::str::from_utf8(head).is_ok_and(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace())) {
+    } else if std::str::from_utf8(head)
+        .is_ok_and(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace()))
+    {
         "a text file"
     } else {
         "unknown format"
@@ -143,18 +154,26 @@ struct LoadSegment {
     filesz: u64,
 }
 
-fn load_segments<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>) -> Vec<LoadSegment> {
+fn load_segments<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_, Elf>,
+) -> Vec<LoadSegment> {
     let endian = file.endian();
     file.elf_program_headers()
         .iter()
         .filter(|ph| ph.p_type(endian) == elf::PT_LOAD)
-        .map(|ph| LoadSegment { vaddr: ph.p_vaddr(endian).into(), offset: ph.p_offset(endian).into(), filesz: ph.p_filesz(endian).into() })
+        .map(|ph| LoadSegment {
+            vaddr: ph.p_vaddr(endian).into(),
+            offset: ph.p_offset(endian).into(),
+            filesz: ph.p_filesz(endian).into(),
+        })
         .collect()
 }
 
 /// The file-backed segment containing `address`.
 fn segment_of(segments: &[LoadSegment], address: u64) -> Option<&LoadSegment> {
-    segments.iter().find(|s| address >= s.vaddr && address - s.vaddr < s.filesz)
+    segments
+        .iter()
+        .find(|s| address >= s.vaddr && address - s.vaddr < s.filesz)
 }
 
 /// Where a symbol's section is.
@@ -166,7 +185,10 @@ enum Place {
 }
 
 fn is_plt_section(name: &[u8]) -> bool {
-    matches!(name, b".plt" | b".plt.sec" | b".plt.got" | b".plt.bnd" | b".iplt")
+    matches!(
+        name,
+        b".plt" | b".plt.sec" | b".plt.got" | b".plt.bnd" | b".iplt"
+    )
 }
 
 /// A function symbol as read from a symbol table.
@@ -191,13 +213,22 @@ impl RawFunc {
             _ => 2,
         };
         let underscores = self.name.bytes().take_while(|&b| b == b'_').count();
-        (bind, self.name.contains('@'), underscores, self.name.len(), &self.name)
+        (
+            bind,
+            self.name.contains('@'),
+            underscores,
+            self.name.len(),
+            &self.name,
+        )
     }
 }
 
 /// Every defined `STT_FUNC` / `STT_GNU_IFUNC` symbol of `table`; sections
 /// are judged by `file`'s section table (the table's own file).
-fn read_functions<'d, Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'d, Elf>, table: &SymbolTable<'d, Elf>) -> Vec<RawFunc> {
+fn read_functions<'d, Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'d, Elf>,
+    table: &SymbolTable<'d, Elf>,
+) -> Vec<RawFunc> {
     let endian = file.endian();
     let sections = file.elf_section_table();
     let places: Vec<Place> = sections
@@ -222,7 +253,9 @@ fn read_functions<'d, Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'d, E
         if sym.st_shndx(endian) == elf::SHN_UNDEF {
             continue;
         }
-        let Ok(name) = table.symbol_name(endian, sym) else { continue };
+        let Ok(name) = table.symbol_name(endian, sym) else {
+            continue;
+        };
         if name.is_empty() {
             continue;
         }
@@ -275,23 +308,38 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
     data: &[u8],
     options: &DiscoverOptions,
 ) -> Result<ObjectFunctions, DiscoverErrorKind> {
-    let file = ElfFile::<Elf>::parse(data).map_err(|e| DiscoverErrorKind::Malformed(e.to_string()))?;
+    let file =
+        ElfFile::<Elf>::parse(data).map_err(|e| DiscoverErrorKind::Malformed(e.to_string()))?;
     let endian = file.endian();
     let header = file.elf_header();
     match header.e_type(endian) {
         elf::ET_EXEC | elf::ET_DYN => {}
         elf::ET_REL => {
             return Err(DiscoverErrorKind::Unsupported(
-                "a relocatable object (.o); hotprobe reads linked programs and shared libraries".into(),
+                "a relocatable object (.o); hotprobe reads linked programs and shared libraries"
+                    .into(),
             ))
         }
-        elf::ET_CORE => return Err(DiscoverErrorKind::Unsupported("a core dump, not a program or library".into())),
-        other => return Err(DiscoverErrorKind::Unsupported(format!("an ELF file of unknown type {other}"))),
+        elf::ET_CORE => {
+            return Err(DiscoverErrorKind::Unsupported(
+                "a core dump, not a program or library".into(),
+            ))
+        }
+        other => {
+            return Err(DiscoverErrorKind::Unsupported(format!(
+                "an ELF file of unknown type {other}"
+            )))
+        }
     }
     let machine = header.e_machine(endian);
     let segments = load_segments(&file);
     let links = DebugLinks::read(&file);
-    let mut debug = LazyDebug { object: real, links: &links, options, found: None };
+    let mut debug = LazyDebug {
+        object: real,
+        links: &links,
+        options,
+        found: None,
+    };
 
     // Symbols: .symtab, else the debug file's .symtab, else .dynsym.
     let mut raw = read_functions(&file, file.elf_symbol_table());
@@ -306,23 +354,37 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
     }
     if raw.is_empty() {
         raw = read_functions(&file, file.elf_dynamic_symbol_table());
-        source = if raw.is_empty() { SymbolSource::NoSymbols } else { SymbolSource::Dynsym };
+        source = if raw.is_empty() {
+            SymbolSource::NoSymbols
+        } else {
+            SymbolSource::Dynsym
+        };
     }
 
     let mut entries = group_aliases(raw);
 
     // Sizes the symbols lack: DWARF of the object, else of its debug file.
-    let wanted: Vec<u64> = entries.iter().filter(|e| e.reason.is_none() && e.f.size == 0).map(|e| e.f.address).collect();
+    let wanted: Vec<u64> = entries
+        .iter()
+        .filter(|e| e.reason.is_none() && e.f.size == 0)
+        .map(|e| e.f.address)
+        .collect();
     if !wanted.is_empty() {
         let sizes = if dwarf::has_debug_info(&file) {
             dwarf::function_sizes(&file, &wanted)
         } else {
-            match debug.get().and_then(|d| ElfFile::<Elf>::parse(d.map.bytes()).ok()) {
+            match debug
+                .get()
+                .and_then(|d| ElfFile::<Elf>::parse(d.map.bytes()).ok())
+            {
                 Some(dfile) => dwarf::function_sizes(&dfile, &wanted),
                 None => HashMap::new(),
             }
         };
-        for e in entries.iter_mut().filter(|e| e.reason.is_none() && e.f.size == 0) {
+        for e in entries
+            .iter_mut()
+            .filter(|e| e.reason.is_none() && e.f.size == 0)
+        {
             if let Some(&size) = sizes.get(&e.f.address) {
                 e.f.size = size;
                 e.f.size_from = SizeSource::Dwarf;
@@ -340,18 +402,24 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
         if e.reason.is_some() {
             continue;
         }
+        // `segment_of` guarantees address - vaddr < filesz.
+        let fits = segment.is_some_and(|s| s.filesz - (e.f.address - s.vaddr) >= e.f.size);
         e.reason = if e.f.size == 0 {
             Some(ExcludeReason::UnknownSize)
-        } else if !segment.is_some_and(|s| s.filesz - (e.f.address - s.vaddr) >= e.f.size) {
-            Some(ExcludeReason::OutsideSegments)
-        } else {
+        } else if fits {
             module_reason
+        } else {
+            Some(ExcludeReason::OutsideSegments)
         };
     }
 
     // Identity: demangled names, ordinals among same-symbol functions.
     for e in &mut entries {
-        e.f.name = if options.demangle { demangle::display_name(&e.f.symbol) } else { e.f.symbol.clone() };
+        e.f.name = if options.demangle {
+            demangle::display_name(&e.f.symbol)
+        } else {
+            e.f.symbol.clone()
+        };
     }
     assign_ordinals(&mut entries);
 
@@ -359,11 +427,20 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
     let mut stubs = Vec::new();
     if machine == elf::EM_X86_64 && options.plt_stubs {
         for (symbol, address, size) in plt_stubs(&file, data) {
-            if entries.binary_search_by_key(&address, |e| e.f.address).is_ok() {
+            if entries
+                .binary_search_by_key(&address, |e| e.f.address)
+                .is_ok()
+            {
                 continue;
             }
-            let offset = segment_of(&segments, address).map(|s| address - s.vaddr + s.offset).unwrap_or(0);
-            let name = match symbol.strip_suffix("@plt").filter(|_| options.demangle).and_then(demangle::demangle) {
+            let offset = segment_of(&segments, address)
+                .map(|s| address - s.vaddr + s.offset)
+                .unwrap_or(0);
+            let name = match symbol
+                .strip_suffix("@plt")
+                .filter(|_| options.demangle)
+                .and_then(demangle::demangle)
+            {
                 Some(d) => format!("{d}@plt"),
                 None => symbol.clone(),
             };
@@ -379,7 +456,10 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
                 global: false,
                 weak: false,
             };
-            stubs.push(Entry { f, reason: Some(ExcludeReason::PltStub) });
+            stubs.push(Entry {
+                f,
+                reason: Some(ExcludeReason::PltStub),
+            });
         }
     }
     entries.append(&mut stubs);
@@ -390,7 +470,10 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
     for e in entries {
         match e.reason {
             None => candidates.push(e.f),
-            Some(reason) => excluded.push(Excluded { function: e.f, reason }),
+            Some(reason) => excluded.push(Excluded {
+                function: e.f,
+                reason,
+            }),
         }
     }
     candidates.sort_by_key(|f| f.address);
@@ -424,7 +507,11 @@ fn group_aliases(mut raw: Vec<RawFunc>) -> Vec<Entry> {
         if group.len() > 1 {
             group.sort_by(|a, b| a.rank().cmp(&b.rank()));
         }
-        let size = if group[0].size > 0 { group[0].size } else { group.iter().map(|r| r.size).max().unwrap_or(0) };
+        let size = if group[0].size > 0 {
+            group[0].size
+        } else {
+            group.iter().map(|r| r.size).max().unwrap_or(0)
+        };
         let reason = if group.iter().any(|r| r.place == Place::Plt) {
             Some(ExcludeReason::PltStub)
         } else if group.iter().any(|r| r.ifunc) {
@@ -450,7 +537,11 @@ fn group_aliases(mut raw: Vec<RawFunc>) -> Vec<Entry> {
                 address: group[0].value,
                 offset: 0,
                 size,
-                size_from: if size > 0 { SizeSource::Symbol } else { SizeSource::Unknown },
+                size_from: if size > 0 {
+                    SizeSource::Symbol
+                } else {
+                    SizeSource::Unknown
+                },
                 ordinal: 1,
                 global: bind != elf::STB_LOCAL,
                 weak: bind == elf::STB_WEAK,
@@ -495,27 +586,49 @@ fn assign_ordinals(entries: &mut [Entry]) {
 /// x86-64 PLT entries (`.plt`, `.plt.sec`, `.plt.got`): `(sym@plt, address,
 /// entry size)` for each entry whose `jmp *slot(%rip)` reads a GOT slot
 /// that a `JUMP_SLOT` or `GLOB_DAT` relocation names.
-fn plt_stubs<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>, data: &[u8]) -> Vec<(String, u64, u64)> {
+fn plt_stubs<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_, Elf>,
+    data: &[u8],
+) -> Vec<(String, u64, u64)> {
     let endian = file.endian();
     let sections = file.elf_section_table();
     // First the entries and the GOT slot each jumps through ...
     let mut entries: Vec<(u64, u64, u64)> = Vec::new(); // (address, size, slot)
     for sh in sections.iter() {
-        let Ok(name) = sections.section_name(endian, sh) else { continue };
-        if !matches!(name, b".plt" | b".plt.sec" | b".plt.got" | b".plt.bnd") || sh.sh_type(endian) != elf::SHT_PROGBITS {
+        let Ok(name) = sections.section_name(endian, sh) else {
+            continue;
+        };
+        if !matches!(name, b".plt" | b".plt.sec" | b".plt.got" | b".plt.bnd")
+            || sh.sh_type(endian) != elf::SHT_PROGBITS
+        {
             continue;
         }
-        let Ok(bytes) = sh.data(endian, data) else { continue };
+        let Ok(bytes) = sh.data(endian, data) else {
+            continue;
+        };
         let base: u64 = sh.sh_addr(endian).into();
         let entsize: u64 = sh.sh_entsize(endian).into();
-        let entsize = if (8..=64).contains(&entsize) { entsize } else { 16 };
+        let entsize = if (8..=64).contains(&entsize) {
+            entsize
+        } else {
+            16
+        };
         for (i, entry) in bytes.chunks(entsize as usize).enumerate() {
             let address = base.wrapping_add(i as u64 * entsize);
             // `jmp *disp32(%rip)`, after an optional endbr64 and/or bnd prefix.
-            let Some(at) = [0usize, 1, 4, 5].into_iter().find(|&p| entry.get(p..p + 2) == Some(&[0xff, 0x25][..])) else { continue };
-            let Some(disp) = entry.get(at + 2..at + 6) else { continue };
+            let Some(at) = [0usize, 1, 4, 5]
+                .into_iter()
+                .find(|&p| entry.get(p..p + 2) == Some(&[0xff, 0x25][..]))
+            else {
+                continue;
+            };
+            let Some(disp) = entry.get(at + 2..at + 6) else {
+                continue;
+            };
             let disp = i32::from_le_bytes([disp[0], disp[1], disp[2], disp[3]]);
-            let slot = address.wrapping_add(at as u64 + 6).wrapping_add(disp as i64 as u64);
+            let slot = address
+                .wrapping_add(at as u64 + 6)
+                .wrapping_add(disp as i64 as u64);
             entries.push((address, entsize, slot));
         }
     }
@@ -527,8 +640,12 @@ fn plt_stubs<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>, data
     wanted.extend(entries.iter().map(|e| (e.2, ())));
     let mut slots: FastMap<u64, String> = FastMap::default();
     for sh in sections.iter() {
-        let Ok(Some((relas, link))) = sh.rela(endian, data) else { continue };
-        let Ok(symtab) = sections.symbol_table_by_index(endian, data, link) else { continue };
+        let Ok(Some((relas, link))) = sh.rela(endian, data) else {
+            continue;
+        };
+        let Ok(symtab) = sections.symbol_table_by_index(endian, data, link) else {
+            continue;
+        };
         for r in relas {
             let kind = r.r_type(endian, false);
             if kind != elf::R_X86_64_JUMP_SLOT && kind != elf::R_X86_64_GLOB_DAT {
@@ -538,8 +655,12 @@ fn plt_stubs<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>, data
             if !wanted.contains_key(&slot) {
                 continue;
             }
-            let Ok(sym) = symtab.symbol(SymbolIndex(r.r_sym(endian, false) as usize)) else { continue };
-            let Ok(name) = symtab.symbol_name(endian, sym) else { continue };
+            let Ok(sym) = symtab.symbol(SymbolIndex(r.r_sym(endian, false) as usize)) else {
+                continue;
+            };
+            let Ok(name) = symtab.symbol_name(endian, sym) else {
+                continue;
+            };
             if !name.is_empty() {
                 slots.insert(slot, String::from_utf8_lossy(name).into_owned());
             }
@@ -547,6 +668,10 @@ fn plt_stubs<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>, data
     }
     entries
         .into_iter()
-        .filter_map(|(address, size, slot)| slots.get(&slot).map(|sym| (format!("{sym}@plt"), address, size)))
+        .filter_map(|(address, size, slot)| {
+            slots
+                .get(&slot)
+                .map(|sym| (format!("{sym}@plt"), address, size))
+        })
         .collect()
 }

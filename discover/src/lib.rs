@@ -231,13 +231,19 @@ pub struct ObjectFunctions {
 impl ObjectFunctions {
     /// File name of the real path (how modules are matched across runs).
     pub fn file_name(&self) -> String {
-        self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     /// Fills in demangled names (for objects discovered with
     /// `DiscoverOptions::demangle` off; a no-op otherwise).
     pub fn demangle_names(&mut self) {
-        let all = self.candidates.iter_mut().chain(self.excluded.iter_mut().map(|x| &mut x.function));
+        let all = self
+            .candidates
+            .iter_mut()
+            .chain(self.excluded.iter_mut().map(|x| &mut x.function));
         for f in all {
             if f.name == f.symbol {
                 if let Some(d) = demangle::demangle(&f.symbol) {
@@ -286,7 +292,12 @@ pub struct DiscoverOptions {
 
 impl Default for DiscoverOptions {
     fn default() -> Self {
-        DiscoverOptions { debug_roots: vec![PathBuf::from("/usr/lib/debug")], use_debug_files: true, demangle: true, plt_stubs: true }
+        DiscoverOptions {
+            debug_roots: vec![PathBuf::from("/usr/lib/debug")],
+            use_debug_files: true,
+            demangle: true,
+            plt_stubs: true,
+        }
     }
 }
 
@@ -294,7 +305,11 @@ impl DiscoverOptions {
     /// What the agent needs at start: no names demangled up front, no PLT
     /// entries; debug files searched in the default roots.
     pub fn lean() -> DiscoverOptions {
-        DiscoverOptions { demangle: false, plt_stubs: false, ..DiscoverOptions::default() }
+        DiscoverOptions {
+            demangle: false,
+            plt_stubs: false,
+            ..DiscoverOptions::default()
+        }
     }
 }
 
@@ -305,7 +320,10 @@ pub fn discover(path: &Path) -> Result<ObjectFunctions, DiscoverError> {
 }
 
 /// [`discover`] with explicit debug-file search options.
-pub fn discover_with(path: &Path, options: &DiscoverOptions) -> Result<ObjectFunctions, DiscoverError> {
+pub fn discover_with(
+    path: &Path,
+    options: &DiscoverOptions,
+) -> Result<ObjectFunctions, DiscoverError> {
     elf::discover(path, options)
 }
 
@@ -326,7 +344,10 @@ pub struct MappedObject {
 impl MappedObject {
     pub fn open(path: &Path) -> Result<MappedObject, DiscoverError> {
         let map = elf::FileMap::open(path).map_err(|kind| DiscoverError::new(path, kind))?;
-        Ok(MappedObject { path: path.to_path_buf(), map })
+        Ok(MappedObject {
+            path: path.to_path_buf(),
+            map,
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -1,6 +1,8 @@
 use crate::common::*;
 use crate::require;
-use hotprobe_discover::{discover, function_code, ExcludeReason, Function, MappedObject, SizeSource, SymbolSource};
+use hotprobe_discover::{
+    discover, function_code, ExcludeReason, Function, MappedObject, SizeSource, SymbolSource,
+};
 use object::{Object, ObjectSection};
 use std::process::Command;
 
@@ -18,23 +20,40 @@ int main(int argc, char **argv) {
 "#;
 
 fn find<'a>(fs: &'a [Function], name: &str) -> &'a Function {
-    fs.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name} not among {:?}", fs.iter().map(|f| &f.name).collect::<Vec<_>>()))
+    fs.iter().find(|f| f.name == name).unwrap_or_else(|| {
+        panic!(
+            "{name} not among {:?}",
+            fs.iter().map(|f| &f.name).collect::<Vec<_>>()
+        )
+    })
 }
 
 #[test]
 fn functions_sizes_offsets_and_exclusions() {
     require!("gcc", "nm", "readelf");
     let dir = tempdir();
-    let prog = compile(dir.path(), "gcc", &[("prog.c", PROG)], "prog", &["-O1", "-g"]);
+    let prog = compile(
+        dir.path(),
+        "gcc",
+        &[("prog.c", PROG)],
+        "prog",
+        &["-O1", "-g"],
+    );
     let obj = discover(&prog).unwrap();
     assert_eq!(obj.symbol_source, SymbolSource::Symtab);
     assert_eq!(obj.path, std::fs::canonicalize(&prog).unwrap());
-    assert!(obj.debug_file.is_none(), "no debug file is looked for when nothing is missing");
+    assert!(
+        obj.debug_file.is_none(),
+        "no debug file is looked for when nothing is missing"
+    );
     let elf_type = output(Command::new("readelf").arg("-hW").arg(&prog));
     assert_eq!(obj.is_pie_or_dso, elf_type.contains("DYN"), "{elf_type}");
     let notes = output(Command::new("readelf").arg("-n").arg(&prog));
     if let Some(line) = notes.lines().find(|l| l.contains("Build ID:")) {
-        assert_eq!(obj.build_id.as_deref(), Some(line.split_whitespace().last().unwrap()));
+        assert_eq!(
+            obj.build_id.as_deref(),
+            Some(line.split_whitespace().last().unwrap())
+        );
     }
 
     // Every function with a size agrees with nm and readelf.
@@ -50,24 +69,62 @@ fn functions_sizes_offsets_and_exclusions() {
         assert_eq!(f.symbol, want);
         assert_eq!(f.ordinal, 1);
     }
-    assert!(!find(&obj.candidates, "helper").global, "static functions are local");
+    assert!(
+        !find(&obj.candidates, "helper").global,
+        "static functions are local"
+    );
     assert!(find(&obj.candidates, "work").global);
     // Nothing is a candidate that nm does not know at that address.
     for f in &obj.candidates {
-        assert!(syms.iter().any(|s| s.address == f.address && (s.name == f.symbol || f.aliases.contains(&s.name))), "{f:?}");
+        assert!(
+            syms.iter()
+                .any(|s| s.address == f.address
+                    && (s.name == f.symbol || f.aliases.contains(&s.name))),
+            "{f:?}"
+        );
     }
 
     // Exclusions, with reasons.
-    let reason = |name: &str| obj.excluded.iter().find(|x| x.function.name == name).map(|x| x.reason);
-    for glue in ["_start", "frame_dummy", "_init", "_fini", "deregister_tm_clones", "register_tm_clones", "__do_global_dtors_aux"] {
+    let reason = |name: &str| {
+        obj.excluded
+            .iter()
+            .find(|x| x.function.name == name)
+            .map(|x| x.reason)
+    };
+    for glue in [
+        "_start",
+        "frame_dummy",
+        "_init",
+        "_fini",
+        "deregister_tm_clones",
+        "register_tm_clones",
+        "__do_global_dtors_aux",
+    ] {
         assert_eq!(reason(glue), Some(ExcludeReason::ToolchainGlue), "{glue}");
     }
-    assert_eq!(reason("asmfunc"), Some(ExcludeReason::UnknownSize), "no .size and no DWARF subprogram");
-    let plt: Vec<_> = obj.excluded.iter().filter(|x| x.reason == ExcludeReason::PltStub).map(|x| x.function.name.as_str()).collect();
-    assert!(plt.iter().any(|n| *n == "printf@plt" || *n == "puts@plt"), "{plt:?}");
+    assert_eq!(
+        reason("asmfunc"),
+        Some(ExcludeReason::UnknownSize),
+        "no .size and no DWARF subprogram"
+    );
+    let plt: Vec<_> = obj
+        .excluded
+        .iter()
+        .filter(|x| x.reason == ExcludeReason::PltStub)
+        .map(|x| x.function.name.as_str())
+        .collect();
+    assert!(
+        plt.iter().any(|n| *n == "printf@plt" || *n == "puts@plt"),
+        "{plt:?}"
+    );
     for x in &obj.excluded {
         assert!(!x.reason.to_string().is_empty());
-        assert!(!obj.candidates.iter().any(|f| f.address == x.function.address), "{x:?} is also a candidate");
+        assert!(
+            !obj.candidates
+                .iter()
+                .any(|f| f.address == x.function.address),
+            "{x:?} is also a candidate"
+        );
     }
 
     // The bytes at the file offset are the function's code (cross-checked
@@ -76,23 +133,41 @@ fn functions_sizes_offsets_and_exclusions() {
     let file = object::File::parse(&*bytes).unwrap();
     let text = file.section_by_name(".text").unwrap();
     let main = find(&obj.candidates, "main");
-    let via_section = &text.data().unwrap()[(main.address - text.address()) as usize..][..main.size as usize];
+    let via_section =
+        &text.data().unwrap()[(main.address - text.address()) as usize..][..main.size as usize];
     assert_eq!(function_code(&bytes, main), Some(via_section));
     let mapped = MappedObject::open(&prog).unwrap();
     assert_eq!(mapped.code(main), Some(via_section));
     let last = main.clone();
-    assert_eq!(function_code(&bytes[..10], &last), None, "out of the file is None, not a panic");
+    assert_eq!(
+        function_code(&bytes[..10], &last),
+        None,
+        "out of the file is None, not a panic"
+    );
 
     // Lookups by address.
-    assert_eq!(obj.candidate_at(main.address).map(|f| f.name.as_str()), Some("main"));
-    assert_eq!(obj.candidate_containing(main.address + main.size - 1).map(|f| f.name.as_str()), Some("main"));
+    assert_eq!(
+        obj.candidate_at(main.address).map(|f| f.name.as_str()),
+        Some("main")
+    );
+    assert_eq!(
+        obj.candidate_containing(main.address + main.size - 1)
+            .map(|f| f.name.as_str()),
+        Some("main")
+    );
 }
 
 #[test]
 fn zero_size_symbol_gets_its_size_from_dwarf() {
     require!("gcc", "nm");
     let dir = tempdir();
-    let prog = compile(dir.path(), "gcc", &[("prog.c", PROG)], "prog", &["-O1", "-g"]);
+    let prog = compile(
+        dir.path(),
+        "gcc",
+        &[("prog.c", PROG)],
+        "prog",
+        &["-O1", "-g"],
+    );
     let before = discover(&prog).unwrap();
     let work = find(&before.candidates, "work").clone();
 
@@ -103,17 +178,30 @@ fn zero_size_symbol_gets_its_size_from_dwarf() {
         let elf = ElfFile64::<object::Endianness>::parse(&*bytes).unwrap();
         let endian = elf.endian();
         let table = elf.elf_symbol_table();
-        let (index, _) = table.enumerate().find(|(_, s)| table.symbol_name(endian, s).unwrap() == b"work").unwrap();
+        let (index, _) = table
+            .enumerate()
+            .find(|(_, s)| table.symbol_name(endian, s).unwrap() == b"work")
+            .unwrap();
         let symtab = elf.elf_section_table().section(table.section()).unwrap();
         let entry = symtab.sh_offset(endian) as usize + index.0 * 24;
-        assert_eq!(elf.elf_symbol_table().symbol(index).unwrap().st_size(endian), work.size);
+        assert_eq!(
+            elf.elf_symbol_table()
+                .symbol(index)
+                .unwrap()
+                .st_size(endian),
+            work.size
+        );
         entry + 16
     };
     bytes[patch_at..patch_at + 8].fill(0);
     let patched = dir.path().join("patched");
     std::fs::write(&patched, &bytes).unwrap();
     let sizes = nm(&patched, false);
-    assert_eq!(sizes.iter().find(|s| s.name == "work").unwrap().size, None, "nm sees no size");
+    assert_eq!(
+        sizes.iter().find(|s| s.name == "work").unwrap().size,
+        None,
+        "nm sees no size"
+    );
 
     let after = discover(&patched).unwrap();
     let f = find(&after.candidates, "work");
@@ -128,14 +216,27 @@ fn zero_size_symbol_gets_its_size_from_dwarf() {
         let elf = ElfFile64::<object::Endianness>::parse(&*bytes).unwrap();
         let endian = elf.endian();
         let table = elf.elf_symbol_table();
-        let (index, _) = table.enumerate().find(|(_, s)| table.symbol_name(endian, s).unwrap() == b"work").unwrap();
-        (elf.elf_section_table().section(table.section()).unwrap().sh_offset(endian) as usize, index.0)
+        let (index, _) = table
+            .enumerate()
+            .find(|(_, s)| table.symbol_name(endian, s).unwrap() == b"work")
+            .unwrap();
+        (
+            elf.elf_section_table()
+                .section(table.section())
+                .unwrap()
+                .sh_offset(endian) as usize,
+            index.0,
+        )
     };
     bytes[sh_offset + index * 24 + 16..][..8].fill(0);
     let patched = dir.path().join("patched-nodebug");
     std::fs::write(&patched, &bytes).unwrap();
     let obj = discover(&patched).unwrap();
-    let x = obj.excluded.iter().find(|x| x.function.name == "work").expect("work is excluded");
+    let x = obj
+        .excluded
+        .iter()
+        .find(|x| x.function.name == "work")
+        .expect("work is excluded");
     assert_eq!(x.reason, ExcludeReason::UnknownSize);
     assert!(x.reason.to_string().contains("size unknown"));
 }
@@ -144,22 +245,41 @@ fn zero_size_symbol_gets_its_size_from_dwarf() {
 fn stripped_rdynamic_binary_uses_dynsym() {
     require!("gcc", "strip", "nm");
     let dir = tempdir();
-    let full = compile(dir.path(), "gcc", &[("prog.c", PROG)], "full", &["-O1", "-rdynamic"]);
+    let full = compile(
+        dir.path(),
+        "gcc",
+        &[("prog.c", PROG)],
+        "full",
+        &["-O1", "-rdynamic"],
+    );
     let stripped = dir.path().join("stripped");
     std::fs::copy(&full, &stripped).unwrap();
     run(Command::new("strip").arg("--strip-all").arg(&stripped));
     assert!(nm(&stripped, true).iter().any(|s| s.name == "work"));
 
     let before = discover(&full).unwrap();
-    let options = hotprobe_discover::DiscoverOptions { debug_roots: vec![dir.path().join("no-debug-root")], ..Default::default() };
+    let options = hotprobe_discover::DiscoverOptions {
+        debug_roots: vec![dir.path().join("no-debug-root")],
+        ..Default::default()
+    };
     let obj = hotprobe_discover::discover_with(&stripped, &options).unwrap();
     assert_eq!(obj.symbol_source, SymbolSource::Dynsym);
     for global in ["main", "work"] {
-        let (a, b) = (find(&obj.candidates, global), find(&before.candidates, global));
-        assert_eq!((a.offset, a.size, a.address), (b.offset, b.size, b.address), "{global}");
+        let (a, b) = (
+            find(&obj.candidates, global),
+            find(&before.candidates, global),
+        );
+        assert_eq!(
+            (a.offset, a.size, a.address),
+            (b.offset, b.size, b.address),
+            "{global}"
+        );
     }
     for missing in ["helper", "other_static"] {
-        assert!(!obj.candidates.iter().any(|f| f.name == missing), "static {missing} cannot be in .dynsym");
+        assert!(
+            !obj.candidates.iter().any(|f| f.name == missing),
+            "static {missing} cannot be in .dynsym"
+        );
     }
 }
 
@@ -175,7 +295,11 @@ int main(int argc, char **argv) { (void)argv; return api(argc) + api_weak(argc);
     let dir = tempdir();
     let prog = compile(dir.path(), "gcc", &[("a.c", src)], "prog", &["-O1"]);
     let obj = discover(&prog).unwrap();
-    let at: Vec<_> = obj.candidates.iter().filter(|f| f.name == "api" || f.aliases.iter().any(|a| a == "api")).collect();
+    let at: Vec<_> = obj
+        .candidates
+        .iter()
+        .filter(|f| f.name == "api" || f.aliases.iter().any(|a| a == "api"))
+        .collect();
     assert_eq!(at.len(), 1, "{:?}", obj.candidates);
     let f = at[0];
     assert_eq!(f.name, "api", "the global, non-weak name wins");
@@ -183,7 +307,10 @@ int main(int argc, char **argv) { (void)argv; return api(argc) + api_weak(argc);
     let mut aliases = f.aliases.clone();
     aliases.sort();
     assert_eq!(aliases, ["api_weak", "internal_impl"]);
-    assert!(!obj.candidates.iter().any(|g| g.name == "api_weak" || g.name == "internal_impl"));
+    assert!(!obj
+        .candidates
+        .iter()
+        .any(|g| g.name == "api_weak" || g.name == "internal_impl"));
     assert!(!obj.excluded.iter().any(|x| x.function.address == f.address));
 }
 
@@ -199,9 +326,16 @@ int main(int argc, char **argv) { (void)argv; return pick(argc); }
     let dir = tempdir();
     let prog = compile(dir.path(), "gcc", &[("a.c", src)], "prog", &["-O0"]);
     let obj = discover(&prog).unwrap();
-    let x = obj.excluded.iter().find(|x| x.function.name == "pick" || x.function.aliases.iter().any(|a| a == "pick")).expect("pick is excluded");
+    let x = obj
+        .excluded
+        .iter()
+        .find(|x| x.function.name == "pick" || x.function.aliases.iter().any(|a| a == "pick"))
+        .expect("pick is excluded");
     assert_eq!(x.reason, ExcludeReason::Ifunc);
-    assert!(!obj.candidates.iter().any(|f| f.name == "resolve_pick" || f.name == "pick"));
+    assert!(!obj
+        .candidates
+        .iter()
+        .any(|f| f.name == "resolve_pick" || f.name == "pick"));
     assert!(obj.candidates.iter().any(|f| f.name == "impl_a"));
 }
 
@@ -212,9 +346,19 @@ fn same_symbol_functions_get_ordinals_by_offset() {
     let b = "__attribute__((noinline)) static int helper(int x) { return x * 2 + 5; }\nint in_b(int x) { return helper(x); }\n";
     let m = "int in_a(int); int in_b(int);\nint main(int c, char **v) { (void)v; return in_a(c) + in_b(c); }\n";
     let dir = tempdir();
-    let prog = compile(dir.path(), "gcc", &[("a.c", a), ("b.c", b), ("m.c", m)], "prog", &["-O1"]);
+    let prog = compile(
+        dir.path(),
+        "gcc",
+        &[("a.c", a), ("b.c", b), ("m.c", m)],
+        "prog",
+        &["-O1"],
+    );
     let obj = discover(&prog).unwrap();
-    let mut helpers: Vec<_> = obj.candidates.iter().filter(|f| f.symbol == "helper").collect();
+    let mut helpers: Vec<_> = obj
+        .candidates
+        .iter()
+        .filter(|f| f.symbol == "helper")
+        .collect();
     helpers.sort_by_key(|f| f.offset);
     assert_eq!(helpers.len(), 2);
     assert_eq!((helpers[0].ordinal, helpers[1].ordinal), (1, 2));
@@ -231,6 +375,36 @@ fn whole_modules_are_refused() {
     }
     let obj = discover(libc).unwrap();
     assert!(obj.candidates.is_empty());
-    assert!(obj.excluded.iter().any(|x| matches!(x.reason, ExcludeReason::Module(_))));
+    assert!(obj
+        .excluded
+        .iter()
+        .any(|x| matches!(x.reason, ExcludeReason::Module(_))));
     assert!(hotprobe_discover::module_exclusion(&obj.path).is_some());
+}
+
+#[test]
+fn static_non_pie_program() {
+    require!("gcc", "readelf");
+    let dir = tempdir();
+    let src = dir.path().join("prog.c");
+    std::fs::write(&src, PROG).unwrap();
+    let prog = dir.path().join("prog");
+    let built = Command::new("gcc").args(["-O1", "-static", "-no-pie"]).arg(&src).arg("-o").arg(&prog).output().unwrap();
+    if !built.status.success() {
+        eprintln!("SKIPPED: no static libc ({})", String::from_utf8_lossy(&built.stderr));
+        return;
+    }
+    let obj = discover(&prog).unwrap();
+    assert!(!obj.is_pie_or_dso, "ET_EXEC");
+    let segments = load_segments(&prog);
+    let main = find(&obj.candidates, "main");
+    assert_eq!(main.offset, file_offset(&segments, main.address));
+    assert!(main.address > 0x400000 - 1, "linked at a fixed address: {:#x}", main.address);
+    let reason = |name: &str| obj.excluded.iter().find(|x| x.function.name == name || x.function.aliases.iter().any(|a| a == name)).map(|x| x.reason);
+    assert_eq!(reason("_start"), Some(ExcludeReason::ToolchainGlue));
+    // glibc's string functions are ifuncs in a static program too.
+    assert!(obj.excluded.iter().any(|x| x.reason == ExcludeReason::Ifunc), "no ifunc found");
+    for f in &obj.candidates {
+        assert!(f.size > 0 && f.offset > 0, "{f:?}");
+    }
 }

@@ -6,7 +6,11 @@ use std::process::Command;
 
 /// Whether a tool runs; tests that need a missing one are skipped loudly.
 pub fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 #[macro_export]
@@ -22,18 +26,37 @@ macro_rules! require {
 }
 
 pub fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn output(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Writes `source` to `dir/file` and compiles it with `compiler` into `dir/out`.
-pub fn compile(dir: &Path, compiler: &str, files: &[(&str, &str)], out: &str, flags: &[&str]) -> PathBuf {
+pub fn compile(
+    dir: &Path,
+    compiler: &str,
+    files: &[(&str, &str)],
+    out: &str,
+    flags: &[&str],
+) -> PathBuf {
     let mut cmd = Command::new(compiler);
     for (name, text) in files {
         let path = dir.join(name);
@@ -103,15 +126,24 @@ pub fn load_segments(path: &Path) -> Vec<(u64, u64, u64)> {
 
 /// File offset of a link-time address, by the readelf segments.
 pub fn file_offset(segments: &[(u64, u64, u64)], address: u64) -> u64 {
-    let (off, vaddr, _) = segments.iter().find(|(_, v, sz)| address >= *v && address < v + sz).expect("address in a segment");
+    let (off, vaddr, _) = segments
+        .iter()
+        .find(|(_, v, sz)| address >= *v && address < v + sz)
+        .expect("address in a segment");
     address - vaddr + off
 }
 
 /// 1-based line of the first line of `text` containing `needle`.
 pub fn line_of(text: &str, needle: &str) -> u32 {
-    text.lines().position(|l| l.contains(needle)).map(|i| i as u32 + 1).unwrap_or_else(|| panic!("`{needle}` not in source"))
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i as u32 + 1)
+        .unwrap_or_else(|| panic!("`{needle}` not in source"))
 }
 
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("hotprobe-discover-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("hotprobe-discover-")
+        .tempdir()
+        .unwrap()
 }

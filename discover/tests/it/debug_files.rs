@@ -21,18 +21,31 @@ fn split(dir: &Path, debuglink: bool) -> (PathBuf, PathBuf, PathBuf) {
     let prog = dir.join("prog");
     std::fs::copy(&original, &prog).unwrap();
     let debug = dir.join("prog.debug");
-    run(Command::new("objcopy").arg("--only-keep-debug").arg(&prog).arg(&debug));
-    run(Command::new("strip").args(["--strip-debug", "--strip-unneeded"]).arg(&prog));
+    run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&prog)
+        .arg(&debug));
+    run(Command::new("strip")
+        .args(["--strip-debug", "--strip-unneeded"])
+        .arg(&prog));
     if debuglink {
-        run(Command::new("objcopy").arg(format!("--add-gnu-debuglink={}", debug.display())).arg(&prog));
+        run(Command::new("objcopy")
+            .arg(format!("--add-gnu-debuglink={}", debug.display()))
+            .arg(&prog));
     }
     let sections = output(Command::new("readelf").arg("-SW").arg(&prog));
-    assert!(!sections.contains(".symtab"), "strip left a .symtab:\n{sections}");
+    assert!(
+        !sections.contains(".symtab"),
+        "strip left a .symtab:\n{sections}"
+    );
     (original, prog, debug)
 }
 
 fn options(root: &Path) -> DiscoverOptions {
-    DiscoverOptions { debug_roots: vec![root.to_path_buf()], ..DiscoverOptions::default() }
+    DiscoverOptions {
+        debug_roots: vec![root.to_path_buf()],
+        ..DiscoverOptions::default()
+    }
 }
 
 fn assert_statics_back(prog: &Path, original: &Path, opts: &DiscoverOptions, debug: &Path) {
@@ -42,14 +55,25 @@ fn assert_statics_back(prog: &Path, original: &Path, opts: &DiscoverOptions, deb
     assert_eq!(obj.debug_file.as_deref(), Some(debug.as_path()));
     let full = discover_with(original, opts).unwrap();
     for name in ["helper", "twice", "main"] {
-        let a = obj.candidates.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name} missing"));
+        let a = obj
+            .candidates
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
         let b = full.candidates.iter().find(|f| f.name == name).unwrap();
-        assert_eq!((a.address, a.offset, a.size, a.global), (b.address, b.offset, b.size, b.global), "{name}");
+        assert_eq!(
+            (a.address, a.offset, a.size, a.global),
+            (b.address, b.offset, b.size, b.global),
+            "{name}"
+        );
     }
     // file:line through the debug file, lazily.
     let main = obj.candidates.iter().find(|f| f.name == "main").unwrap();
     let mut resolver = SourceResolver::with_options(&obj, opts);
-    assert_eq!(resolver.locate(main.address), Some(format!("prog.c:{}", line_of(SRC, "int main("))));
+    assert_eq!(
+        resolver.locate(main.address),
+        Some(format!("prog.c:{}", line_of(SRC, "int main(")))
+    );
     let helper = obj.candidates.iter().find(|f| f.name == "helper").unwrap();
     let loc = resolver.location(helper.address).unwrap();
     assert!(loc.file.ends_with("prog.c"), "{loc:?}");
@@ -61,7 +85,12 @@ fn debuglink_next_to_the_object() {
     require!("gcc", "objcopy", "strip", "readelf");
     let dir = tempdir();
     let (original, prog, debug) = split(dir.path(), true);
-    assert_statics_back(&prog, &original, &options(&dir.path().join("empty-root")), &debug);
+    assert_statics_back(
+        &prog,
+        &original,
+        &options(&dir.path().join("empty-root")),
+        &debug,
+    );
 }
 
 #[test]
@@ -77,7 +106,9 @@ fn debuglink_in_dot_debug_and_under_a_root() {
     assert_statics_back(&prog, &original, &options(&root), &moved);
     // ROOT/DIR/NAME
     let real_dir = std::fs::canonicalize(dir.path()).unwrap();
-    let under_root = root.join(real_dir.strip_prefix("/").unwrap()).join("prog.debug");
+    let under_root = root
+        .join(real_dir.strip_prefix("/").unwrap())
+        .join("prog.debug");
     std::fs::create_dir_all(under_root.parent().unwrap()).unwrap();
     std::fs::rename(&moved, &under_root).unwrap();
     assert_statics_back(&prog, &original, &options(&root), &under_root);
@@ -92,7 +123,11 @@ fn debuglink_with_wrong_crc_is_refused() {
     bytes.push(0);
     std::fs::write(&debug, bytes).unwrap();
     let obj = discover_with(&prog, &options(&dir.path().join("root"))).unwrap();
-    assert!(!matches!(obj.symbol_source, SymbolSource::DebugFile(_)), "{:?}", obj.symbol_source);
+    assert!(
+        !matches!(obj.symbol_source, SymbolSource::DebugFile(_)),
+        "{:?}",
+        obj.symbol_source
+    );
     assert!(obj.debug_file.is_none());
     assert!(!obj.candidates.iter().any(|f| f.name == "helper"));
 }
@@ -103,23 +138,39 @@ fn build_id_layout_under_a_root() {
     let dir = tempdir();
     let (original, prog, debug) = split(dir.path(), false);
     let notes = output(Command::new("readelf").arg("-n").arg(&prog));
-    let Some(id) = notes.lines().find(|l| l.contains("Build ID:")).map(|l| l.split_whitespace().last().unwrap().to_string()) else {
+    let Some(id) = notes
+        .lines()
+        .find(|l| l.contains("Build ID:"))
+        .map(|l| l.split_whitespace().last().unwrap().to_string())
+    else {
         eprintln!("SKIPPED: this gcc does not write build IDs");
         return;
     };
     let root = dir.path().join("root");
-    let path = root.join(".build-id").join(&id[..2]).join(format!("{}.debug", &id[2..]));
+    let path = root
+        .join(".build-id")
+        .join(&id[..2])
+        .join(format!("{}.debug", &id[2..]));
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::rename(&debug, &path).unwrap();
     assert_statics_back(&prog, &original, &options(&root), &path);
 
     // Turned off, nothing is looked for.
-    let off = DiscoverOptions { use_debug_files: false, ..options(&root) };
+    let off = DiscoverOptions {
+        use_debug_files: false,
+        ..options(&root)
+    };
     let obj = discover_with(&prog, &off).unwrap();
     assert!(obj.debug_file.is_none());
 
     // A file at the build-id path whose build ID differs is refused.
-    let other = compile(dir.path(), "gcc", &[("other.c", "int main(void) { return 3; }\n")], "other", &["-g"]);
+    let other = compile(
+        dir.path(),
+        "gcc",
+        &[("other.c", "int main(void) { return 3; }\n")],
+        "other",
+        &["-g"],
+    );
     std::fs::copy(&other, &path).unwrap();
     let obj = discover_with(&prog, &options(&root)).unwrap();
     assert!(obj.debug_file.is_none(), "{:?}", obj.debug_file);
@@ -129,12 +180,21 @@ fn build_id_layout_under_a_root() {
 fn source_lines_from_the_object_itself() {
     require!("gcc");
     let dir = tempdir();
-    let prog = compile(dir.path(), "gcc", &[("prog.c", SRC)], "prog", &["-O1", "-g"]);
+    let prog = compile(
+        dir.path(),
+        "gcc",
+        &[("prog.c", SRC)],
+        "prog",
+        &["-O1", "-g"],
+    );
     let obj = discover_with(&prog, &options(&dir.path().join("root"))).unwrap();
     let mut resolver = SourceResolver::new(&obj);
     for (name, needle) in [("main", "int main("), ("twice", "static int twice(")] {
         let f = obj.candidates.iter().find(|f| f.name == name).unwrap();
-        assert_eq!(resolver.locate(f.address), Some(format!("prog.c:{}", line_of(SRC, needle))));
+        assert_eq!(
+            resolver.locate(f.address),
+            Some(format!("prog.c:{}", line_of(SRC, needle)))
+        );
     }
     // Without DWARF anywhere: None, no error.
     let bare = compile(dir.path(), "gcc", &[("prog.c", SRC)], "bare", &["-O1"]);
@@ -142,4 +202,24 @@ fn source_lines_from_the_object_itself() {
     let mut resolver = SourceResolver::new(&obj);
     assert!(!resolver.is_available());
     assert_eq!(resolver.locate(obj.candidates[0].address), None);
+}
+
+#[test]
+fn compressed_and_dwarf4_debug_info() {
+    require!("gcc");
+    let dir = tempdir();
+    for (name, flags) in [("gz", &["-O1", "-g", "-gz"][..]), ("dwarf4", &["-O1", "-gdwarf-4"][..])] {
+        let src = dir.path().join("prog.c");
+        std::fs::write(&src, SRC).unwrap();
+        let out = dir.path().join(name);
+        let built = Command::new("gcc").args(flags).arg(&src).arg("-o").arg(&out).output().unwrap();
+        if !built.status.success() {
+            eprintln!("SKIPPED {name}: {}", String::from_utf8_lossy(&built.stderr));
+            continue;
+        }
+        let obj = discover_with(&out, &options(&dir.path().join("root"))).unwrap();
+        let main = obj.candidates.iter().find(|f| f.name == "main").unwrap();
+        let mut resolver = SourceResolver::new(&obj);
+        assert_eq!(resolver.locate(main.address), Some(format!("prog.c:{}", line_of(SRC, "int main("))), "{name}");
+    }
 }

@@ -18,7 +18,10 @@ fn missing_empty_text_and_directories() {
 
     std::fs::write(d.join("script"), b"#!/bin/sh\necho hi\n").unwrap();
     let err = discover(&d.join("script")).unwrap_err();
-    assert!(err.to_string().contains("script") && err.to_string().contains("not an ELF"), "{err}");
+    assert!(
+        err.to_string().contains("script") && err.to_string().contains("not an ELF"),
+        "{err}"
+    );
 
     std::fs::write(d.join("notes.txt"), b"hello world\n").unwrap();
     let err = discover(&d.join("notes.txt")).unwrap_err();
@@ -46,10 +49,17 @@ fn relocatable_objects_are_refused() {
     let dir = tempdir();
     std::fs::write(dir.path().join("x.c"), "int f(int x) { return x; }\n").unwrap();
     let obj = dir.path().join("x.o");
-    run(std::process::Command::new("gcc").arg("-c").arg(dir.path().join("x.c")).arg("-o").arg(&obj));
+    run(std::process::Command::new("gcc")
+        .arg("-c")
+        .arg(dir.path().join("x.c"))
+        .arg("-o")
+        .arg(&obj));
     let err = discover(&obj).unwrap_err();
     assert!(matches!(err.kind, DiscoverErrorKind::Unsupported(_)));
-    assert!(err.to_string().contains("x.o") && err.to_string().contains("relocatable"), "{err}");
+    assert!(
+        err.to_string().contains("x.o") && err.to_string().contains("relocatable"),
+        "{err}"
+    );
 }
 
 /// Truncations and byte flips of a real program: an error or a result,
@@ -58,7 +68,13 @@ fn relocatable_objects_are_refused() {
 fn truncated_and_corrupt_elf_never_panics() {
     require!("gcc");
     let dir = tempdir();
-    let prog = compile(dir.path(), "gcc", &[("p.c", crate::c_program::PROG)], "prog", &["-O1", "-g", "-rdynamic"]);
+    let prog = compile(
+        dir.path(),
+        "gcc",
+        &[("p.c", crate::c_program::PROG)],
+        "prog",
+        &["-O1", "-g", "-rdynamic"],
+    );
     let bytes = std::fs::read(&prog).unwrap();
     let path = dir.path().join("bad");
     let mut truncated_errors = 0;
@@ -81,7 +97,8 @@ fn truncated_and_corrupt_elf_never_panics() {
                 }
             }
         }
-        let _ = hotprobe_discover::listing::list(&path, &[], &[]).map(|l| (l.to_table(), l.to_json()));
+        let _ =
+            hotprobe_discover::listing::list(&path, &[], &[]).map(|l| (l.to_table(), l.to_json()));
     }
     assert!(truncated_errors > 5, "a truncated ELF gives errors");
 
@@ -97,7 +114,11 @@ fn truncated_and_corrupt_elf_never_panics() {
         let mut copy = bytes.clone();
         let flips = 1 + (next() % 8) as usize;
         for _ in 0..flips {
-            let limit = if round % 2 == 0 { 4096.min(copy.len()) } else { copy.len() };
+            let limit = if round % 2 == 0 {
+                4096.min(copy.len())
+            } else {
+                copy.len()
+            };
             let at = (next() as usize) % limit;
             copy[at] = next() as u8;
         }

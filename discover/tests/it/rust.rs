@@ -31,7 +31,11 @@ fn check(mangling: Option<&str>) {
     std::fs::write(&src, SRC).unwrap();
     let out = dir.path().join("rprog");
     let mut cmd = Command::new("rustc");
-    cmd.arg("--edition=2021").arg("-Copt-level=1").arg(&src).arg("-o").arg(&out);
+    cmd.arg("--edition=2021")
+        .arg("-Copt-level=1")
+        .arg(&src)
+        .arg("-o")
+        .arg(&out);
     if let Some(m) = mangling {
         cmd.arg(format!("-Csymbol-mangling-version={m}"));
     }
@@ -39,22 +43,46 @@ fn check(mangling: Option<&str>) {
     if !result.status.success() {
         let err = String::from_utf8_lossy(&result.stderr);
         assert!(mangling.is_some(), "rustc failed: {err}");
-        eprintln!("SKIPPED: rustc refuses -Csymbol-mangling-version={}: {err}", mangling.unwrap_or(""));
+        eprintln!(
+            "SKIPPED: rustc refuses -Csymbol-mangling-version={}: {err}",
+            mangling.unwrap_or("")
+        );
         return;
     }
     let obj = discover(&out).unwrap();
     let names: Vec<&str> = obj.candidates.iter().map(|f| f.name.as_str()).collect();
     // v0 shows inherent methods as `<rprog::Point>::norm`.
-    let norm = if mangling == Some("v0") { "<rprog::Point>::norm" } else { "rprog::Point::norm" };
-    for want in ["rprog::compute", "rprog::inner::helper", norm, "rprog::main"] {
-        let f = obj.candidates.iter().find(|f| f.name == want).unwrap_or_else(|| panic!("{want} missing ({mangling:?}): {names:?}"));
+    let norm = if mangling == Some("v0") {
+        "<rprog::Point>::norm"
+    } else {
+        "rprog::Point::norm"
+    };
+    for want in [
+        "rprog::compute",
+        "rprog::inner::helper",
+        norm,
+        "rprog::main",
+    ] {
+        let f = obj
+            .candidates
+            .iter()
+            .find(|f| f.name == want)
+            .unwrap_or_else(|| panic!("{want} missing ({mangling:?}): {names:?}"));
         match mangling {
             Some("v0") => assert!(f.symbol.starts_with("_R"), "{}", f.symbol),
-            _ => assert!(f.symbol.starts_with("_ZN") && f.symbol.contains("17h"), "{}", f.symbol),
+            _ => assert!(
+                f.symbol.starts_with("_ZN") && f.symbol.contains("17h"),
+                "{}",
+                f.symbol
+            ),
         }
     }
     for f in &obj.candidates {
-        let hashy = f.name.rsplit("::").next().is_some_and(|last| last.len() == 17 && last.starts_with('h'));
+        let hashy = f
+            .name
+            .rsplit("::")
+            .next()
+            .is_some_and(|last| last.len() == 17 && last.starts_with('h'));
         assert!(!hashy, "hash left in {}", f.name);
     }
 }
