@@ -26,22 +26,40 @@ const BUDGET: Duration = Duration::from_millis(50);
 fn generate(dir: &Path) -> Option<PathBuf> {
     let mut src = String::from("#include <stdio.h>\n");
     for i in 0..4000 {
-        let _ = writeln!(src, "int app_module_fn_{i}(int x) {{ return x * {} + (x >> {}); }}", i + 3, i % 7 + 1);
+        let _ = writeln!(
+            src,
+            "int app_module_fn_{i}(int x) {{ return x * {} + (x >> {}); }}",
+            i + 3,
+            i % 7 + 1
+        );
     }
     for i in 0..1000 {
-        let _ = writeln!(src, "static int app_static_fn_{i}(int x) {{ return (x ^ {}) - {}; }}", i + 11, i % 5);
+        let _ = writeln!(
+            src,
+            "static int app_static_fn_{i}(int x) {{ return (x ^ {}) - {}; }}",
+            i + 11,
+            i % 5
+        );
     }
     src.push_str("static int (*const table[])(int) = {\n");
     for i in 0..1000 {
         let _ = writeln!(src, "  app_static_fn_{i},");
     }
     src.push_str("};\nint main(int argc, char **argv) {\n  (void)argv; int s = 0;\n");
-    src.push_str("  for (unsigned i = 0; i < sizeof table / sizeof *table; i++) s += table[i](argc);\n");
+    src.push_str(
+        "  for (unsigned i = 0; i < sizeof table / sizeof *table; i++) s += table[i](argc);\n",
+    );
     src.push_str("  printf(\"%d %d\\n\", s, app_module_fn_1(argc));\n  return 0;\n}\n");
     let c = dir.join("gen5000.c");
     std::fs::write(&c, src).ok()?;
     let out = dir.join("gen5000");
-    let status = Command::new("gcc").args(["-O2", "-g"]).arg(&c).arg("-o").arg(&out).status().ok()?;
+    let status = Command::new("gcc")
+        .args(["-O2", "-g"])
+        .arg(&c)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .ok()?;
     status.success().then_some(out)
 }
 
@@ -52,7 +70,12 @@ struct Stats {
     selected: usize,
 }
 
-fn measure(path: &Path, options: &DiscoverOptions, selector: &Selector, is_main: bool) -> Option<Stats> {
+fn measure(
+    path: &Path,
+    options: &DiscoverOptions,
+    selector: &Selector,
+    is_main: bool,
+) -> Option<Stats> {
     let mut times = Vec::with_capacity(RUNS);
     let mut kept: Vec<ObjectFunctions> = Vec::with_capacity(RUNS);
     let mut selected = 0;
@@ -70,11 +93,20 @@ fn measure(path: &Path, options: &DiscoverOptions, selector: &Selector, is_main:
         kept.push(obj); // dropped after timing, as the agent keeps them
     }
     times.sort();
-    Some(Stats { median: times[RUNS / 2], min: times[0], candidates: kept[0].candidates.len(), selected })
+    Some(Stats {
+        median: times[RUNS / 2],
+        min: times[0],
+        candidates: kept[0].candidates.len(),
+        selected,
+    })
 }
 
 fn row(label: &str, s: &Stats) {
-    let verdict = if s.median <= BUDGET { "ok" } else { "OVER 50 ms" };
+    let verdict = if s.median <= BUDGET {
+        "ok"
+    } else {
+        "OVER 50 ms"
+    };
     println!(
         "| {label:<58} | {:>6} | {:>6} | {:>9.2} | {:>9.2} | {verdict} |",
         s.candidates,
@@ -94,15 +126,26 @@ fn selector(modules: &[&str], include: &[&str], exclude: &[&str]) -> Selector {
 
 fn main() {
     // `cargo bench` passes `--bench`; anything else that is a file is measured too.
-    let extra: Vec<PathBuf> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).map(PathBuf::from).filter(|p| p.is_file()).collect();
+    let extra: Vec<PathBuf> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .collect();
     let dir = std::env::temp_dir().join(format!("hotprobe-bench-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let full = DiscoverOptions::default();
     let lean = DiscoverOptions::lean();
 
     println!("discover + select, {RUNS} runs each (ms)\n");
-    println!("| {:<58} | {:>6} | {:>6} | {:>9} | {:>9} | budget |", "object", "cands", "picked", "median", "min");
-    println!("|{}|--------|--------|-----------|-----------|--------|", "-".repeat(60));
+    println!(
+        "| {:<58} | {:>6} | {:>6} | {:>9} | {:>9} | budget |",
+        "object", "cands", "picked", "median", "min"
+    );
+    println!(
+        "|{}|--------|--------|-----------|-----------|--------|",
+        "-".repeat(60)
+    );
 
     match generate(&dir) {
         Some(prog) => {
@@ -134,9 +177,18 @@ fn main() {
 
     let libs = selector(&["*"], &["*"], &[]);
     let mut objects: Vec<(String, PathBuf)> = vec![
-        ("Debian libpython3.11.so.1.0 (.dynsym)".into(), "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0".into()),
-        ("pyenv 3.11.7 libpython3.11.so.1.0 (.symtab)".into(), "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0".into()),
-        ("libstdc++.so.6 (C++ names)".into(), "/usr/lib/x86_64-linux-gnu/libstdc++.so.6".into()),
+        (
+            "Debian libpython3.11.so.1.0 (.dynsym)".into(),
+            "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0".into(),
+        ),
+        (
+            "pyenv 3.11.7 libpython3.11.so.1.0 (.symtab)".into(),
+            "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0".into(),
+        ),
+        (
+            "libstdc++.so.6 (C++ names)".into(),
+            "/usr/lib/x86_64-linux-gnu/libstdc++.so.6".into(),
+        ),
     ];
     objects.extend(extra.into_iter().map(|p| (p.display().to_string(), p)));
     for (label, path) in objects {

@@ -14,6 +14,7 @@
 //! `rustc-demangle` refuses.
 
 use cpp_demangle::{DemangleOptions, ParseOptions};
+use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Demangled name of `symbol`, or `None` when it is not a Rust or C++
@@ -21,7 +22,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub fn demangle(symbol: &str) -> Option<String> {
     if symbol.starts_with("_R") || symbol.starts_with("_ZN") {
         if let Ok(d) = rustc_demangle::try_demangle(symbol) {
-            return Some(format!("{d:#}"));
+            // `{:#}` drops the hash. Written through `fmt::Write` so a
+            // formatting error (rustc-demangle's size limit) is a `None`,
+            // not the panic `format!` would make of it.
+            let mut name = String::new();
+            return write!(name, "{d:#}").is_ok().then_some(name);
         }
     }
     if symbol.starts_with("_Z") {

@@ -135,11 +135,15 @@ pub(crate) fn discover(
 
 fn describe(data: &[u8]) -> &'static str {
     let head = &data[..data.len().min(512)];
+    // A multi-byte character cut at the end of the sample is still text.
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => Some(t),
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).ok(),
+        Err(_) => None,
+    };
     if head.starts_with(b"#!") {
         "a script"
-    } else if std::str::from_utf8(head)
-        .is_ok_and(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace()))
-    {
+    } else if text.is_some_and(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace())) {
         "a text file"
     } else {
         "unknown format"
@@ -174,6 +178,11 @@ fn segment_of(segments: &[LoadSegment], address: u64) -> Option<&LoadSegment> {
     segments
         .iter()
         .find(|s| address >= s.vaddr && address - s.vaddr < s.filesz)
+}
+
+/// File offset of `address` in its segment (None past the end of u64).
+fn offset_in(s: &LoadSegment, address: u64) -> Option<u64> {
+    (address - s.vaddr).checked_add(s.offset)
 }
 
 /// Where a symbol's section is.
@@ -395,9 +404,10 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
     // File offsets, and what can still go wrong per function.
     let module_reason = module_exclusion(real);
     for e in &mut entries {
-        let segment = segment_of(&segments, e.f.address);
+        let segment =
+            segment_of(&segments, e.f.address).filter(|s| offset_in(s, e.f.address).is_some());
         if let Some(s) = segment {
-            e.f.offset = e.f.address - s.vaddr + s.offset;
+            e.f.offset = offset_in(s, e.f.address).unwrap_or(0);
         }
         if e.reason.is_some() {
             continue;
@@ -434,7 +444,7 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
                 continue;
             }
             let offset = segment_of(&segments, address)
-                .map(|s| address - s.vaddr + s.offset)
+                .and_then(|s| offset_in(s, address))
                 .unwrap_or(0);
             let name = match symbol
                 .strip_suffix("@plt")

@@ -55,9 +55,36 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # In the agent
+//!
+//! For each object `dl_iterate_phdr` reports (the main program's path is
+//! resolved by the agent, e.g. from `/proc/self/exe`):
+//!
+//! 1. `selector.wants_module(path, is_main)`: skip everything else early;
+//! 2. `discover_with(path, &DiscoverOptions::lean())`: no names demangled
+//!    up front (the selector still matches demangled names; call
+//!    [`Function::demangled`] or [`ObjectFunctions::demangle_names`] at
+//!    snapshot time) and no PLT stubs in `excluded`;
+//! 3. `selector.select(&obj, is_main)`; probe at load bias + `address`
+//!    (the kernel backend wants `module` + `offset`);
+//! 4. after the last module: [`Selector::probe_set_misses`] for one
+//!    summary warning;
+//! 5. at snapshot time, a [`SourceResolver`] per module for `source`.
+//!
+//! `excluded` holds every function that is never probed with its reason
+//! (with the default options also every PLT stub, `puts@plt`): what the
+//! snapshot reports as `rejected` is the agent's choice.
+//!
 //! # Listing
 //!
 //! [`listing::list`] is what `hotprobe list` prints, as a table or JSON.
+//!
+//! # Cost
+//!
+//! Measured by `cargo bench -p hotprobe-discover --bench discover`: a
+//! 5,000-function C program takes about 3 ms (discover + select), pyenv's
+//! `libpython3.11.so` (5,345 functions) about 5 ms, `libstdc++.so.6` about
+//! 43 ms with its C++ names demangled and 3.4 ms lean.
 //!
 //! # Never panics
 //!

@@ -238,7 +238,10 @@ impl Selector {
                     .filter(|(filter, _)| filter.matches(&paths, is_main))
                     .flat_map(|(_, list)| list.iter().copied())
                     .collect();
-                ps.update(hits.into_iter().map(|i| (i, Status::Refused(module.clone(), reason))));
+                ps.update(
+                    hits.into_iter()
+                        .map(|i| (i, Status::Refused(module.clone(), reason))),
+                );
             }
             return false;
         }

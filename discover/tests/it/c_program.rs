@@ -389,9 +389,18 @@ fn static_non_pie_program() {
     let src = dir.path().join("prog.c");
     std::fs::write(&src, PROG).unwrap();
     let prog = dir.path().join("prog");
-    let built = Command::new("gcc").args(["-O1", "-static", "-no-pie"]).arg(&src).arg("-o").arg(&prog).output().unwrap();
+    let built = Command::new("gcc")
+        .args(["-O1", "-static", "-no-pie"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&prog)
+        .output()
+        .unwrap();
     if !built.status.success() {
-        eprintln!("SKIPPED: no static libc ({})", String::from_utf8_lossy(&built.stderr));
+        eprintln!(
+            "SKIPPED: no static libc ({})",
+            String::from_utf8_lossy(&built.stderr)
+        );
         return;
     }
     let obj = discover(&prog).unwrap();
@@ -399,12 +408,81 @@ fn static_non_pie_program() {
     let segments = load_segments(&prog);
     let main = find(&obj.candidates, "main");
     assert_eq!(main.offset, file_offset(&segments, main.address));
-    assert!(main.address > 0x400000 - 1, "linked at a fixed address: {:#x}", main.address);
-    let reason = |name: &str| obj.excluded.iter().find(|x| x.function.name == name || x.function.aliases.iter().any(|a| a == name)).map(|x| x.reason);
+    assert!(
+        main.address > 0x400000 - 1,
+        "linked at a fixed address: {:#x}",
+        main.address
+    );
+    let reason = |name: &str| {
+        obj.excluded
+            .iter()
+            .find(|x| x.function.name == name || x.function.aliases.iter().any(|a| a == name))
+            .map(|x| x.reason)
+    };
     assert_eq!(reason("_start"), Some(ExcludeReason::ToolchainGlue));
     // glibc's string functions are ifuncs in a static program too.
-    assert!(obj.excluded.iter().any(|x| x.reason == ExcludeReason::Ifunc), "no ifunc found");
+    assert!(
+        obj.excluded
+            .iter()
+            .any(|x| x.reason == ExcludeReason::Ifunc),
+        "no ifunc found"
+    );
     for f in &obj.candidates {
         assert!(f.size > 0 && f.offset > 0, "{f:?}");
+    }
+}
+
+#[test]
+fn ibt_plt_sec_entries_and_functions_outside_code() {
+    require!("gcc", "readelf");
+    let src = r#"#include <stdio.h>
+__asm__(".section .rodata\n.globl not_code\n.type not_code, @function\nnot_code:\n .byte 0xc3\n.size not_code, 1\n.text\n");
+int main(int argc, char **argv) { (void)argv; printf("%d\n", argc); return 0; }
+"#;
+    let dir = tempdir();
+    let prog = dir.path().join("prog");
+    std::fs::write(dir.path().join("p.c"), src).unwrap();
+    let built = Command::new("gcc")
+        .args(["-O1", "-fcf-protection", "-Wl,-z,ibtplt"])
+        .arg(dir.path().join("p.c"))
+        .arg("-o")
+        .arg(&prog)
+        .output()
+        .unwrap();
+    if !built.status.success() {
+        eprintln!("SKIPPED: {}", String::from_utf8_lossy(&built.stderr));
+        return;
+    }
+    let obj = discover(&prog).unwrap();
+    let reason = |name: &str| {
+        obj.excluded
+            .iter()
+            .find(|x| x.function.name == name)
+            .map(|x| x.reason)
+    };
+    assert_eq!(reason("not_code"), Some(ExcludeReason::NotExecutable));
+    let sections = output(Command::new("readelf").arg("-SW").arg(&prog));
+    if sections.contains(".plt.sec") {
+        let printf = obj
+            .excluded
+            .iter()
+            .find(|x| x.function.name == "printf@plt")
+            .expect("printf@plt named");
+        assert_eq!(printf.reason, ExcludeReason::PltStub);
+        let line = sections.lines().find(|l| l.contains(".plt.sec")).unwrap();
+        let addr = u64::from_str_radix(
+            line.split(']')
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .nth(2)
+                .unwrap(),
+            16,
+        )
+        .unwrap();
+        assert_eq!(
+            printf.function.address, addr,
+            "the .plt.sec entry, not the lazy .plt one"
+        );
     }
 }

@@ -208,11 +208,20 @@ fn source_lines_from_the_object_itself() {
 fn compressed_and_dwarf4_debug_info() {
     require!("gcc");
     let dir = tempdir();
-    for (name, flags) in [("gz", &["-O1", "-g", "-gz"][..]), ("dwarf4", &["-O1", "-gdwarf-4"][..])] {
+    for (name, flags) in [
+        ("gz", &["-O1", "-g", "-gz"][..]),
+        ("dwarf4", &["-O1", "-gdwarf-4"][..]),
+    ] {
         let src = dir.path().join("prog.c");
         std::fs::write(&src, SRC).unwrap();
         let out = dir.path().join(name);
-        let built = Command::new("gcc").args(flags).arg(&src).arg("-o").arg(&out).output().unwrap();
+        let built = Command::new("gcc")
+            .args(flags)
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
         if !built.status.success() {
             eprintln!("SKIPPED {name}: {}", String::from_utf8_lossy(&built.stderr));
             continue;
@@ -220,6 +229,10 @@ fn compressed_and_dwarf4_debug_info() {
         let obj = discover_with(&out, &options(&dir.path().join("root"))).unwrap();
         let main = obj.candidates.iter().find(|f| f.name == "main").unwrap();
         let mut resolver = SourceResolver::new(&obj);
-        assert_eq!(resolver.locate(main.address), Some(format!("prog.c:{}", line_of(SRC, "int main("))), "{name}");
+        assert_eq!(
+            resolver.locate(main.address),
+            Some(format!("prog.c:{}", line_of(SRC, "int main("))),
+            "{name}"
+        );
     }
 }

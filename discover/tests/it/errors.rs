@@ -131,3 +131,111 @@ fn truncated_and_corrupt_elf_never_panics() {
         }
     }
 }
+
+/// The long version, run on demand:
+/// `HOTPROBE_FUZZ_ROUNDS=20000 cargo test -p hotprobe-discover --test it fuzz_long -- --ignored`
+/// Corrupts a C program with DWARF, a C++ program and a stripped program's
+/// separate debug file (read for symbols, sizes and lines).
+#[test]
+#[ignore]
+fn fuzz_long() {
+    require!("gcc", "g++", "objcopy", "strip");
+    let rounds: usize = std::env::var("HOTPROBE_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let dir = tempdir();
+    let d = dir.path();
+    let c = compile(
+        d,
+        "gcc",
+        &[("p.c", crate::c_program::PROG)],
+        "c",
+        &["-O1", "-g"],
+    );
+    let cpp = compile(d, "g++", &[("p.cpp", "#include <string>\nstd::string f(int x) { return std::to_string(x); }\nint main(int c, char**) { return (int)f(c).size(); }\n")], "cpp", &["-O1", "-g"]);
+    let stripped = d.join("stripped");
+    std::fs::copy(&c, &stripped).unwrap();
+    run(std::process::Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&stripped)
+        .arg(d.join("stripped.debug")));
+    run(std::process::Command::new("strip")
+        .args(["--strip-debug", "--strip-unneeded"])
+        .arg(&stripped));
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    // (file to corrupt, file to discover)
+    let debug_copy = d.join("x.debug");
+    let targets = [
+        (c.clone(), d.join("x")),
+        (cpp.clone(), d.join("x")),
+        (d.join("stripped.debug"), debug_copy.clone()),
+    ];
+    for round in 0..rounds {
+        let (source, victim) = &targets[round % targets.len()];
+        let mut bytes = std::fs::read(source).unwrap();
+        for _ in 0..1 + (next() % 16) {
+            let limit = match next() % 3 {
+                0 => 256.min(bytes.len()),
+                1 => 8192.min(bytes.len()),
+                _ => bytes.len(),
+            };
+            let at = (next() as usize) % limit;
+            bytes[at] = next() as u8;
+        }
+        if next() % 8 == 0 {
+            let cut = (next() as usize) % bytes.len();
+            bytes.truncate(cut);
+        }
+        std::fs::write(victim, &bytes).unwrap();
+        let path = if *victim == debug_copy {
+            // The stripped program finds the corrupt file through a debuglink-free build-id root.
+            let root = d.join("root");
+            let _ = std::fs::remove_dir_all(&root);
+            let notes = crate::common::output(
+                std::process::Command::new("readelf")
+                    .arg("-n")
+                    .arg(&stripped),
+            );
+            if let Some(id) = notes
+                .lines()
+                .find(|l| l.contains("Build ID:"))
+                .and_then(|l| l.split_whitespace().last())
+            {
+                let p = root
+                    .join(".build-id")
+                    .join(&id[..2])
+                    .join(format!("{}.debug", &id[2..]));
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::copy(victim, &p).unwrap();
+            }
+            let opts = hotprobe_discover::DiscoverOptions {
+                debug_roots: vec![root],
+                ..Default::default()
+            };
+            if let Ok(obj) = hotprobe_discover::discover_with(&stripped, &opts) {
+                let mut r = hotprobe_discover::SourceResolver::with_options(&obj, &opts);
+                for f in obj.candidates.iter().take(4) {
+                    let _ = r.locate(f.address);
+                }
+            }
+            continue;
+        } else {
+            victim.clone()
+        };
+        if let Ok(obj) = discover(&path) {
+            let mut r = hotprobe_discover::SourceResolver::new(&obj);
+            for f in obj.candidates.iter().take(4) {
+                let _ = r.locate(f.address);
+            }
+            let _ = hotprobe_discover::listing::from_object(&obj, &[], &[], None)
+                .map(|l| (l.to_table(), l.to_json()));
+        }
+    }
+}

@@ -268,14 +268,32 @@ fn probe_set_offsets_and_ordinals_tell_duplicates_apart() {
 fn probe_set_entries_in_refused_modules_say_why() {
     let set = ProbeSet::new(
         "t",
-        vec![ProbeSetEntry { module: "libc.so.6".into(), symbol: "malloc".into(), name: String::new(), offset: None }],
+        vec![ProbeSetEntry {
+            module: "libc.so.6".into(),
+            symbol: "malloc".into(),
+            name: String::new(),
+            offset: None,
+        }],
     );
     let sel = Selector::new(&Settings::default(), Some(&set)).unwrap();
     assert!(!sel.wants_module(Path::new("/lib/x86_64-linux-gnu/libc.so.6"), false));
     let misses = sel.probe_set_misses();
     assert_eq!(misses.len(), 1);
-    assert!(matches!(misses[0].reason, MissReason::NotProbeable { reason: ExcludeReason::Module(_), .. }), "{misses:?}");
-    assert!(misses[0].reason.to_string().contains("C library"), "{}", misses[0].reason);
+    assert!(
+        matches!(
+            misses[0].reason,
+            MissReason::NotProbeable {
+                reason: ExcludeReason::Module(_),
+                ..
+            }
+        ),
+        "{misses:?}"
+    );
+    assert!(
+        misses[0].reason.to_string().contains("C library"),
+        "{}",
+        misses[0].reason
+    );
 }
 
 #[test]
