@@ -84,7 +84,7 @@
 //! Measured by `cargo bench -p hotprobe-discover --bench discover`: a
 //! 5,000-function C program takes about 3 ms (discover + select), pyenv's
 //! `libpython3.11.so` (5,345 functions) about 5 ms, `libstdc++.so.6` about
-//! 43 ms with its C++ names demangled and 3.4 ms lean.
+//! 30–45 ms with its C++ names demangled (3–5 µs a symbol) and 2.5 ms lean.
 //!
 //! # Never panics
 //!
