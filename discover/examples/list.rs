@@ -1,4 +1,5 @@
 //! `hotprobe list` without the CLI: `cargo run -p hotprobe-discover --example list -- FILE [--json] [--include G]… [--exclude G]…`
+use std::io::Write;
 use std::path::PathBuf;
 
 fn main() {
@@ -17,8 +18,17 @@ fn main() {
         std::process::exit(2);
     };
     match hotprobe_discover::listing::list(&file, &include, &exclude) {
-        Ok(l) if json => println!("{}", serde_json::to_string_pretty(&l.to_json()).unwrap_or_default()),
-        Ok(l) => print!("{}", l.to_table()),
+        // Errors writing (a closed pipe) end the listing quietly.
+        Ok(l) if json => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string_pretty(&l.to_json()).unwrap_or_default()
+            );
+        }
+        Ok(l) => {
+            let _ = write!(std::io::stdout(), "{}", l.to_table());
+        }
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(1);

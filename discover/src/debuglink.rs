@@ -27,7 +27,12 @@ pub(crate) struct DebugLinks {
 impl DebugLinks {
     pub fn read<'d>(file: &impl Object<'d>) -> DebugLinks {
         DebugLinks {
-            build_id: file.build_id().ok().flatten().filter(|id| !id.is_empty()).map(<[u8]>::to_vec),
+            build_id: file
+                .build_id()
+                .ok()
+                .flatten()
+                .filter(|id| !id.is_empty())
+                .map(<[u8]>::to_vec),
             debuglink: file
                 .gnu_debuglink()
                 .ok()
@@ -50,12 +55,19 @@ pub(crate) struct DebugFile {
 
 /// Every place the debug file of `object` (a real path) may be, in search
 /// order, with what it must match.
-fn candidates(object: &Path, links: &DebugLinks, options: &DiscoverOptions) -> Vec<(PathBuf, Check)> {
+fn candidates(
+    object: &Path,
+    links: &DebugLinks,
+    options: &DiscoverOptions,
+) -> Vec<(PathBuf, Check)> {
     let mut out = Vec::new();
     if let Some(id) = links.build_id.as_deref().filter(|id| id.len() >= 2) {
         let hex = crate::elf::hex(id);
         for root in &options.debug_roots {
-            let path = root.join(".build-id").join(&hex[..2]).join(format!("{}.debug", &hex[2..]));
+            let path = root
+                .join(".build-id")
+                .join(&hex[..2])
+                .join(format!("{}.debug", &hex[2..]));
             out.push((path, Check::BuildId(id.to_vec())));
         }
     }
@@ -82,7 +94,11 @@ enum Check {
 }
 
 /// The first candidate that exists and checks out.
-pub(crate) fn find(object: &Path, links: &DebugLinks, options: &DiscoverOptions) -> Option<DebugFile> {
+pub(crate) fn find(
+    object: &Path,
+    links: &DebugLinks,
+    options: &DiscoverOptions,
+) -> Option<DebugFile> {
     if !options.use_debug_files || links.is_empty() {
         return None;
     }
@@ -95,11 +111,14 @@ pub(crate) fn find(object: &Path, links: &DebugLinks, options: &DiscoverOptions)
         if real == own {
             continue;
         }
-        let Ok(map) = FileMap::open(&real) else { continue };
+        let Ok(map) = FileMap::open(&real) else {
+            continue;
+        };
         let ok = match &check {
-            Check::BuildId(id) => {
-                object::File::parse(map.bytes()).ok().and_then(|f| f.build_id().ok().flatten().map(|b| b == id.as_slice())).unwrap_or(false)
-            }
+            Check::BuildId(id) => object::File::parse(map.bytes())
+                .ok()
+                .and_then(|f| f.build_id().ok().flatten().map(|b| b == id.as_slice()))
+                .unwrap_or(false),
             Check::Crc(crc) => crc32fast::hash(map.bytes()) == *crc,
         };
         if ok {
@@ -115,9 +134,18 @@ mod tests {
 
     #[test]
     fn search_order() {
-        let links = DebugLinks { build_id: Some(vec![0xab, 0xcd, 0xef]), debuglink: Some((b"prog.debug".to_vec(), 7)) };
-        let options = DiscoverOptions { debug_roots: vec!["/r1".into(), "/r2".into()], use_debug_files: true };
-        let paths: Vec<_> = candidates(Path::new("/opt/app/bin/prog"), &links, &options).into_iter().map(|(p, _)| p).collect();
+        let links = DebugLinks {
+            build_id: Some(vec![0xab, 0xcd, 0xef]),
+            debuglink: Some((b"prog.debug".to_vec(), 7)),
+        };
+        let options = DiscoverOptions {
+            debug_roots: vec!["/r1".into(), "/r2".into()],
+            ..DiscoverOptions::default()
+        };
+        let paths: Vec<_> = candidates(Path::new("/opt/app/bin/prog"), &links, &options)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         let want: Vec<PathBuf> = [
             "/r1/.build-id/ab/cdef.debug",
             "/r2/.build-id/ab/cdef.debug",
@@ -135,8 +163,13 @@ mod tests {
     #[test]
     fn hostile_debuglink_names_are_ignored() {
         for name in [&b"../../etc/passwd"[..], b"/etc/passwd", b"a/b"] {
-            let links = DebugLinks { build_id: None, debuglink: Some((name.to_vec(), 0)) };
-            assert!(candidates(Path::new("/x/prog"), &links, &DiscoverOptions::default()).is_empty());
+            let links = DebugLinks {
+                build_id: None,
+                debuglink: Some((name.to_vec(), 0)),
+            };
+            assert!(
+                candidates(Path::new("/x/prog"), &links, &DiscoverOptions::default()).is_empty()
+            );
         }
     }
 }

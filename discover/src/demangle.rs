@@ -14,6 +14,7 @@
 //! `rustc-demangle` refuses.
 
 use cpp_demangle::{DemangleOptions, ParseOptions};
+use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Demangled name of `symbol`, or `None` when it is not a Rust or C++
@@ -21,7 +22,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub fn demangle(symbol: &str) -> Option<String> {
     if symbol.starts_with("_R") || symbol.starts_with("_ZN") {
         if let Ok(d) = rustc_demangle::try_demangle(symbol) {
-            return Some(format!("{d:#}"));
+            // `{:#}` drops the hash. Written through `fmt::Write` so a
+            // formatting error (rustc-demangle's size limit) is a `None`,
+            // not the panic `format!` would make of it.
+            let mut name = String::new();
+            return write!(name, "{d:#}").is_ok().then_some(name);
         }
     }
     if symbol.starts_with("_Z") {
@@ -59,15 +64,24 @@ mod tests {
         assert_eq!(demangle("_Z1fi").as_deref(), Some("f(int)"));
         assert_eq!(demangle("_Z1fd").as_deref(), Some("f(double)"));
         assert_eq!(demangle("_ZN2ns3barEv").as_deref(), Some("ns::bar()"));
-        assert_eq!(demangle("_ZN2ns4maxxIiEET_S1_S1_").as_deref(), Some("ns::maxx<int>(int, int)"));
+        assert_eq!(
+            demangle("_ZN2ns4maxxIiEET_S1_S1_").as_deref(),
+            Some("ns::maxx<int>(int, int)")
+        );
         let clone = demangle("_Z1fi.constprop.0").unwrap();
         assert!(clone.starts_with("f(int)"), "{clone}");
     }
 
     #[test]
     fn rust_without_hash() {
-        assert_eq!(demangle("_ZN4test4main17h0123456789abcdefE").as_deref(), Some("test::main"));
-        assert_eq!(demangle("_RNvCs1234_7mycrate3foo").as_deref(), Some("mycrate::foo"));
+        assert_eq!(
+            demangle("_ZN4test4main17h0123456789abcdefE").as_deref(),
+            Some("test::main")
+        );
+        assert_eq!(
+            demangle("_RNvCs1234_7mycrate3foo").as_deref(),
+            Some("mycrate::foo")
+        );
     }
 
     #[test]

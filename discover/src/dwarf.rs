@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 /// Whether the object carries DWARF debugging information.
 pub(crate) fn has_debug_info<'d>(file: &impl Object<'d>) -> bool {
-    file.section_by_name(".debug_info").is_some_and(|s| s.size() > 0)
+    file.section_by_name(".debug_info")
+        .is_some_and(|s| s.size() > 0)
 }
 
 pub(crate) fn endian<'d>(file: &impl Object<'d>) -> RunTimeEndian {
@@ -22,7 +23,9 @@ pub(crate) fn endian<'d>(file: &impl Object<'d>) -> RunTimeEndian {
 
 /// The (decompressed) data of one DWARF section, empty when absent or broken.
 pub(crate) fn section_data<'d>(file: &impl Object<'d>, id: SectionId) -> Cow<'d, [u8]> {
-    file.section_by_name(id.name()).and_then(|s| s.uncompressed_data().ok()).unwrap_or(Cow::Borrowed(&[]))
+    file.section_by_name(id.name())
+        .and_then(|s| s.uncompressed_data().ok())
+        .unwrap_or(Cow::Borrowed(&[]))
 }
 
 /// Sizes, by start address, of the `DW_TAG_subprogram`s (or their ranges)
@@ -31,19 +34,24 @@ pub(crate) fn function_sizes<'d>(file: &impl Object<'d>, wanted: &[u64]) -> Hash
     if wanted.is_empty() || !has_debug_info(file) {
         return HashMap::new();
     }
-    // Only what DIE ranges need: no line, location or string sections.
+    // What units and DIE ranges need (a unit reads its name, directory and
+    // line-program header): no location lists, no type units.
     let needed = |id: SectionId| {
-        matches!(
+        !matches!(
             id,
-            SectionId::DebugAbbrev
-                | SectionId::DebugAddr
-                | SectionId::DebugInfo
-                | SectionId::DebugRanges
-                | SectionId::DebugRngLists
-                | SectionId::DebugStrOffsets
+            SectionId::DebugLoc
+                | SectionId::DebugLocLists
+                | SectionId::DebugTypes
+                | SectionId::DebugAranges
         )
     };
-    let load = |id| Ok::<_, gimli::Error>(if needed(id) { section_data(file, id) } else { Cow::Borrowed(&[][..]) });
+    let load = |id| {
+        Ok::<_, gimli::Error>(if needed(id) {
+            section_data(file, id)
+        } else {
+            Cow::Borrowed(&[][..])
+        })
+    };
     let sections = match gimli::DwarfSections::load(load) {
         Ok(s) => s,
         Err(_) => return HashMap::new(),
@@ -58,13 +66,19 @@ pub(crate) fn function_sizes<'d>(file: &impl Object<'d>, wanted: &[u64]) -> Hash
     found
 }
 
-fn walk<R: Reader>(dwarf: &gimli::Dwarf<R>, wanted: &[u64], found: &mut HashMap<u64, u64>) -> gimli::Result<()> {
+fn walk<R: Reader>(
+    dwarf: &gimli::Dwarf<R>,
+    wanted: &[u64],
+    found: &mut HashMap<u64, u64>,
+) -> gimli::Result<()> {
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
         if found.len() == wanted.len() {
             break;
         }
-        let Ok(unit) = dwarf.unit(header) else { continue };
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
         // Skip compilation units that cover none of the wanted addresses.
         if let Ok(mut ranges) = dwarf.unit_ranges(&unit) {
             let mut covers = false;
@@ -86,7 +100,9 @@ fn walk<R: Reader>(dwarf: &gimli::Dwarf<R>, wanted: &[u64], found: &mut HashMap<
             if entry.tag() != gimli::DW_TAG_subprogram {
                 continue;
             }
-            let Ok(mut ranges) = dwarf.die_ranges(&unit, entry) else { continue };
+            let Ok(mut ranges) = dwarf.die_ranges(&unit, entry) else {
+                continue;
+            };
             while let Ok(Some(r)) = ranges.next() {
                 if r.end > r.begin && wanted.binary_search(&r.begin).is_ok() {
                     found.entry(r.begin).or_insert(r.end - r.begin);

@@ -4,10 +4,14 @@
 use crate::debuglink::{self, DebugFile, DebugLinks};
 use crate::error::{DiscoverError, DiscoverErrorKind};
 use crate::exclude::{classify_name, module_exclusion, ExcludeReason};
-use crate::{demangle, dwarf, DiscoverOptions, Excluded, Function, ObjectFunctions, SizeSource, SymbolSource};
+use crate::{
+    demangle, dwarf, DiscoverOptions, Excluded, Function, ObjectFunctions, SizeSource, SymbolSource,
+};
 use memmap2::Mmap;
 use object::elf;
-use object::read::elf::{ElfFile, FileHeader, ProgramHeader, Rela, SectionHeader, Sym, SymbolTable};
+use object::read::elf::{
+    ElfFile, FileHeader, ProgramHeader, Rela, SectionHeader, Sym, SymbolTable,
+};
 use object::{Endianness, FileKind, SymbolIndex};
 use std::collections::HashMap;
 use std::fs::File;
@@ -41,6 +45,58 @@ impl FileMap {
     }
 }
 
+/// An FxHash-style hasher for symbol-name maps: SipHash would cost more
+/// than the rest of the pass. Symbol names come from the program being
+/// profiled; a file crafted for collisions only slows its own listing.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -50,7 +106,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-pub(crate) fn discover(path: &Path, options: &DiscoverOptions) -> Result<ObjectFunctions, DiscoverError> {
+pub(crate) fn discover(
+    path: &Path,
+    options: &DiscoverOptions,
+) -> Result<ObjectFunctions, DiscoverError> {
     let fail = |kind| DiscoverError::new(path, kind);
     if path.as_os_str().is_empty() {
         return Err(fail(DiscoverErrorKind::EmptyPath));
@@ -76,9 +135,15 @@ pub(crate) fn discover(path: &Path, options: &DiscoverOptions) -> Result<ObjectF
 
 fn describe(data: &[u8]) -> &'static str {
     let head = &data[..data.len().min(512)];
+    // A multi-byte character cut at the end of the sample is still text.
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => Some(t),
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).ok(),
+        Err(_) => None,
+    };
     if head.starts_with(b"#!") {
         "a script"
-    } else if std::str::from_utf8(head).is_ok_and(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace())) {
+    } else if text.is_some_and(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace())) {
         "a text file"
     } else {
         "unknown format"
@@ -93,18 +158,31 @@ struct LoadSegment {
     filesz: u64,
 }
 
-fn load_segments<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>) -> Vec<LoadSegment> {
+fn load_segments<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_, Elf>,
+) -> Vec<LoadSegment> {
     let endian = file.endian();
     file.elf_program_headers()
         .iter()
         .filter(|ph| ph.p_type(endian) == elf::PT_LOAD)
-        .map(|ph| LoadSegment { vaddr: ph.p_vaddr(endian).into(), offset: ph.p_offset(endian).into(), filesz: ph.p_filesz(endian).into() })
+        .map(|ph| LoadSegment {
+            vaddr: ph.p_vaddr(endian).into(),
+            offset: ph.p_offset(endian).into(),
+            filesz: ph.p_filesz(endian).into(),
+        })
         .collect()
 }
 
 /// The file-backed segment containing `address`.
 fn segment_of(segments: &[LoadSegment], address: u64) -> Option<&LoadSegment> {
-    segments.iter().find(|s| address >= s.vaddr && address - s.vaddr < s.filesz)
+    segments
+        .iter()
+        .find(|s| address >= s.vaddr && address - s.vaddr < s.filesz)
+}
+
+/// File offset of `address` in its segment (None past the end of u64).
+fn offset_in(s: &LoadSegment, address: u64) -> Option<u64> {
+    (address - s.vaddr).checked_add(s.offset)
 }
 
 /// Where a symbol's section is.
@@ -116,7 +194,10 @@ enum Place {
 }
 
 fn is_plt_section(name: &[u8]) -> bool {
-    matches!(name, b".plt" | b".plt.sec" | b".plt.got" | b".plt.bnd" | b".iplt")
+    matches!(
+        name,
+        b".plt" | b".plt.sec" | b".plt.got" | b".plt.bnd" | b".iplt"
+    )
 }
 
 /// A function symbol as read from a symbol table.
@@ -141,13 +222,22 @@ impl RawFunc {
             _ => 2,
         };
         let underscores = self.name.bytes().take_while(|&b| b == b'_').count();
-        (bind, self.name.contains('@'), underscores, self.name.len(), &self.name)
+        (
+            bind,
+            self.name.contains('@'),
+            underscores,
+            self.name.len(),
+            &self.name,
+        )
     }
 }
 
 /// Every defined `STT_FUNC` / `STT_GNU_IFUNC` symbol of `table`; sections
 /// are judged by `file`'s section table (the table's own file).
-fn read_functions<'d, Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'d, Elf>, table: &SymbolTable<'d, Elf>) -> Vec<RawFunc> {
+fn read_functions<'d, Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'d, Elf>,
+    table: &SymbolTable<'d, Elf>,
+) -> Vec<RawFunc> {
     let endian = file.endian();
     let sections = file.elf_section_table();
     let places: Vec<Place> = sections
@@ -163,7 +253,7 @@ fn read_functions<'d, Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'d, E
             }
         })
         .collect();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(table.len() / 2);
     for (index, sym) in table.enumerate() {
         let st_type = sym.st_type();
         if st_type != elf::STT_FUNC && st_type != elf::STT_GNU_IFUNC {
@@ -172,7 +262,9 @@ fn read_functions<'d, Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'d, E
         if sym.st_shndx(endian) == elf::SHN_UNDEF {
             continue;
         }
-        let Ok(name) = table.symbol_name(endian, sym) else { continue };
+        let Ok(name) = table.symbol_name(endian, sym) else {
+            continue;
+        };
         if name.is_empty() {
             continue;
         }
@@ -225,23 +317,38 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
     data: &[u8],
     options: &DiscoverOptions,
 ) -> Result<ObjectFunctions, DiscoverErrorKind> {
-    let file = ElfFile::<Elf>::parse(data).map_err(|e| DiscoverErrorKind::Malformed(e.to_string()))?;
+    let file =
+        ElfFile::<Elf>::parse(data).map_err(|e| DiscoverErrorKind::Malformed(e.to_string()))?;
     let endian = file.endian();
     let header = file.elf_header();
     match header.e_type(endian) {
         elf::ET_EXEC | elf::ET_DYN => {}
         elf::ET_REL => {
             return Err(DiscoverErrorKind::Unsupported(
-                "a relocatable object (.o); hotprobe reads linked programs and shared libraries".into(),
+                "a relocatable object (.o); hotprobe reads linked programs and shared libraries"
+                    .into(),
             ))
         }
-        elf::ET_CORE => return Err(DiscoverErrorKind::Unsupported("a core dump, not a program or library".into())),
-        other => return Err(DiscoverErrorKind::Unsupported(format!("an ELF file of unknown type {other}"))),
+        elf::ET_CORE => {
+            return Err(DiscoverErrorKind::Unsupported(
+                "a core dump, not a program or library".into(),
+            ))
+        }
+        other => {
+            return Err(DiscoverErrorKind::Unsupported(format!(
+                "an ELF file of unknown type {other}"
+            )))
+        }
     }
     let machine = header.e_machine(endian);
     let segments = load_segments(&file);
     let links = DebugLinks::read(&file);
-    let mut debug = LazyDebug { object: real, links: &links, options, found: None };
+    let mut debug = LazyDebug {
+        object: real,
+        links: &links,
+        options,
+        found: None,
+    };
 
     // Symbols: .symtab, else the debug file's .symtab, else .dynsym.
     let mut raw = read_functions(&file, file.elf_symbol_table());
@@ -256,23 +363,37 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
     }
     if raw.is_empty() {
         raw = read_functions(&file, file.elf_dynamic_symbol_table());
-        source = if raw.is_empty() { SymbolSource::NoSymbols } else { SymbolSource::Dynsym };
+        source = if raw.is_empty() {
+            SymbolSource::NoSymbols
+        } else {
+            SymbolSource::Dynsym
+        };
     }
 
     let mut entries = group_aliases(raw);
 
     // Sizes the symbols lack: DWARF of the object, else of its debug file.
-    let wanted: Vec<u64> = entries.iter().filter(|e| e.reason.is_none() && e.f.size == 0).map(|e| e.f.address).collect();
+    let wanted: Vec<u64> = entries
+        .iter()
+        .filter(|e| e.reason.is_none() && e.f.size == 0)
+        .map(|e| e.f.address)
+        .collect();
     if !wanted.is_empty() {
         let sizes = if dwarf::has_debug_info(&file) {
             dwarf::function_sizes(&file, &wanted)
         } else {
-            match debug.get().and_then(|d| ElfFile::<Elf>::parse(d.map.bytes()).ok()) {
+            match debug
+                .get()
+                .and_then(|d| ElfFile::<Elf>::parse(d.map.bytes()).ok())
+            {
                 Some(dfile) => dwarf::function_sizes(&dfile, &wanted),
                 None => HashMap::new(),
             }
         };
-        for e in entries.iter_mut().filter(|e| e.reason.is_none() && e.f.size == 0) {
+        for e in entries
+            .iter_mut()
+            .filter(|e| e.reason.is_none() && e.f.size == 0)
+        {
             if let Some(&size) = sizes.get(&e.f.address) {
                 e.f.size = size;
                 e.f.size_from = SizeSource::Dwarf;
@@ -283,37 +404,53 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
     // File offsets, and what can still go wrong per function.
     let module_reason = module_exclusion(real);
     for e in &mut entries {
-        let segment = segment_of(&segments, e.f.address);
+        let segment =
+            segment_of(&segments, e.f.address).filter(|s| offset_in(s, e.f.address).is_some());
         if let Some(s) = segment {
-            e.f.offset = e.f.address - s.vaddr + s.offset;
+            e.f.offset = offset_in(s, e.f.address).unwrap_or(0);
         }
         if e.reason.is_some() {
             continue;
         }
+        // `segment_of` guarantees address - vaddr < filesz.
+        let fits = segment.is_some_and(|s| s.filesz - (e.f.address - s.vaddr) >= e.f.size);
         e.reason = if e.f.size == 0 {
             Some(ExcludeReason::UnknownSize)
-        } else if !segment.is_some_and(|s| s.filesz - (e.f.address - s.vaddr) >= e.f.size) {
-            Some(ExcludeReason::OutsideSegments)
-        } else {
+        } else if fits {
             module_reason
+        } else {
+            Some(ExcludeReason::OutsideSegments)
         };
     }
 
     // Identity: demangled names, ordinals among same-symbol functions.
     for e in &mut entries {
-        e.f.name = demangle::display_name(&e.f.symbol);
+        e.f.name = if options.demangle {
+            demangle::display_name(&e.f.symbol)
+        } else {
+            e.f.symbol.clone()
+        };
     }
     assign_ordinals(&mut entries);
 
     // PLT entries have no symbols; name them like objdump (`puts@plt`).
     let mut stubs = Vec::new();
-    if machine == elf::EM_X86_64 {
+    if machine == elf::EM_X86_64 && options.plt_stubs {
         for (symbol, address, size) in plt_stubs(&file, data) {
-            if entries.binary_search_by_key(&address, |e| e.f.address).is_ok() {
+            if entries
+                .binary_search_by_key(&address, |e| e.f.address)
+                .is_ok()
+            {
                 continue;
             }
-            let offset = segment_of(&segments, address).map(|s| address - s.vaddr + s.offset).unwrap_or(0);
-            let name = match symbol.strip_suffix("@plt").and_then(demangle::demangle) {
+            let offset = segment_of(&segments, address)
+                .and_then(|s| offset_in(s, address))
+                .unwrap_or(0);
+            let name = match symbol
+                .strip_suffix("@plt")
+                .filter(|_| options.demangle)
+                .and_then(demangle::demangle)
+            {
                 Some(d) => format!("{d}@plt"),
                 None => symbol.clone(),
             };
@@ -329,17 +466,24 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
                 global: false,
                 weak: false,
             };
-            stubs.push(Entry { f, reason: Some(ExcludeReason::PltStub) });
+            stubs.push(Entry {
+                f,
+                reason: Some(ExcludeReason::PltStub),
+            });
         }
     }
-    entries.extend(stubs);
+    entries.append(&mut stubs);
 
-    let mut candidates = Vec::new();
-    let mut excluded = Vec::new();
+    let excluded_count = entries.iter().filter(|e| e.reason.is_some()).count();
+    let mut candidates = Vec::with_capacity(entries.len() - excluded_count);
+    let mut excluded = Vec::with_capacity(excluded_count);
     for e in entries {
         match e.reason {
             None => candidates.push(e.f),
-            Some(reason) => excluded.push(Excluded { function: e.f, reason }),
+            Some(reason) => excluded.push(Excluded {
+                function: e.f,
+                reason,
+            }),
         }
     }
     candidates.sort_by_key(|f| f.address);
@@ -361,8 +505,7 @@ fn discover_elf<Elf: FileHeader<Endian = Endianness>>(
 /// One entry per address: the best-ranked symbol names it, the others are
 /// aliases. Entries come out sorted by address.
 fn group_aliases(mut raw: Vec<RawFunc>) -> Vec<Entry> {
-    raw.sort_unstable_by(|a, b| a.value.cmp(&b.value).then_with(|| a.rank().cmp(&b.rank())));
-    raw.dedup_by(|later, earlier| later.value == earlier.value && later.name == earlier.name);
+    raw.sort_unstable_by_key(|r| r.value);
     let mut entries: Vec<Entry> = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -371,7 +514,14 @@ fn group_aliases(mut raw: Vec<RawFunc>) -> Vec<Entry> {
             j += 1;
         }
         let group = &mut raw[i..j];
-        let size = if group[0].size > 0 { group[0].size } else { group.iter().map(|r| r.size).max().unwrap_or(0) };
+        if group.len() > 1 {
+            group.sort_by(|a, b| a.rank().cmp(&b.rank()));
+        }
+        let size = if group[0].size > 0 {
+            group[0].size
+        } else {
+            group.iter().map(|r| r.size).max().unwrap_or(0)
+        };
         let reason = if group.iter().any(|r| r.place == Place::Plt) {
             Some(ExcludeReason::PltStub)
         } else if group.iter().any(|r| r.ifunc) {
@@ -383,7 +533,12 @@ fn group_aliases(mut raw: Vec<RawFunc>) -> Vec<Entry> {
         };
         let bind = group[0].bind;
         let symbol = std::mem::take(&mut group[0].name);
-        let aliases = group[1..].iter_mut().map(|r| std::mem::take(&mut r.name)).collect();
+        let mut aliases: Vec<String> = Vec::new();
+        for r in &mut group[1..] {
+            if r.name != symbol && !aliases.contains(&r.name) {
+                aliases.push(std::mem::take(&mut r.name));
+            }
+        }
         entries.push(Entry {
             f: Function {
                 name: String::new(),
@@ -392,7 +547,11 @@ fn group_aliases(mut raw: Vec<RawFunc>) -> Vec<Entry> {
                 address: group[0].value,
                 offset: 0,
                 size,
-                size_from: if size > 0 { SizeSource::Symbol } else { SizeSource::Unknown },
+                size_from: if size > 0 {
+                    SizeSource::Symbol
+                } else {
+                    SizeSource::Unknown
+                },
                 ordinal: 1,
                 global: bind != elf::STB_LOCAL,
                 weak: bind == elf::STB_WEAK,
@@ -409,65 +568,120 @@ fn group_aliases(mut raw: Vec<RawFunc>) -> Vec<Entry> {
 /// whether its namesakes can be probed). Entries are sorted by address,
 /// which orders offsets the same way within a segment.
 fn assign_ordinals(entries: &mut [Entry]) {
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (fa, fb) = (&entries[a].f, &entries[b].f);
-        fa.symbol.cmp(&fb.symbol).then(fa.offset.cmp(&fb.offset)).then(fa.address.cmp(&fb.address))
-    });
-    let mut ordinal = 0u32;
-    for k in 0..order.len() {
-        let same = k > 0 && entries[order[k - 1]].f.symbol == entries[order[k]].f.symbol;
-        ordinal = if same { ordinal.saturating_add(1) } else { 1 };
-        entries[order[k]].f.ordinal = ordinal;
+    let mut seen: FastMap<&str, u32> = FastMap::default();
+    seen.reserve(entries.len());
+    let mut repeated = false;
+    for e in entries.iter() {
+        let n = seen.entry(e.f.symbol.as_str()).or_insert(0);
+        *n += 1;
+        repeated |= *n > 1;
+    }
+    if !repeated {
+        return;
+    }
+    let mut dups: FastMap<String, Vec<usize>> = FastMap::default();
+    for (i, e) in entries.iter().enumerate() {
+        if seen.get(e.f.symbol.as_str()).is_some_and(|&n| n > 1) {
+            dups.entry(e.f.symbol.clone()).or_default().push(i);
+        }
+    }
+    for mut list in dups.into_values() {
+        list.sort_by_key(|&i| (entries[i].f.offset, entries[i].f.address));
+        for (rank, i) in list.into_iter().enumerate() {
+            entries[i].f.ordinal = u32::try_from(rank + 1).unwrap_or(u32::MAX);
+        }
     }
 }
 
 /// x86-64 PLT entries (`.plt`, `.plt.sec`, `.plt.got`): `(sym@plt, address,
 /// entry size)` for each entry whose `jmp *slot(%rip)` reads a GOT slot
 /// that a `JUMP_SLOT` or `GLOB_DAT` relocation names.
-fn plt_stubs<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>, data: &[u8]) -> Vec<(String, u64, u64)> {
+fn plt_stubs<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_, Elf>,
+    data: &[u8],
+) -> Vec<(String, u64, u64)> {
     let endian = file.endian();
     let sections = file.elf_section_table();
-    let mut slots: HashMap<u64, String> = HashMap::new();
+    // First the entries and the GOT slot each jumps through ...
+    let mut entries: Vec<(u64, u64, u64)> = Vec::new(); // (address, size, slot)
     for sh in sections.iter() {
-        let Ok(Some((relas, link))) = sh.rela(endian, data) else { continue };
-        let Ok(symtab) = sections.symbol_table_by_index(endian, data, link) else { continue };
+        let Ok(name) = sections.section_name(endian, sh) else {
+            continue;
+        };
+        if !matches!(name, b".plt" | b".plt.sec" | b".plt.got" | b".plt.bnd")
+            || sh.sh_type(endian) != elf::SHT_PROGBITS
+        {
+            continue;
+        }
+        let Ok(bytes) = sh.data(endian, data) else {
+            continue;
+        };
+        let base: u64 = sh.sh_addr(endian).into();
+        let entsize: u64 = sh.sh_entsize(endian).into();
+        let entsize = if (8..=64).contains(&entsize) {
+            entsize
+        } else {
+            16
+        };
+        for (i, entry) in bytes.chunks(entsize as usize).enumerate() {
+            let address = base.wrapping_add(i as u64 * entsize);
+            // `jmp *disp32(%rip)`, after an optional endbr64 and/or bnd prefix.
+            let Some(at) = [0usize, 1, 4, 5]
+                .into_iter()
+                .find(|&p| entry.get(p..p + 2) == Some(&[0xff, 0x25][..]))
+            else {
+                continue;
+            };
+            let Some(disp) = entry.get(at + 2..at + 6) else {
+                continue;
+            };
+            let disp = i32::from_le_bytes([disp[0], disp[1], disp[2], disp[3]]);
+            let slot = address
+                .wrapping_add(at as u64 + 6)
+                .wrapping_add(disp as i64 as u64);
+            entries.push((address, entsize, slot));
+        }
+    }
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    // ... then the symbols of the relocations that fill those slots.
+    let mut wanted: FastMap<u64, ()> = FastMap::default();
+    wanted.extend(entries.iter().map(|e| (e.2, ())));
+    let mut slots: FastMap<u64, String> = FastMap::default();
+    for sh in sections.iter() {
+        let Ok(Some((relas, link))) = sh.rela(endian, data) else {
+            continue;
+        };
+        let Ok(symtab) = sections.symbol_table_by_index(endian, data, link) else {
+            continue;
+        };
         for r in relas {
             let kind = r.r_type(endian, false);
             if kind != elf::R_X86_64_JUMP_SLOT && kind != elf::R_X86_64_GLOB_DAT {
                 continue;
             }
-            let Ok(sym) = symtab.symbol(SymbolIndex(r.r_sym(endian, false) as usize)) else { continue };
-            let Ok(name) = symtab.symbol_name(endian, sym) else { continue };
+            let slot: u64 = r.r_offset(endian).into();
+            if !wanted.contains_key(&slot) {
+                continue;
+            }
+            let Ok(sym) = symtab.symbol(SymbolIndex(r.r_sym(endian, false) as usize)) else {
+                continue;
+            };
+            let Ok(name) = symtab.symbol_name(endian, sym) else {
+                continue;
+            };
             if !name.is_empty() {
-                slots.insert(r.r_offset(endian).into(), String::from_utf8_lossy(name).into_owned());
+                slots.insert(slot, String::from_utf8_lossy(name).into_owned());
             }
         }
     }
-    let mut out = Vec::new();
-    if slots.is_empty() {
-        return out;
-    }
-    for sh in sections.iter() {
-        let Ok(name) = sections.section_name(endian, sh) else { continue };
-        if !matches!(name, b".plt" | b".plt.sec" | b".plt.got" | b".plt.bnd") || sh.sh_type(endian) != elf::SHT_PROGBITS {
-            continue;
-        }
-        let Ok(bytes) = sh.data(endian, data) else { continue };
-        let base: u64 = sh.sh_addr(endian).into();
-        let entsize: u64 = sh.sh_entsize(endian).into();
-        let entsize = if (8..=64).contains(&entsize) { entsize } else { 16 };
-        for (i, entry) in bytes.chunks(entsize as usize).enumerate() {
-            let address = base.wrapping_add(i as u64 * entsize);
-            // `jmp *disp32(%rip)`, after an optional endbr64 and/or bnd prefix.
-            let Some(at) = [0usize, 1, 4, 5].into_iter().find(|&p| entry.get(p..p + 2) == Some(&[0xff, 0x25][..])) else { continue };
-            let Some(disp) = entry.get(at + 2..at + 6) else { continue };
-            let disp = i32::from_le_bytes([disp[0], disp[1], disp[2], disp[3]]);
-            let slot = address.wrapping_add(at as u64 + 6).wrapping_add(disp as i64 as u64);
-            if let Some(sym) = slots.get(&slot) {
-                out.push((format!("{sym}@plt"), address, entsize));
-            }
-        }
-    }
-    out
+    entries
+        .into_iter()
+        .filter_map(|(address, size, slot)| {
+            slots
+                .get(&slot)
+                .map(|sym| (format!("{sym}@plt"), address, size))
+        })
+        .collect()
 }

@@ -31,7 +31,10 @@ pub struct DiscoverError {
 
 impl DiscoverError {
     pub fn new(path: &Path, kind: DiscoverErrorKind) -> DiscoverError {
-        DiscoverError { path: path.to_path_buf(), kind }
+        DiscoverError {
+            path: path.to_path_buf(),
+            kind,
+        }
     }
 }
 
@@ -51,7 +54,11 @@ impl fmt::Display for DiscoverErrorKind {
 
 impl fmt::Display for DiscoverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = if self.path.as_os_str().is_empty() { "<empty path>".into() } else { self.path.display().to_string() };
+        let shown = if self.path.as_os_str().is_empty() {
+            "<empty path>".into()
+        } else {
+            self.path.display().to_string()
+        };
         write!(f, "{shown}: {}", self.kind)
     }
 }

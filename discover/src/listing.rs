@@ -20,7 +20,10 @@
 //!                  "reason_code": "toolchain-glue"}]}
 //! ```
 
-use crate::{discover_with, module_exclusion, DiscoverError, DiscoverOptions, Function, ObjectFunctions, Selector, SourceResolver};
+use crate::{
+    discover_with, module_exclusion, DiscoverError, DiscoverOptions, Function, ObjectFunctions,
+    Selector, SourceResolver,
+};
 use serde::Serialize;
 use std::fmt;
 use std::fmt::Write as _;
@@ -101,7 +104,12 @@ pub fn list(path: &Path, include: &[String], exclude: &[String]) -> Result<Listi
     list_with(path, include, exclude, &DiscoverOptions::default())
 }
 
-pub fn list_with(path: &Path, include: &[String], exclude: &[String], options: &DiscoverOptions) -> Result<Listing, ListError> {
+pub fn list_with(
+    path: &Path,
+    include: &[String],
+    exclude: &[String],
+    options: &DiscoverOptions,
+) -> Result<Listing, ListError> {
     let obj = discover_with(path, options)?;
     let mut resolver = SourceResolver::with_options(&obj, options);
     from_object(&obj, include, exclude, Some(&mut resolver))
@@ -109,9 +117,18 @@ pub fn list_with(path: &Path, include: &[String], exclude: &[String], options: &
 
 /// Builds the listing of an already discovered object; `resolver` adds
 /// source positions.
-pub fn from_object(obj: &ObjectFunctions, include: &[String], exclude: &[String], mut resolver: Option<&mut SourceResolver>) -> Result<Listing, ListError> {
+pub fn from_object(
+    obj: &ObjectFunctions,
+    include: &[String],
+    exclude: &[String],
+    mut resolver: Option<&mut SourceResolver>,
+) -> Result<Listing, ListError> {
     let all = ["*".to_string()];
-    let include = if include.is_empty() { &all[..] } else { include };
+    let include = if include.is_empty() {
+        &all[..]
+    } else {
+        include
+    };
     let filter = Selector::from_lists(&[], include, exclude, None).map_err(ListError::Glob)?;
     let mut filtered_out = 0;
     let mut functions = Vec::new();
@@ -184,37 +201,111 @@ impl Listing {
     pub fn to_table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "module       {}", self.module);
-        let _ = writeln!(out, "build id     {}", self.build_id.as_deref().unwrap_or("none"));
+        let _ = writeln!(
+            out,
+            "build id     {}",
+            self.build_id.as_deref().unwrap_or("none")
+        );
         let _ = writeln!(out, "symbols      {}", self.symbol_source);
-        let _ = writeln!(out, "debug file   {}", self.debug_file.as_deref().unwrap_or("none"));
+        let _ = writeln!(
+            out,
+            "debug file   {}",
+            self.debug_file.as_deref().unwrap_or("none")
+        );
         if let Some(why) = &self.module_excluded {
             let _ = writeln!(out, "excluded     {why}");
         }
-        let _ = write!(out, "{} functions to probe, {} not probed", self.functions.len(), self.not_probed.len());
+        let _ = write!(
+            out,
+            "{} functions to probe, {} not probed",
+            self.functions.len(),
+            self.not_probed.len()
+        );
         if self.filtered_out > 0 {
-            let _ = write!(out, " ({} more left out by --include/--exclude)", self.filtered_out);
+            let _ = write!(
+                out,
+                " ({} more left out by --include/--exclude)",
+                self.filtered_out
+            );
         }
         out.push_str("\n\n");
 
-        let offsets: Vec<String> = self.functions.iter().map(|f| format!("{:#x}", f.offset)).collect();
-        let sources: Vec<&str> = self.functions.iter().map(|f| f.source.as_deref().unwrap_or("-")).collect();
-        let ow = offsets.iter().map(|s| width(s)).chain([width("OFFSET")]).max().unwrap_or(6);
-        let sw = self.functions.iter().map(|f| f.size.to_string().len()).chain([width("SIZE")]).max().unwrap_or(4);
-        let srcw = sources.iter().map(|s| width(s)).chain([width("SOURCE")]).max().unwrap_or(6);
-        let _ = writeln!(out, "{:<ow$}  {:>sw$}  {:<srcw$}  NAME", "OFFSET", "SIZE", "SOURCE");
+        let offsets: Vec<String> = self
+            .functions
+            .iter()
+            .map(|f| format!("{:#x}", f.offset))
+            .collect();
+        let sources: Vec<&str> = self
+            .functions
+            .iter()
+            .map(|f| f.source.as_deref().unwrap_or("-"))
+            .collect();
+        let ow = offsets
+            .iter()
+            .map(|s| width(s))
+            .chain([width("OFFSET")])
+            .max()
+            .unwrap_or(6);
+        let sw = self
+            .functions
+            .iter()
+            .map(|f| f.size.to_string().len())
+            .chain([width("SIZE")])
+            .max()
+            .unwrap_or(4);
+        let srcw = sources
+            .iter()
+            .map(|s| width(s))
+            .chain([width("SOURCE")])
+            .max()
+            .unwrap_or(6);
+        let _ = writeln!(
+            out,
+            "{:<ow$}  {:>sw$}  {:<srcw$}  NAME",
+            "OFFSET", "SIZE", "SOURCE"
+        );
         for ((f, off), src) in self.functions.iter().zip(&offsets).zip(&sources) {
             let _ = writeln!(out, "{off:<ow$}  {:>sw$}  {src:<srcw$}  {}", f.size, f.name);
         }
 
         if !self.not_probed.is_empty() {
             out.push_str("\nnot probed:\n");
-            let offsets: Vec<String> = self.not_probed.iter().map(|f| format!("{:#x}", f.offset)).collect();
-            let ow = offsets.iter().map(|s| width(s)).chain([width("OFFSET")]).max().unwrap_or(6);
-            let sw = self.not_probed.iter().map(|f| f.size.to_string().len()).chain([width("SIZE")]).max().unwrap_or(4);
-            let rw = self.not_probed.iter().map(|f| width(&f.reason)).chain([width("REASON")]).max().unwrap_or(6);
-            let _ = writeln!(out, "{:<ow$}  {:>sw$}  {:<rw$}  NAME", "OFFSET", "SIZE", "REASON");
+            let offsets: Vec<String> = self
+                .not_probed
+                .iter()
+                .map(|f| format!("{:#x}", f.offset))
+                .collect();
+            let ow = offsets
+                .iter()
+                .map(|s| width(s))
+                .chain([width("OFFSET")])
+                .max()
+                .unwrap_or(6);
+            let sw = self
+                .not_probed
+                .iter()
+                .map(|f| f.size.to_string().len())
+                .chain([width("SIZE")])
+                .max()
+                .unwrap_or(4);
+            let rw = self
+                .not_probed
+                .iter()
+                .map(|f| width(&f.reason))
+                .chain([width("REASON")])
+                .max()
+                .unwrap_or(6);
+            let _ = writeln!(
+                out,
+                "{:<ow$}  {:>sw$}  {:<rw$}  NAME",
+                "OFFSET", "SIZE", "REASON"
+            );
             for (f, off) in self.not_probed.iter().zip(&offsets) {
-                let _ = writeln!(out, "{off:<ow$}  {:>sw$}  {:<rw$}  {}", f.size, f.reason, f.name);
+                let _ = writeln!(
+                    out,
+                    "{off:<ow$}  {:>sw$}  {:<rw$}  {}",
+                    f.size, f.reason, f.name
+                );
             }
         }
         out

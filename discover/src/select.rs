@@ -20,10 +20,10 @@
 //!
 //! Modules refused by [`module_exclusion`] are never wanted.
 
+use crate::elf::FastMap;
 use crate::exclude::{module_exclusion, ExcludeReason};
 use crate::{Function, ObjectFunctions};
 use hotprobe_config::{GlobList, ProbeSet, ProbeSetEntry, Settings};
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -39,8 +39,16 @@ struct ModuleFilter {
 impl ModuleFilter {
     fn new(patterns: &[String]) -> Result<ModuleFilter, String> {
         let main = patterns.iter().any(|p| p == "main");
-        let (with_slash, bare): (Vec<String>, Vec<String>) = patterns.iter().filter(|p| *p != "main").cloned().partition(|p| p.contains('/'));
-        Ok(ModuleFilter { main, path_globs: GlobList::new(&with_slash)?, name_globs: GlobList::new(&bare)? })
+        let (with_slash, bare): (Vec<String>, Vec<String>) = patterns
+            .iter()
+            .filter(|p| *p != "main")
+            .cloned()
+            .partition(|p| p.contains('/'));
+        Ok(ModuleFilter {
+            main,
+            path_globs: GlobList::new(&with_slash)?,
+            name_globs: GlobList::new(&bare)?,
+        })
     }
 
     fn matches(&self, paths: &[&Path], is_main: bool) -> bool {
@@ -55,7 +63,10 @@ impl ModuleFilter {
             if self.name_globs.is_empty() {
                 return false;
             }
-            let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
             self.name_globs.is_match(&name) || self.name_globs.is_match(&text)
         })
     }
@@ -69,15 +80,22 @@ pub enum MissReason {
     /// The module was offered but has no such function.
     NotFound { module: PathBuf },
     /// The function exists but is never probed.
-    NotProbeable { module: PathBuf, reason: ExcludeReason },
+    NotProbeable {
+        module: PathBuf,
+        reason: ExcludeReason,
+    },
 }
 
 impl fmt::Display for MissReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MissReason::ModuleNotSeen => write!(f, "module not loaded"),
-            MissReason::NotFound { module } => write!(f, "no such function in {}", module.display()),
-            MissReason::NotProbeable { module, reason } => write!(f, "not probeable in {}: {reason}", module.display()),
+            MissReason::NotFound { module } => {
+                write!(f, "no such function in {}", module.display())
+            }
+            MissReason::NotProbeable { module, reason } => {
+                write!(f, "not probeable in {}: {reason}", module.display())
+            }
         }
     }
 }
@@ -120,6 +138,21 @@ struct ProbeSetState {
     status: Mutex<Vec<Status>>,
 }
 
+impl ProbeSetState {
+    /// Records what became of entries; a later state only replaces an
+    /// earlier one of lower rank (selected anywhere stays selected).
+    fn update(&self, updates: impl IntoIterator<Item = (usize, Status)>) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, new) in updates {
+            if let Some(old) = status.get_mut(i) {
+                if new.rank() >= old.rank() {
+                    *old = new;
+                }
+            }
+        }
+    }
+}
+
 /// Decides which modules and functions get probes; see the module docs.
 /// Shareable between threads (the probe-set bookkeeping is behind a lock).
 #[derive(Debug)]
@@ -140,7 +173,12 @@ impl Selector {
     }
 
     /// The same from explicit lists (already split).
-    pub fn from_lists(modules: &[String], include: &[String], exclude: &[String], probe_set: Option<&ProbeSet>) -> Result<Selector, String> {
+    pub fn from_lists(
+        modules: &[String],
+        include: &[String],
+        exclude: &[String],
+        probe_set: Option<&ProbeSet>,
+    ) -> Result<Selector, String> {
         let modules = ModuleFilter::new(modules).map_err(|e| format!("target.modules: {e}"))?;
         let include_all = include.iter().any(|p| p == "*");
         let include = GlobList::new(include).map_err(|e| format!("target.include: {e}"))?;
@@ -157,7 +195,8 @@ impl Selector {
                 }
                 let mut groups = Vec::with_capacity(by_module.len());
                 for (module, list) in by_module {
-                    let filter = ModuleFilter::new(std::slice::from_ref(&module)).map_err(|e| format!("probe set: module `{module}`: {e}"))?;
+                    let filter = ModuleFilter::new(std::slice::from_ref(&module))
+                        .map_err(|e| format!("probe set: module `{module}`: {e}"))?;
                     groups.push((filter, list));
                 }
                 Some(ProbeSetState {
@@ -167,7 +206,13 @@ impl Selector {
                 })
             }
         };
-        Ok(Selector { modules, include_all, include, exclude, probe_set })
+        Ok(Selector {
+            modules,
+            include_all,
+            include,
+            exclude,
+            probe_set,
+        })
     }
 
     pub fn has_probe_set(&self) -> bool {
@@ -183,18 +228,43 @@ impl Selector {
         if let Some(r) = real.as_deref().filter(|r| *r != path) {
             paths.push(r);
         }
-        if paths.iter().any(|p| module_exclusion(p).is_some()) {
+        if let Some(reason) = paths.iter().find_map(|p| module_exclusion(p)) {
+            // Probe-set entries naming this module are explained, not "not loaded".
+            if let Some(ps) = &self.probe_set {
+                let module = paths.last().map(|p| p.to_path_buf()).unwrap_or_default();
+                let hits: Vec<usize> = ps
+                    .groups
+                    .iter()
+                    .filter(|(filter, _)| filter.matches(&paths, is_main))
+                    .flat_map(|(_, list)| list.iter().copied())
+                    .collect();
+                ps.update(
+                    hits.into_iter()
+                        .map(|i| (i, Status::Refused(module.clone(), reason))),
+                );
+            }
             return false;
         }
         match &self.probe_set {
             None => self.modules.matches(&paths, is_main),
-            Some(ps) => ps.groups.iter().any(|(filter, _)| filter.matches(&paths, is_main)),
+            Some(ps) => ps
+                .groups
+                .iter()
+                .any(|(filter, _)| filter.matches(&paths, is_main)),
         }
     }
 
     /// Whether `include`/`exclude` let this function through.
     pub fn allows(&self, f: &Function) -> bool {
-        let any = |globs: &GlobList| globs.is_match(&f.name) || globs.is_match(&f.symbol) || f.aliases.iter().any(|a| globs.is_match(a));
+        if self.include_all && self.exclude.is_empty() {
+            return true;
+        }
+        let name = f.demangled();
+        let any = |globs: &GlobList| {
+            globs.is_match(&name)
+                || globs.is_match(&f.symbol)
+                || f.aliases.iter().any(|a| globs.is_match(a))
+        };
         (self.include_all || any(&self.include)) && (self.exclude.is_empty() || !any(&self.exclude))
     }
 
@@ -221,7 +291,12 @@ impl Selector {
         is_main: bool,
         excluded_module: Option<ExcludeReason>,
     ) -> Vec<&'a Function> {
-        let applicable: Vec<usize> = ps.groups.iter().filter(|(filter, _)| filter.matches(paths, is_main)).flat_map(|(_, list)| list.iter().copied()).collect();
+        let applicable: Vec<usize> = ps
+            .groups
+            .iter()
+            .filter(|(filter, _)| filter.matches(paths, is_main))
+            .flat_map(|(_, list)| list.iter().copied())
+            .collect();
         if applicable.is_empty() {
             return Vec::new();
         }
@@ -259,13 +334,7 @@ impl Selector {
             };
             updates.push((i, status));
         }
-        let mut status = ps.status.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, new) in updates {
-            if new.rank() >= status[i].rank() {
-                status[i] = new;
-            }
-        }
-        drop(status);
+        ps.update(updates);
         selected.sort_by_key(|f| f.address);
         selected.dedup_by_key(|f| f.address);
         selected
@@ -274,7 +343,9 @@ impl Selector {
     /// Probe-set entries that selected nothing in the modules offered so
     /// far (call it after every loaded module was offered), with why.
     pub fn probe_set_misses(&self) -> Vec<ProbeSetMiss> {
-        let Some(ps) = &self.probe_set else { return Vec::new() };
+        let Some(ps) = &self.probe_set else {
+            return Vec::new();
+        };
         let status = ps.status.lock().unwrap_or_else(|p| p.into_inner());
         ps.entries
             .iter()
@@ -283,17 +354,26 @@ impl Selector {
                 let reason = match s {
                     Status::Unseen => MissReason::ModuleNotSeen,
                     Status::NotFound(m) => MissReason::NotFound { module: m.clone() },
-                    Status::Refused(m, r) => MissReason::NotProbeable { module: m.clone(), reason: *r },
+                    Status::Refused(m, r) => MissReason::NotProbeable {
+                        module: m.clone(),
+                        reason: *r,
+                    },
                     Status::Narrowed | Status::Selected => return None,
                 };
-                Some(ProbeSetMiss { entry: entry.clone(), reason })
+                Some(ProbeSetMiss {
+                    entry: entry.clone(),
+                    reason,
+                })
             })
             .collect()
     }
 
     /// The entries of [`Selector::probe_set_misses`], without the reasons.
     pub fn unmatched_probe_set_entries(&self) -> Vec<ProbeSetEntry> {
-        self.probe_set_misses().into_iter().map(|m| m.entry).collect()
+        self.probe_set_misses()
+            .into_iter()
+            .map(|m| m.entry)
+            .collect()
     }
 }
 
@@ -304,27 +384,58 @@ enum Hit<'a> {
 }
 
 /// Candidates and excluded functions of one object by symbol (aliases
-/// included) and by demangled name.
+/// included) and, built only when an entry needs it, by demangled name.
 struct Index<'a> {
     obj: &'a ObjectFunctions,
     /// Key → (is_candidate, index).
-    by_symbol: HashMap<&'a str, Vec<(bool, usize)>>,
-    by_name: HashMap<&'a str, Vec<(bool, usize)>>,
+    by_symbol: FastMap<&'a str, Vec<(bool, usize)>>,
+    by_name: std::cell::OnceCell<FastMap<String, Vec<(bool, usize)>>>,
 }
 
 impl<'a> Index<'a> {
+    fn all(obj: &'a ObjectFunctions) -> impl Iterator<Item = (bool, usize, &'a Function)> {
+        obj.candidates
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (true, i, f))
+            .chain(
+                obj.excluded
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| (false, i, &x.function)),
+            )
+    }
+
     fn new(obj: &'a ObjectFunctions) -> Index<'a> {
-        let mut by_symbol: HashMap<&str, Vec<(bool, usize)>> = HashMap::new();
-        let mut by_name: HashMap<&str, Vec<(bool, usize)>> = HashMap::new();
-        let all = obj.candidates.iter().enumerate().map(|(i, f)| (true, i, f)).chain(obj.excluded.iter().enumerate().map(|(i, x)| (false, i, &x.function)));
-        for (cand, i, f) in all {
-            by_symbol.entry(f.symbol.as_str()).or_default().push((cand, i));
+        let mut by_symbol: FastMap<&str, Vec<(bool, usize)>> = FastMap::default();
+        for (cand, i, f) in Self::all(obj) {
+            by_symbol
+                .entry(f.symbol.as_str())
+                .or_default()
+                .push((cand, i));
             for alias in &f.aliases {
                 by_symbol.entry(alias.as_str()).or_default().push((cand, i));
             }
-            by_name.entry(f.name.as_str()).or_default().push((cand, i));
         }
-        Index { obj, by_symbol, by_name }
+        Index {
+            obj,
+            by_symbol,
+            by_name: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn by_name(&self, name: &str) -> Option<&Vec<(bool, usize)>> {
+        self.by_name
+            .get_or_init(|| {
+                let mut map: FastMap<String, Vec<(bool, usize)>> = FastMap::default();
+                for (cand, i, f) in Self::all(self.obj) {
+                    map.entry(f.demangled().into_owned())
+                        .or_default()
+                        .push((cand, i));
+                }
+                map
+            })
+            .get(name)
     }
 
     fn function(&self, (cand, i): (bool, usize)) -> &'a Function {
@@ -340,23 +451,43 @@ impl<'a> Index<'a> {
         let lookup = self
             .by_symbol
             .get(entry.symbol.as_str())
-            .or_else(|| (!base_name.is_empty()).then(|| self.by_name.get(base_name)).flatten())
-            .or_else(|| self.by_name.get(entry.symbol.as_str()));
-        let Some(keys) = lookup else { return Vec::new() };
+            .or_else(|| {
+                (!base_name.is_empty())
+                    .then(|| self.by_name(base_name))
+                    .flatten()
+            })
+            .or_else(|| self.by_name(entry.symbol.as_str()));
+        let Some(keys) = lookup else {
+            return Vec::new();
+        };
         let mut keys: Vec<(bool, usize)> = keys.clone();
         if keys.len() > 1 {
-            let at_offset: Vec<_> = keys.iter().copied().filter(|&k| Some(self.function(k).offset) == entry.offset).collect();
+            let at_offset: Vec<_> = keys
+                .iter()
+                .copied()
+                .filter(|&k| Some(self.function(k).offset) == entry.offset)
+                .collect();
             if !at_offset.is_empty() {
                 keys = at_offset;
             } else if let Some(n) = name_ordinal {
-                let nth: Vec<_> = keys.iter().copied().filter(|&k| self.function(k).ordinal == n).collect();
+                let nth: Vec<_> = keys
+                    .iter()
+                    .copied()
+                    .filter(|&k| self.function(k).ordinal == n)
+                    .collect();
                 if !nth.is_empty() {
                     keys = nth;
                 }
             }
         }
         keys.into_iter()
-            .map(|k @ (cand, i)| if cand { Hit::Candidate(self.function(k)) } else { Hit::Excluded(self.obj.excluded[i].reason) })
+            .map(|k @ (cand, i)| {
+                if cand {
+                    Hit::Candidate(self.function(k))
+                } else {
+                    Hit::Excluded(self.obj.excluded[i].reason)
+                }
+            })
             .collect()
     }
 }

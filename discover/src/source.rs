@@ -27,7 +27,10 @@ pub struct SourceLocation {
 impl SourceLocation {
     /// `file.c:12`: the file name without its directories, and the line.
     pub fn short(&self) -> String {
-        let name = Path::new(&self.file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| self.file.clone());
+        let name = Path::new(&self.file)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.file.clone());
         match self.line {
             Some(line) => format!("{name}:{line}"),
             None => name,
@@ -56,12 +59,22 @@ impl SourceResolver {
     }
 
     pub fn with_options(obj: &ObjectFunctions, options: &DiscoverOptions) -> SourceResolver {
-        SourceResolver { object: obj.path.clone(), debug_file: obj.debug_file.clone(), options: options.clone(), state: State::Unloaded }
+        SourceResolver {
+            object: obj.path.clone(),
+            debug_file: obj.debug_file.clone(),
+            options: options.clone(),
+            state: State::Unloaded,
+        }
     }
 
     /// For an object file by path.
     pub fn for_path(path: &Path, options: &DiscoverOptions) -> SourceResolver {
-        SourceResolver { object: path.to_path_buf(), debug_file: None, options: options.clone(), state: State::Unloaded }
+        SourceResolver {
+            object: path.to_path_buf(),
+            debug_file: None,
+            options: options.clone(),
+            state: State::Unloaded,
+        }
     }
 
     /// Whether line information was found (loads it on first call).
@@ -78,7 +91,11 @@ impl SourceResolver {
     pub fn location(&mut self, address: u64) -> Option<SourceLocation> {
         let context = self.context()?;
         let loc = context.find_location(address).ok()??;
-        Some(SourceLocation { file: loc.file?.to_string(), line: loc.line, column: loc.column })
+        Some(SourceLocation {
+            file: loc.file?.to_string(),
+            line: loc.line,
+            column: loc.column,
+        })
     }
 
     fn context(&mut self) -> Option<&addr2line::Context<Reader>> {
@@ -114,14 +131,24 @@ impl SourceResolver {
 }
 
 fn has_line_info<'d>(file: &impl Object<'d>) -> bool {
-    file.section_by_name(".debug_line").is_some_and(|s| s.size() > 0)
+    file.section_by_name(".debug_line")
+        .is_some_and(|s| s.size() > 0)
 }
 
 fn context<'d>(file: &impl Object<'d>) -> Option<addr2line::Context<Reader>> {
     let endian = dwarf::endian(file);
-    let wanted = |id: SectionId| !matches!(id, SectionId::DebugLoc | SectionId::DebugLocLists | SectionId::DebugTypes);
+    let wanted = |id: SectionId| {
+        !matches!(
+            id,
+            SectionId::DebugLoc | SectionId::DebugLocLists | SectionId::DebugTypes
+        )
+    };
     let load = |id: SectionId| -> Result<Reader, gimli::Error> {
-        let data: Arc<[u8]> = if wanted(id) { Arc::from(&*dwarf::section_data(file, id)) } else { Arc::from(&[][..]) };
+        let data: Arc<[u8]> = if wanted(id) {
+            Arc::from(&*dwarf::section_data(file, id))
+        } else {
+            Arc::from(&[][..])
+        };
         Ok(EndianArcSlice::new(data, endian))
     };
     let dwarf = gimli::Dwarf::load(load).ok()?;
