@@ -86,7 +86,7 @@ pub fn probe_new_objects(agent: &Agent) -> (usize, usize) {
         if !wanted {
             continue;
         }
-        match hotprobe_discover::discover(&obj.path) {
+        match hotprobe_discover::discover_with(&obj.path, &hotprobe_discover::DiscoverOptions::lean()) {
             Ok(found) => {
                 let (i, r) = install_object(agent, &obj, &found);
                 totals.0 += i;

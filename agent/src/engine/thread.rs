@@ -191,6 +191,12 @@ pub fn with_threads<R>(f: impl FnOnce(&[&ThreadState]) -> R) -> R {
     f(&states)
 }
 
+/// Like `with_threads`, with raw pointers for callers that may write (a fork child).
+pub fn with_thread_ptrs<R>(f: impl FnOnce(&[*mut ThreadState]) -> R) -> R {
+    let reg = registry();
+    f(&reg.0)
+}
+
 /// Runs `f` on every registered thread state under the registry lock.
 pub fn for_each(mut f: impl FnMut(&ThreadState)) {
     let reg = registry();

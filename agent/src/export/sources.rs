@@ -24,9 +24,10 @@ pub fn resolve_for(view: &View) -> HashMap<u32, Option<String>> {
         by_module.entry(p.meta.module.as_str()).or_default().push(p);
     }
     for (module, probes) in by_module {
-        let mut resolver = hotprobe_discover::SourceResolver::open(std::path::Path::new(module));
+        let options = hotprobe_discover::DiscoverOptions::default();
+        let mut resolver = hotprobe_discover::SourceResolver::for_path(std::path::Path::new(module), &options);
         for p in probes {
-            let source = resolver.as_mut().ok().and_then(|r| r.locate(p.meta.link_address));
+            let source = resolver.locate(p.meta.link_address);
             known.insert(p.id, source);
         }
     }

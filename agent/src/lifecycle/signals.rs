@@ -35,7 +35,7 @@ pub fn install() {
                 continue;
             }
             let mut act: libc::sigaction = core::mem::zeroed();
-            act.sa_sigaction = on_fatal as usize;
+            act.sa_sigaction = on_fatal as *const () as usize;
             act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             libc::sigemptyset(&mut act.sa_mask);
             libc::sigaction(sig, &act, core::ptr::null_mut());

@@ -77,7 +77,7 @@ pub fn run() -> Option<(f64, f64)> {
 }
 
 fn measure() -> Option<(f64, f64)> {
-    let leaf = hotprobe_calibration_leaf as usize;
+    let leaf = hotprobe_calibration_leaf as *const () as usize;
     let meta = Meta {
         name: "(calibration)".into(),
         symbol: "hotprobe_calibration_leaf".into(),

@@ -74,7 +74,9 @@ pub fn retire_thread(t: &mut ThreadState) {
             unsafe { (*(*f).stats).abandoned += 1 };
         }
     }
-    for s in t.all_stats() {
+    for (_, raw) in t.stats.iter() {
+        // SAFETY: values are this (ending) thread's stats blocks; nobody else writes them now.
+        let s = unsafe { &mut *(raw as *mut crate::meter::stats::ThreadProbeStats) };
         // SAFETY: the probe is leaked.
         let p = unsafe { &*s.probe };
         let mut tot = lock(&p.totals);
@@ -90,9 +92,7 @@ pub fn retire_thread(t: &mut ThreadState) {
             }
         }
         if s.score_pending != 0 && !p.settled.load(core::sync::atomic::Ordering::Relaxed) {
-            // SAFETY: the thread is ending; nobody else writes its blocks.
-            let s = s as *const _ as *mut crate::meter::stats::ThreadProbeStats;
-            crate::adaptive::score_card::flush(p, unsafe { &mut *s });
+            crate::adaptive::score_card::flush(p, s);
         }
     }
     lock(&ENDED_TREE).get_or_insert_with(ProcessTree::default).add_thread(t);

@@ -23,10 +23,9 @@ pub fn zero_everything() {
             }
         }
     }
-    thread::with_threads(|threads| {
-        for t in threads {
-            let t = *t as *const thread::ThreadState as *mut thread::ThreadState;
-            // SAFETY: the only thread alive is the caller; nobody else touches these blocks.
+    thread::with_thread_ptrs(|threads| {
+        for &t in threads {
+            // SAFETY: the only thread alive is the caller; nobody else touches these states.
             unsafe { zero_thread(&mut *t) };
         }
     });

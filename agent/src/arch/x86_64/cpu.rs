@@ -31,7 +31,7 @@ pub fn install_trap_handler() {
     // SAFETY: a zeroed sigaction with our handler and SA_SIGINFO is valid.
     unsafe {
         let mut act: libc::sigaction = core::mem::zeroed();
-        act.sa_sigaction = on_trap as usize;
+        act.sa_sigaction = on_trap as *const () as usize;
         act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER | libc::SA_RESTART;
         libc::sigemptyset(&mut act.sa_mask);
         let mut old: libc::sigaction = core::mem::zeroed();

@@ -16,7 +16,7 @@
 //! one word above the slot. The stub saves rax, rdx, xmm0, xmm1 (return
 //! values; the x87 stack is never touched by the agent), calls
 //! `hotprobe_exit(slot, thread)` for the real return address, writes it back
-//! into the slot and returns there.
+//! into the slot and jumps there with the stack pointer as the caller expects.
 
 use core::arch::global_asm;
 
@@ -114,7 +114,12 @@ hotprobe_exit_stub:
     mov rax, [rsp + 0]
     mov rsp, rbp
     pop rbp
-    ret
+    lea rsp, [rsp + 8]
+    /* The real return address is now in the slot just below the stack
+       pointer, inside the red zone, which signal delivery never touches. An
+       indirect jump is predicted where a `ret` would miss: the return stack
+       buffer is one entry off after the hijacked return. */
+    jmp qword ptr [rsp - 8]
     .size hotprobe_exit_stub, .-hotprobe_exit_stub
 
     .p2align 4
@@ -143,6 +148,7 @@ hotprobe_tls_vfork_get:
     exit = sym crate::engine::enter_exit::hotprobe_exit,
 );
 
+#[allow(improper_ctypes)] // only pointers cross; the assembly never looks inside
 extern "C" {
     fn hotprobe_entry_stub();
     fn hotprobe_exit_stub();
@@ -152,11 +158,11 @@ extern "C" {
 }
 
 pub fn entry_stub_address() -> usize {
-    hotprobe_entry_stub as usize
+    hotprobe_entry_stub as *const () as usize
 }
 
 pub fn exit_stub_address() -> usize {
-    hotprobe_exit_stub as usize
+    hotprobe_exit_stub as *const () as usize
 }
 
 /// This thread's state pointer (null before its first probed call).
