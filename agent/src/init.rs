@@ -101,7 +101,10 @@ fn start_engine(agent: &'static Agent) {
                 agent.set_problem(why);
                 return;
             }
-            match crate::meter::calibrate::run() {
+            let main_code = crate::install::loaded_objects().into_iter().find(|o| o.is_main).map(|o| {
+                (o.code.iter().map(|c| c.0).min().unwrap_or(0), o.code.iter().map(|c| c.1).max().unwrap_or(0))
+            });
+            match main_code.and_then(crate::meter::calibrate::run) {
                 Some((inner, total)) => crate::debug!("probe cost {total:.1} ns per call, {inner:.1} ns inside the call's window"),
                 None => crate::warn!("could not calibrate the probe's cost; times are not compensated"),
             }

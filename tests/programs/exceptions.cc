@@ -42,7 +42,8 @@ NOIPA int catch_inside(int depth) {
     return caught;
 }
 
-NOIPA int normal_work(int x) { return x * 3; }
+volatile int work_sink;
+NOIPA int normal_work(int x) { work_sink = x; return x * 3; }
 
 int main() {
     int total = 0;

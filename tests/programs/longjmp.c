@@ -8,9 +8,12 @@
 static jmp_buf env;
 static sigjmp_buf senv;
 
+volatile int depth_sink;
+/* Not tail calls: the store after each call keeps every frame on the stack. */
 NOIPA void deep_jump(int depth) {
     if (depth == 0) longjmp(env, 1);
     deep_jump(depth - 1);
+    depth_sink = depth;
 }
 
 NOIPA int jumper(int depth) {
@@ -24,6 +27,7 @@ NOIPA int jumper(int depth) {
 NOIPA void deep_sigjump(int depth) {
     if (depth == 0) siglongjmp(senv, 2);
     deep_sigjump(depth - 1);
+    depth_sink = depth;
 }
 
 NOIPA int sigjumper(int depth) {
@@ -34,7 +38,7 @@ NOIPA int sigjumper(int depth) {
     return 2;
 }
 
-NOIPA int after(int x) { return x + 1; }
+NOIPA int after(int x) { depth_sink = x; return x + 1; }
 
 int main() {
     int jumps = 0;

@@ -7,7 +7,8 @@
 namespace shapes {
 NOIPA int area(int side) { return side * side; }
 NOIPA double area(double r) { return 3.0 * r * r; }
-template <typename T> NOIPA T twice(T x) { return x + x; }
+volatile int calls;
+template <typename T> NOIPA T twice(T x) { calls = calls + 1; return x + x; }
 }  // namespace shapes
 
 int main() {

@@ -36,14 +36,20 @@ pub fn adaptive() -> bool {
     ADAPTIVE.load(Ordering::Relaxed)
 }
 
-/// Scores one completed outermost call (ticks, compensated).
+/// The score change one completed outermost call earns (ticks, compensated).
 #[inline(always)]
-pub fn after_call(probe: &Probe, stats: &mut ThreadProbeStats, inclusive: u64, inherent: u64) {
+pub fn delta(inclusive: u64, inherent: u64) -> i64 {
     let credit = CREDIT.load(Ordering::Relaxed);
     let debit = DEBIT.load(Ordering::Relaxed);
     let mut delta = if inclusive >= INCLUSIVE_TICKS.load(Ordering::Relaxed) { credit } else { -debit };
     delta += if inherent >= INHERENT_TICKS.load(Ordering::Relaxed) { credit } else { -debit };
-    stats.score_pending += delta;
+    delta
+}
+
+/// Scores one completed outermost call (ticks, compensated).
+#[inline(always)]
+pub fn after_call(probe: &Probe, stats: &mut ThreadProbeStats, inclusive: u64, inherent: u64) {
+    stats.score_pending += delta(inclusive, inherent);
     stats.score_calls += 1;
     if stats.score_calls >= BATCH {
         flush(probe, stats);

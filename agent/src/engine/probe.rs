@@ -50,6 +50,8 @@ pub struct Totals {
 /// The identity of the function behind a probe.
 #[derive(Debug, Clone)]
 pub struct Meta {
+    /// Demangled name; may be the raw symbol until `Probe::name` demangles it
+    /// (discovery at start does not demangle, to stay fast).
     pub name: String,
     pub symbol: String,
     pub module: String,
@@ -80,6 +82,7 @@ pub struct Probe {
     pub meta: Meta,
     /// The patch, once installed (for removal).
     pub patch: Mutex<Option<crate::arch::patch::Patch>>,
+    demangled: std::sync::OnceLock<String>,
 }
 
 pub const RESUME_OFFSET: usize = 0;
@@ -100,7 +103,20 @@ impl Probe {
             reason: Mutex::new(None),
             meta,
             patch: Mutex::new(None),
+            demangled: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The demangled name (C++ with parameter types, Rust without the hash),
+    /// worked out on first use.
+    pub fn name(&self) -> &str {
+        self.demangled.get_or_init(|| {
+            if self.meta.name != self.meta.symbol {
+                self.meta.name.clone()
+            } else {
+                hotprobe_discover::demangle::display_name(&self.meta.symbol)
+            }
+        })
     }
 
     #[inline]

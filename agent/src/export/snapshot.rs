@@ -104,7 +104,7 @@ fn build(agent: &Agent, reason: Reason, signal: Option<i32>) -> Snapshot {
             let q = |x: f64| v.hist.as_ref().and_then(|h| h.quantile(x)).map_or(0, |t| (t / per_ns).round() as u64);
             ProbeRecord {
                 id: p.id,
-                name: p.meta.name.clone(),
+                name: p.name().to_string(),
                 symbol: p.meta.symbol.clone(),
                 module: p.meta.module.clone(),
                 offset: p.meta.offset,

@@ -1,97 +1,103 @@
-//! Measures what a probed call costs, at start, on functions of the agent's
-//! own (so the program's code is not involved): a 4-instruction leaf probed
-//! with the real trampoline and stubs, and an identical unprobed twin,
-//! called in a loop through the same indirect call. The difference per call
-//! is the probe's total cost; the leaf's measured window minus its body is
-//! the part inside the window. Minimums over several rounds resist noise.
+//! Measures what a probed call costs, at start. The measurement runs on a
+//! tiny leaf function and the loops that call it, copied into an executable
+//! page next to the main program (where the program's own probed functions
+//! live — on this kind of machine the same probe costs very differently
+//! depending on where the code sits, and inside the agent's own text it
+//! costs far more than in a program). The leaf is probed with the real
+//! trampoline and stubs; an identical twin stays bare.
+//!
+//! The difference per call is the probe's total cost; the lower quartile of
+//! the leaf's measured windows, less its tiny body, is the part inside the
+//! window. Noise on a shared machine only ever adds time, so the least
+//! disturbed of several interleaved rounds is the best estimate.
+//!
+//! The same probe can cost more at some code addresses than at others
+//! (branch predictors index by address), so the leaf is placed at two
+//! addresses and the cheaper placement is kept: over-compensating would
+//! report short calls as zero.
 
 use crate::engine::probe::{Meta, Probe};
 use crate::meter::{clock, compensate};
-use core::arch::global_asm;
-
-global_asm!(
-    r#"
-    .text
-    .p2align 4
-    .globl hotprobe_calibration_leaf
-    .hidden hotprobe_calibration_leaf
-hotprobe_calibration_leaf:
-    push rbp
-    mov rbp, rsp
-    pop rbp
-    ret
-    .p2align 4, 0x90
-    .globl hotprobe_calibration_twin
-    .hidden hotprobe_calibration_twin
-hotprobe_calibration_twin:
-    push rbp
-    mov rbp, rsp
-    pop rbp
-    ret
-    .p2align 4, 0x90
-    .globl hotprobe_calibration_loop
-    .hidden hotprobe_calibration_loop
-hotprobe_calibration_loop:
-    push rbx
-    push r12
-    push r13
-    mov rbx, rdi
-    mov r12, rsi
-2:
-    test r12, r12
-    jz 3f
-    call rbx
-    dec r12
-    jmp 2b
-3:
-    pop r13
-    pop r12
-    pop rbx
-    ret
-"#
-);
-
-extern "C" {
-    fn hotprobe_calibration_leaf();
-    fn hotprobe_calibration_twin();
-    fn hotprobe_calibration_loop(f: unsafe extern "C" fn(), n: u64);
-}
 
 /// The probe id calibration uses; never part of the registry or a snapshot.
 pub const CALIBRATION_ID: u32 = u32::MAX - 1;
-const LEAF_LEN: usize = 16;
-const CALLS: u64 = 20_000;
-const ROUNDS: usize = 7;
+const CALLS: u64 = 10_000;
+const ROUNDS: usize = 5;
+const PLACEMENTS: usize = 2;
 
-fn per_call(f: unsafe extern "C" fn()) -> u64 {
-    let t0 = clock::now();
-    // SAFETY: the loop calls a function of ours that takes nothing and returns nothing.
-    unsafe { hotprobe_calibration_loop(f, CALLS) };
-    clock::now().saturating_sub(t0) / CALLS
+/// leaf/twin: `mov rax, rdi; add rax, 1; imul rax, rax; ret`, padded to 16.
+const LEAF: [u8; 16] = [0x48, 0x89, 0xf8, 0x48, 0x83, 0xc0, 0x01, 0x48, 0x0f, 0xaf, 0xc0, 0xc3, 0x90, 0x90, 0x90, 0x90];
+const LEAF_AT: usize = 0;
+const TWIN_AT: usize = 16;
+const LOOP_LEAF_AT: usize = 32;
+const LOOP_TWIN_AT: usize = 64;
+
+/// `push rbx; mov rbx, rdi; L: mov rdi, rbx; call <target>; dec rbx; jnz L; pop rbx; ret`
+fn call_loop(at: usize, target: usize) -> [u8; 22] {
+    let mut code = [0x53, 0x48, 0x89, 0xfb, 0x48, 0x89, 0xdf, 0xe8, 0, 0, 0, 0, 0x48, 0xff, 0xcb, 0x75, 0xf3, 0x5b, 0xc3, 0x90, 0x90, 0x90];
+    let rel = (target as i64 - (at as i64 + 12)) as i32;
+    code[8..12].copy_from_slice(&rel.to_le_bytes());
+    code
 }
 
 /// Calibrates on a short-lived thread of its own (so its counts never mix
 /// with the program's) and sets the compensation. Returns (inner, total) ns.
-pub fn run() -> Option<(f64, f64)> {
-    std::thread::Builder::new().name("hotprobe-cal".into()).spawn(measure).ok()?.join().ok()?
+pub fn run(near: (usize, usize)) -> Option<(f64, f64)> {
+    compensate::set(0, 0);
+    let best = std::thread::Builder::new()
+        .name("hotprobe-cal".into())
+        .spawn(move || (0..PLACEMENTS).filter_map(|_| measure(near)).min_by_key(|&(_, total)| total))
+        .ok()?
+        .join()
+        .ok()??;
+    compensate::set(best.0, best.1);
+    let per_ns = clock::ticks_per_ns();
+    Some((best.0 as f64 / per_ns, best.1 as f64 / per_ns))
 }
 
-fn measure() -> Option<(f64, f64)> {
-    let leaf = hotprobe_calibration_leaf as *const () as usize;
-    let meta = Meta {
-        name: "(calibration)".into(),
-        symbol: "hotprobe_calibration_leaf".into(),
-        module: String::new(),
-        offset: 0,
-        size: LEAF_LEN as u64,
-        address: leaf,
-        link_address: 0,
-    };
+/// Maps the calibration code near [lo, hi) and makes it executable.
+fn place_code(near: (usize, usize)) -> Option<usize> {
+    let base = crate::maps::free_range_near(near.0, near.1, 4096, 1 << 30)?;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+    let p = unsafe { libc::mmap(base as *mut libc::c_void, 4096, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+    if p == libc::MAP_FAILED || p as usize != base {
+        return None;
+    }
+    let mut page = [0xCCu8; 128];
+    page[LEAF_AT..LEAF_AT + 16].copy_from_slice(&LEAF);
+    page[TWIN_AT..TWIN_AT + 16].copy_from_slice(&LEAF);
+    page[LOOP_LEAF_AT..LOOP_LEAF_AT + 22].copy_from_slice(&call_loop(base + LOOP_LEAF_AT, base + LEAF_AT));
+    page[LOOP_TWIN_AT..LOOP_TWIN_AT + 22].copy_from_slice(&call_loop(base + LOOP_TWIN_AT, base + TWIN_AT));
+    // SAFETY: our fresh page; it becomes executable before anything runs it.
+    unsafe {
+        core::ptr::copy_nonoverlapping(page.as_ptr(), base as *mut u8, page.len());
+        if libc::mprotect(base as *mut libc::c_void, 4096, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+            return None;
+        }
+    }
+    Some(base)
+}
+
+fn per_call(entry: usize) -> u64 {
+    // SAFETY: `entry` is one of our loops: it takes a count and preserves what the ABI says.
+    let run: extern "C" fn(u64) = unsafe { core::mem::transmute(entry) };
+    let t0 = clock::now();
+    run(CALLS);
+    clock::now().saturating_sub(t0) / CALLS
+}
+
+
+/// One placement: (inner, total) ticks.
+fn measure(near: (usize, usize)) -> Option<(u64, u64)> {
+    let base = place_code(near)?;
+    let leaf = base + LEAF_AT;
+    let meta = Meta { name: "(calibration)".into(), symbol: String::new(), module: String::new(), offset: 0, size: 16, address: leaf, link_address: 0 };
     let probe: &'static Probe = Box::leak(Box::new(Probe::new(CALIBRATION_ID, meta, i64::MAX / 2)));
     probe.settled.store(true, core::sync::atomic::Ordering::Relaxed);
-    // SAFETY: the leaf and its padding are LEAF_LEN bytes of our own code.
-    let code: &'static [u8] = unsafe { std::slice::from_raw_parts(leaf as *const u8, LEAF_LEN) };
-    let obj = crate::install::Loaded { path: Default::default(), bias: 0, is_main: false, code: vec![(leaf, leaf + LEAF_LEN)] };
+    // SAFETY: the leaf is 16 bytes of our own page.
+    let code: &'static [u8] = unsafe { std::slice::from_raw_parts(leaf as *const u8, 16) };
+    let obj = crate::install::Loaded { path: Default::default(), bias: 0, is_main: false, code: vec![(base, base + 4096)] };
     if crate::install::install(&[(probe, code)], &obj) != 1 {
         return None;
     }
@@ -99,24 +105,23 @@ fn measure() -> Option<(f64, f64)> {
     if thread.is_null() {
         return None;
     }
-    let (mut bare, mut probed, mut window) = (u64::MAX, u64::MAX, u64::MAX);
-    let mut before = (0u64, 0u64);
+    let (mut bare, mut probed) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        bare = bare.min(per_call(hotprobe_calibration_twin));
-        probed = probed.min(per_call(hotprobe_calibration_leaf));
-        // SAFETY: this thread's own state; the calibration probe's block exists after the calls.
-        let s = unsafe { &*(*thread).stats_for(probe) };
-        let (count, incl) = (s.count - before.0, s.inclusive - before.1);
-        before = (s.count, s.inclusive);
-        if count > 0 {
-            window = window.min(incl / count);
-        }
+        bare.push(per_call(base + LOOP_TWIN_AT));
+        probed.push(per_call(base + LOOP_LEAF_AT));
     }
+    // SAFETY: this thread's own state; the calibration probe's block exists after the calls.
+    let stats = unsafe { &*(*thread).stats_for(probe) };
+    let mut hist = crate::meter::histogram::Merged::new();
+    hist.add_local(&stats.hist);
+    if let Some(shared) = probe.shared_hist() {
+        hist.add_shared(shared);
+    }
+    let window = hist.quantile(0.25)? as u64;
+    let (bare, probed) = (bare.into_iter().min()?, probed.into_iter().min()?);
     let total = probed.saturating_sub(bare);
-    // The leaf's body is a few cycles; the call and loop are in `bare` too, so subtract
-    // only a third of it as the body's share of the window.
-    let inner = window.saturating_sub(bare / 3).min(total);
-    compensate::set(inner, total);
-    let per_ns = clock::ticks_per_ns();
-    Some((inner as f64 / per_ns, total as f64 / per_ns))
+    // The leaf's body is a couple of cycles of the bare call's cost.
+    let inner = window.saturating_sub(bare / 2).min(total);
+    crate::debug!("calibration at {base:#x}: bare {bare} probed {probed} window {window} ticks");
+    Some((inner, total))
 }

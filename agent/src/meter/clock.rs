@@ -24,6 +24,19 @@ pub fn now() -> u64 {
     }
 }
 
+/// The TSC, or None when the clock is CLOCK_MONOTONIC (for the fast paths,
+/// which must not call into libc).
+#[inline(always)]
+pub fn tsc() -> Option<u64> {
+    if USE_TSC.load(Ordering::Relaxed) {
+        // SAFETY: rdtsc is available on every x86-64 CPU.
+        Some(unsafe { core::arch::x86_64::_rdtsc() })
+    } else {
+        None
+    }
+}
+
+#[inline(always)]
 pub fn is_tsc() -> bool {
     USE_TSC.load(Ordering::Relaxed)
 }

@@ -1,11 +1,15 @@
 //! Per-probe trampolines, placed within ±2 GiB of the code they serve:
 //!
 //! ```text
-//! +0   mov r11, <probe>          49 BB imm64
-//! +10  jmp [rip + 0]             FF 25 00000000
-//! +16  <entry stub address>      imm64
-//! +24  relocated prologue, ending in a jump back to the body
+//! +0   push [rip + 10]           FF 35 0A000000   (the probe's address)
+//! +6   jmp  [rip + 12]           FF 25 0C000000   (the entry stub)
+//! +12  padding
+//! +16  <probe address>           imm64
+//! +24  <entry stub address>      imm64
+//! +32  relocated prologue, ending in a jump back to the body
 //! ```
+//!
+//! No register is changed on the way in: the probe travels on the stack.
 //!
 //! A batch of trampolines is written into fresh read-write pages that then
 //! become read-execute and are never written, moved or freed again: a
@@ -14,7 +18,7 @@
 
 use hotprobe_x86::MAX_RELOCATED_LEN;
 
-pub const HEADER_LEN: usize = 24;
+pub const HEADER_LEN: usize = 32;
 /// One trampoline's room, code and padding (data lives in the probe).
 pub const SLOT_LEN: usize = (HEADER_LEN + MAX_RELOCATED_LEN + 15) & !15;
 /// ±2 GiB less a margin for the relocated code's own displacements.
@@ -59,11 +63,10 @@ impl Batch {
             return Err(hotprobe_x86::Rejection::Unrelocatable { at: 0, why: "relocated prologue too long".into() });
         }
         let mut bytes = [0xCCu8; SLOT_LEN];
-        bytes[0] = 0x49;
-        bytes[1] = 0xBB;
-        bytes[2..10].copy_from_slice(&(probe as u64).to_le_bytes());
-        bytes[10..16].copy_from_slice(&[0xFF, 0x25, 0, 0, 0, 0]);
-        bytes[16..24].copy_from_slice(&(super::stubs::entry_stub_address() as u64).to_le_bytes());
+        bytes[0..6].copy_from_slice(&[0xFF, 0x35, 0x0A, 0, 0, 0]);
+        bytes[6..12].copy_from_slice(&[0xFF, 0x25, 0x0C, 0, 0, 0]);
+        bytes[16..24].copy_from_slice(&(probe as u64).to_le_bytes());
+        bytes[24..32].copy_from_slice(&(super::stubs::entry_stub_address() as u64).to_le_bytes());
         bytes[HEADER_LEN..HEADER_LEN + relocated.len()].copy_from_slice(&relocated);
         // SAFETY: [tramp, tramp + SLOT_LEN) lies inside our read-write batch.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), tramp as *mut u8, SLOT_LEN) };
