@@ -90,7 +90,7 @@ pub fn start() {
 /// Clock, compensation, and the probes of the selected functions.
 fn start_engine(agent: &'static Agent) {
     let t0 = crate::sys::monotonic_ns();
-    crate::meter::clock::init();
+    crate::meter::clock::init(agent.settings.probes.backend == hotprobe_config::Backend::Kernel);
     crate::adaptive::score_card::configure(&agent.settings.hotspot);
     crate::meter::contexts::set_cap(agent.settings.meter.contexts_cap);
     crate::engine::thread::init();
@@ -122,9 +122,10 @@ fn start_engine(agent: &'static Agent) {
             crate::info!("{installed} probes installed in {ms:.1} ms ({} backend)", agent.settings.probes.backend.as_str());
         }
         hotprobe_config::Backend::Kernel => {
-            let why = "the kernel backend is not part of this build".to_string();
-            crate::error!("{why}; the program runs unprobed");
-            agent.set_problem(why);
+            if let Err(why) = crate::install::init_selector(agent).and_then(|_| crate::kernel::start(agent)) {
+                crate::error!("{why}; the program runs unprobed");
+                agent.set_problem(why);
+            }
         }
     }
 }

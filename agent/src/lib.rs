@@ -16,6 +16,7 @@ pub mod fds;
 pub mod guard;
 pub mod init;
 pub mod install;
+pub mod kernel;
 pub mod lifecycle;
 pub mod log;
 pub mod maps;

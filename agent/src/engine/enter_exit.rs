@@ -1,7 +1,8 @@
-//! What every probed call runs: `hotprobe_enter` from the entry stub and
-//! `hotprobe_exit` from the exit stub. The hot path allocates nothing, takes
-//! no lock and makes no system or libc call; it touches the probe, this
-//! thread's state, one statistics block and one context node.
+//! The full paths of enter and exit (`engine::fast` has the common case):
+//! `hotprobe_enter`/`hotprobe_exit` for the stubs, built on `push` and
+//! `pop_and_meter`, which the kernel backend drives too. Neither allocates
+//! in steady state, takes a lock or calls into libc; they touch the probe,
+//! this thread's state, one statistics block and one context node.
 
 use crate::arch::x86_64::stubs::exit_stub_address;
 use crate::engine::probe::Probe;
@@ -13,7 +14,8 @@ use crate::adaptive::score_card as score;
 use crate::meter::{clock, compensate};
 use core::sync::atomic::Ordering;
 
-/// Called by the entry stub. Returns where the call continues.
+/// Called by the entry stub (when the fast path declined). Returns where
+/// the call continues.
 ///
 /// # Safety
 /// Called only from the entry stub: `probe` is a registered probe, `slot`
@@ -28,32 +30,44 @@ pub unsafe extern "C" fn hotprobe_enter(probe: *const Probe, slot: *mut usize, t
         return resume;
     }
     // SAFETY: a live thread state is only used by its own thread (and its signal handlers,
-    // which nest and follow the shadow stack protocol).
-    let t = unsafe { &mut *thread };
-    // SAFETY: `shadow` always points at one of this thread's shadows.
-    let sh = unsafe { &mut *t.shadow };
-    let slot_addr = slot as usize;
-    // SAFETY: the slot holds the return address of the call being entered.
-    let ret = unsafe { *slot };
-    let exit_stub = exit_stub_address();
-    if !sh.pending() {
-        close_dead_frames(t, slot_addr, ret == exit_stub);
+    // which nest and follow the shadow stack protocol); the slot holds the return address.
+    unsafe {
+        let t = &mut *thread;
+        let ret = *slot;
+        if push(t, probe, slot as usize, ret, None) {
+            *slot = exit_stub_address();
+        }
     }
-    // SAFETY: as above; `close_dead_frames` may have changed `top` but not the pointer.
+    resume
+}
+
+/// Pushes a frame for a call of `probe` whose return address is at `slot`
+/// (holding `ret`, or 0 when returns are not hooked), after closing the
+/// frames the call proves dead. `start` is the entry time, or None to read
+/// the clock last (so the bookkeeping stays outside the call's window).
+/// False when the call cannot be metered (counted in `unmetered`).
+pub fn push(t: &mut ThreadState, probe: &Probe, slot: usize, ret: usize, start: Option<u64>) -> bool {
+    // SAFETY: `shadow` always points at one of this thread's shadows.
+    let pending = unsafe { (*t.shadow).pending() };
+    if !pending {
+        close_dead_frames(t, slot, ret != 0 && ret == exit_stub_address());
+    }
+    // SAFETY: as above.
     let sh = unsafe { &mut *t.shadow };
     let top = sh.top;
     let depth = top >> 1;
     if depth >= CAPACITY {
         t.unmetered += 1;
-        return resume;
+        return false;
     }
     let parent = committed_parent(sh, top);
+    // SAFETY: a committed frame of this shadow.
     let parent_ctx = parent.map_or(ROOT, |p| unsafe { (*p).ctx });
-    let (ctx, flags) = match t.tree.find(parent_ctx, probe.id) {
-        Some(c) => (c, HOOKED),
+    let (ctx, folded) = match t.tree.find(parent_ctx, probe.id) {
+        Some(c) => (c, 0),
         None => new_context(t, parent_ctx, probe),
     };
-    let stats = if flags & FOLDED == 0 {
+    let stats = if folded == 0 {
         // SAFETY: ctx is a node of this thread's tree.
         unsafe { (*t.tree.node(ctx)).stats }
     } else {
@@ -61,19 +75,20 @@ pub unsafe extern "C" fn hotprobe_enter(probe: *const Probe, slot: *mut usize, t
     };
     if stats.is_null() {
         t.unmetered += 1;
-        return resume;
+        return false;
     }
+    let flags = folded | if ret != 0 { HOOKED } else { 0 };
     sh.top = ((depth + 1) << 1) | 1;
     fence();
     let frame = sh.frame(depth);
     // SAFETY: frame `depth` is reserved for us; stats and the node belong to this thread.
     unsafe {
         frame.write(Frame {
-            slot: slot_addr,
+            slot,
             ret,
             probe,
             stats,
-            start: 0,
+            start: start.unwrap_or(0),
             child_ticks: 0,
             prev_top: top,
             desc_calls: 0,
@@ -84,15 +99,16 @@ pub unsafe extern "C" fn hotprobe_enter(probe: *const Probe, slot: *mut usize, t
         let s = &mut *stats;
         bump(&mut s.count, 1);
         s.active += 1;
-        if flags & FOLDED == 0 {
+        if folded == 0 {
             bump(&mut (*t.tree.node(ctx)).count, 1);
         }
-        *slot = exit_stub;
-        (*frame).start = clock::now();
+        if start.is_none() {
+            (*frame).start = clock::now();
+        }
     }
     fence();
     sh.top = (depth + 1) << 1;
-    resume
+    true
 }
 
 /// The frame below a new one whose data is complete, if any.
@@ -104,14 +120,16 @@ fn committed_parent(sh: &Shadow, top: usize) -> Option<*mut Frame> {
 }
 
 #[cold]
+/// A new context node for `probe` under `parent_ctx`: (node, 0), or
+/// (parent_ctx, FOLDED) past the cap.
 fn new_context(t: &mut ThreadState, parent_ctx: u32, probe: &Probe) -> (u32, u32) {
     let stats = t.stats_for(probe);
     if stats.is_null() {
-        return (parent_ctx, HOOKED | FOLDED);
+        return (parent_ctx, FOLDED);
     }
     match t.tree.add(&mut t.arena, parent_ctx, probe.id, stats) {
-        Some(c) => (c, HOOKED),
-        None => (parent_ctx, HOOKED | FOLDED),
+        Some(c) => (c, 0),
+        None => (parent_ctx, FOLDED),
     }
 }
 
@@ -157,7 +175,8 @@ pub fn abandon_top(t: &mut ThreadState) {
     }
 }
 
-/// Called by the exit stub. Returns the real return address.
+/// Called by the exit stub (when the fast path declined). Returns the real
+/// return address.
 ///
 /// # Safety
 /// Called only from the exit stub, with the address of the slot that held
@@ -170,9 +189,17 @@ pub unsafe extern "C" fn hotprobe_exit(slot: *mut usize, tls: *mut ThreadState) 
     }
     // SAFETY: only hooked frames reach the exit stub, so this thread has a state.
     let t = unsafe { &mut *tls };
-    let Some((f, parent_follows)) = crate::engine::recover::take_frame(t, slot) else {
-        return crate::engine::recover::lost_return(slot);
-    };
+    match pop_and_meter(t, slot, now) {
+        Some(ret) => ret,
+        None => crate::engine::recover::lost_return(slot),
+    }
+}
+
+/// Closes the frame whose return slot is `slot` at time `now` and meters
+/// the call. Returns the frame's return address (0 when not hooked), or
+/// None when no frame of this thread has that slot.
+pub fn pop_and_meter(t: &mut ThreadState, slot: usize, now: u64) -> Option<usize> {
+    let (f, parent_follows) = crate::engine::recover::take_frame(t, slot)?;
     // SAFETY: `take_frame` left `shadow` pointing at the shadow the frame came from.
     let sh = unsafe { &mut *t.shadow };
     let window = now.saturating_sub(f.start);
@@ -204,7 +231,7 @@ pub unsafe extern "C" fn hotprobe_exit(slot: *mut usize, tls: *mut ThreadState) 
             bump(&mut p.desc_calls, 1 + f.desc_calls);
         }
     }
-    f.ret
+    Some(f.ret)
 }
 
 /// The top frame if it is committed.

@@ -3,6 +3,7 @@
 
 pub mod arena;
 pub mod enter_exit;
+pub mod external;
 pub mod fast;
 pub mod probe;
 pub mod recover;

@@ -95,10 +95,31 @@ pub fn current_or_create(tls: *mut ThreadState) -> *mut ThreadState {
 fn create() -> *mut ThreadState {
     use crate::arch::x86_64::stubs::set_current_thread;
     set_current_thread(BUILDING as *mut ThreadState);
+    let state = allocate(crate::sys::gettid());
+    if state.is_null() {
+        set_current_thread(core::ptr::null_mut());
+        return state;
+    }
+    if crate::sys::gettid() as u32 == crate::sys::getpid() {
+        let (lo, hi) = *crate::state::lock(&MAIN_STACK);
+        // SAFETY: fresh state of ours.
+        unsafe { (*state).set_stack(lo, hi) };
+    }
+    let key = KEY.load(Ordering::Relaxed);
+    if key != usize::MAX {
+        // SAFETY: the key was created by `init`; the value is our state.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, state.cast()) };
+    }
+    set_current_thread(state);
+    state
+}
+
+/// A new, registered thread state for thread `tid` (null when out of memory).
+/// Signal-safe: mmap only.
+pub fn allocate(tid: i32) -> *mut ThreadState {
     let mut arena = Arena::new();
     let state = arena.alloc(core::mem::size_of::<ThreadState>(), 64) as *mut ThreadState;
     if state.is_null() {
-        set_current_thread(core::ptr::null_mut());
         return state;
     }
     // SAFETY: `state` is fresh zeroed memory big enough for a ThreadState.
@@ -110,31 +131,19 @@ fn create() -> *mut ThreadState {
             stats: U64Map::empty(),
             tree: Tree::new(),
             arena,
-            tid: crate::sys::gettid(),
+            tid,
             unmetered: 0,
             switches: 0,
         });
         let s = &mut *state;
         if !s.own_shadow.init(0) {
             s.arena.release();
-            set_current_thread(core::ptr::null_mut());
             return core::ptr::null_mut();
         }
         s.shadow = &mut s.own_shadow;
-        if crate::sys::gettid() as u32 == crate::sys::getpid() {
-            let (lo, hi) = *crate::state::lock(&MAIN_STACK);
-            s.own_shadow.stack_lo = lo;
-            s.own_shadow.stack_hi = hi;
-        }
     }
     registry().0.push(state);
     THREADS_SEEN.fetch_add(1, Ordering::Relaxed);
-    let key = KEY.load(Ordering::Relaxed);
-    if key != usize::MAX {
-        // SAFETY: the key was created by `init`; the value is our state.
-        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, state.cast()) };
-    }
-    set_current_thread(state);
     state
 }
 

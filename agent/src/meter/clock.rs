@@ -49,8 +49,10 @@ fn tsc_is_reliable() -> bool {
 }
 
 /// Decides the clock and calibrates it (about 2 ms when the TSC is used).
-pub fn init() {
-    let tsc = tsc_is_reliable() && std::env::var_os("HOTPROBE_NO_TSC").is_none();
+/// `monotonic_only`: ticks are CLOCK_MONOTONIC nanoseconds (the kernel
+/// backend's records carry those).
+pub fn init(monotonic_only: bool) {
+    let tsc = !monotonic_only && tsc_is_reliable() && std::env::var_os("HOTPROBE_NO_TSC").is_none();
     USE_TSC.store(tsc, Ordering::Relaxed);
     let (t0, n0) = (now(), crate::sys::monotonic_ns());
     START_TICKS.store(t0, Ordering::Relaxed);
