@@ -28,6 +28,19 @@ pub fn read_exe_and_argv() -> (String, Vec<String>) {
     (exe, argv)
 }
 
+/// The file name the program was started as (AT_EXECFN): for a symlink
+/// such as redis-server → redis-check-rdb, the name the user typed.
+pub fn started_as() -> Option<String> {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    let p = unsafe { libc::getauxval(libc::AT_EXECFN) } as *const libc::c_char;
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: AT_EXECFN points at a NUL-terminated string on the initial stack.
+    let path = unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned();
+    Some(path.rsplit('/').next().unwrap_or(&path).to_string()).filter(|n| !n.is_empty())
+}
+
 pub fn start() {
     if !loaded_as_agent() {
         return;
@@ -42,7 +55,7 @@ pub fn start() {
     };
     crate::log::set_level(settings.agent.log);
     let (exe, argv) = read_exe_and_argv();
-    let exe_name = crate::export::snapshot::exe_name(&exe).to_string();
+    let exe_name = started_as().unwrap_or_else(|| crate::export::snapshot::exe_name(&exe).to_string());
     if !settings.target.follow.allows(&exe_name) {
         crate::info!("{exe_name} is not followed (target.follow); the agent stays off");
         return;
@@ -73,6 +86,7 @@ pub fn start() {
     let agent = state::install(Agent {
         settings,
         probe_set,
+        exe_name,
         exe,
         argv,
         build_id: None,

@@ -26,6 +26,8 @@ pub struct Agent {
     /// The probe set named by `target.probe_set`, already checked.
     pub probe_set: Option<hotprobe_config::ProbeSet>,
     pub exe: String,
+    /// The executable's file name as started (`{exe}` in the output template).
+    pub exe_name: String,
     pub argv: Vec<String>,
     pub build_id: Option<String>,
     pub identity: Mutex<Identity>,

@@ -110,6 +110,7 @@ fn serve_signal_requests() {
                 Ok(_) => crate::state::deactivate(),
                 Err(e) => crate::error!("{e}"),
             }
+            crate::export::control::remove_socket(crate::sys::getpid());
         }
         // SAFETY: one byte to our own pipe.
         unsafe { libc::write(ACK_W.load(Ordering::Relaxed), [1u8].as_ptr().cast(), 1) };

@@ -84,7 +84,8 @@ fn disable(probe: &Probe) {
             super::decider::wake();
         }
     } else if probe.transition(Life::Active, Life::Disabled) {
+        // Classified only: it stays installed and its counts stay complete.
         probe.settled.store(true, Ordering::Relaxed);
-        probe.disabled_at_ns.store(crate::meter::clock::since_start_ns().max(1), Ordering::Relaxed);
+        *crate::state::lock(&probe.reason) = Some("score fell to 0 (classified only: adaptive is off)".into());
     }
 }

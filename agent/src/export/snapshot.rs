@@ -41,7 +41,7 @@ fn write_inner(reason: Reason, signal: Option<i32>, last: bool) -> Result<PathBu
     let mut id = lock(&agent.identity);
     let wanted = PathBuf::from(crate::export::path::expand(
         &id.output_template.to_string_lossy(),
-        exe_name(&agent.exe),
+        &agent.exe_name,
         id.pid,
         id.started_unix_ns / 1_000_000_000,
     ));

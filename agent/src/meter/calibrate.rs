@@ -6,7 +6,7 @@
 //! costs far more than in a program). The leaf is probed with the real
 //! trampoline and stubs; an identical twin stays bare.
 //!
-//! The difference per call is the probe's total cost; the lower quartile of
+//! The difference per call is the probe's total cost; the median of
 //! the leaf's measured windows, less its tiny body, is the part inside the
 //! window. Noise on a shared machine only ever adds time, so the least
 //! disturbed of several interleaved rounds is the best estimate.
@@ -117,7 +117,7 @@ fn measure(near: (usize, usize)) -> Option<(u64, u64)> {
     if let Some(shared) = probe.shared_hist() {
         hist.add_shared(shared);
     }
-    let window = hist.quantile(0.25)? as u64;
+    let window = hist.quantile(0.5)? as u64;
     let (bare, probed) = (bare.into_iter().min()?, probed.into_iter().min()?);
     let total = probed.saturating_sub(bare);
     // The leaf's body is a couple of cycles of the bare call's cost.

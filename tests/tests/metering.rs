@@ -1,0 +1,278 @@
+//! Metering and the adaptive engine on real programs: times of functions
+//! that spin for known durations, calling contexts, runtime disabling, and
+//! snapshots on every way a process ends or is asked.
+
+use hotprobe_config::snapshot::{ProbeState, Reason, Snapshot};
+use hotprobe_tests::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn within(actual: f64, truth: f64, tolerance: f64) -> bool {
+    (actual - truth).abs() <= truth * tolerance
+}
+
+#[test]
+fn known_durations_inclusive_inherent_percentiles_and_contexts() {
+    let s = Scratch::new();
+    let prog = s.build("spin.c", "spin", &["-O2"]);
+    let ran = Run::new(&prog, s.path()).args(&["200", "1000000"]).env("HOTPROBE_ADAPTIVE", "0").run();
+    assert_eq!(ran.stdout(), Run::new(&prog, s.path()).args(&["200", "1000000"]).bare().run().stdout());
+    let snap = ran.snapshot();
+    let outer = probe(snap, "outer");
+    let inner = probe(snap, "inner");
+    assert_eq!((outer.count, inner.count), (200, 400));
+    let per = |total: u64, n: u64| total as f64 / n as f64;
+    // The program's own timing of its calls (it includes two clock reads per call).
+    let truth: Vec<f64> = ran.stderr().lines().find_map(|l| l.strip_prefix("truth outer ")).map(|l| {
+        l.split(" inner ").map(|v| v.trim().parse::<f64>().unwrap()).collect()
+    }).expect("truth line");
+    let (outer_truth, inner_truth) = (truth[0] / 200.0, truth[1] / 400.0);
+    let outer_own_truth = outer_truth - 2.0 * inner_truth;
+    let report = format!(
+        "outer incl {} inh {}, inner incl {} inh {}, p50 {} p99 {} max {}",
+        per(outer.inclusive_ns, 200),
+        per(outer.inherent_ns, 200),
+        per(inner.inclusive_ns, 400),
+        per(inner.inherent_ns, 400),
+        inner.p50_inclusive_ns,
+        inner.p99_inclusive_ns,
+        inner.max_inclusive_ns
+    );
+    let report = format!("{report}; truth outer {outer_truth:.0} (own {outer_own_truth:.0}) inner {inner_truth:.0}");
+    assert!(within(per(outer.inclusive_ns, 200), outer_truth, 0.05), "{report}");
+    assert!(within(per(outer.inherent_ns, 200), outer_own_truth, 0.05), "{report}");
+    assert!(within(per(inner.inclusive_ns, 400), inner_truth, 0.05), "{report}");
+    assert!(within(per(inner.inherent_ns, 400), inner_truth, 0.05), "{report}");
+    assert!(within(inner.p50_inclusive_ns as f64, 50_000.0, 0.05), "{report}");
+    assert!(inner.p99_inclusive_ns >= inner.p50_inclusive_ns && inner.max_inclusive_ns as f64 >= inner.p99_inclusive_ns as f64 * 0.96, "{report}");
+    let tiny = probe(snap, "tiny");
+    assert_eq!(tiny.count, 1_000_000);
+    // Compensation is calibrated at start; when the shared machine's load
+    // changes between calibration and the loop, the probe's cost changes
+    // under it. So this bound gets three runs; a wrong compensation fails all.
+    let mut tiny_runs = vec![(per(tiny.inclusive_ns, tiny.count), snap.overhead.probe_ns)];
+    while tiny_runs.iter().all(|r| r.0 >= 10.0) && tiny_runs.len() < 3 {
+        let again = Run::new(&prog, s.path()).args(&["1", "1000000"]).env("HOTPROBE_ADAPTIVE", "0").env("HOTPROBE_INCLUDE", "tiny").run();
+        let t = probe(again.snapshot(), "tiny");
+        tiny_runs.push((per(t.inclusive_ns, t.count), again.snapshot().overhead.probe_ns));
+    }
+    assert!(tiny_runs.iter().any(|r| r.0 < 10.0), "a few-ns function reported at (ns per call, probe cost): {tiny_runs:?}");
+    assert!(snap.overhead.compensated && snap.overhead.probe_ns > 0.0);
+    // Calling contexts and edges are exact counts.
+    let edge = snap.edges.iter().find(|e| e.caller == outer.id && e.callee == inner.id).expect("outer→inner edge");
+    assert_eq!(edge.count, 400);
+    let outer_ctx = snap.contexts.iter().find(|c| c.probe == outer.id).expect("outer context");
+    let inner_ctx = snap.contexts.iter().find(|c| c.probe == inner.id).expect("inner context");
+    assert_eq!(inner_ctx.parent, Some(outer_ctx.id));
+    assert_eq!((outer_ctx.count, inner_ctx.count), (200, 400));
+    assert!(!snap.meter.contexts_truncated);
+    assert!(snap.meter.memory_bytes > 0);
+}
+
+#[test]
+fn adaptive_engine_takes_cold_probes_out_while_the_program_runs() {
+    let s = Scratch::new();
+    let prog = s.build("many.c", "many", &["-O2"]);
+    let bare = Run::new(&prog, s.path()).args(&["3000"]).bare().run();
+    let ran = Run::new(&prog, s.path()).args(&["3000"]).run();
+    ran.assert_same_as(&bare);
+    let snap = ran.snapshot();
+    let fs: Vec<_> = snap.probes.iter().filter(|p| p.name.starts_with('f') && p.name[1..].parse::<u32>().is_ok()).collect();
+    assert_eq!(fs.len(), 2000);
+    let disabled = fs.iter().filter(|p| p.state == ProbeState::Disabled).count();
+    assert!(disabled * 100 >= fs.len() * 95, "only {disabled} of {} disabled", fs.len());
+    for p in fs.iter().filter(|p| p.state == ProbeState::Disabled) {
+        assert!(p.disabled_at_ns.is_some() && p.score <= 0, "{}: {:?} {}", p.name, p.disabled_at_ns, p.score);
+        assert!(p.count < 4 * 3000, "{} kept counting after it was disabled: {}", p.name, p.count);
+    }
+}
+
+#[test]
+fn adaptive_off_classifies_but_keeps_every_probe_counting() {
+    let s = Scratch::new();
+    let prog = s.build("many.c", "many", &["-O2"]);
+    let ran = Run::new(&prog, s.path()).args(&["200"]).env("HOTPROBE_ADAPTIVE", "0").run();
+    let snap = ran.snapshot();
+    let fs: Vec<_> = snap.probes.iter().filter(|p| p.name.starts_with('f') && p.name[1..].parse::<u32>().is_ok()).collect();
+    assert_eq!(fs.len(), 2000);
+    assert!(fs.iter().all(|p| p.count == 4 * 200), "counts are exact with adaptive off");
+    let disabled = fs.iter().filter(|p| p.state == ProbeState::Disabled).count();
+    assert!(disabled * 100 >= fs.len() * 95, "still classified: {disabled} disabled");
+    assert!(fs.iter().all(|p| p.disabled_at_ns.is_none()), "nothing was removed, so nothing is partial");
+    assert_eq!(snap.meter.unmetered, 0);
+}
+
+#[test]
+fn threads_that_end_while_their_probes_are_disabled() {
+    let s = Scratch::new();
+    let prog = s.build("threads.c", "threads", &["-O2"]);
+    let bare = Run::new(&prog, s.path()).args(&["300"]).bare().run();
+    let ran = Run::new(&prog, s.path()).args(&["300"]).run();
+    ran.assert_same_as(&bare);
+    let snap = ran.snapshot();
+    let leaf = probe(snap, "thread_leaf");
+    assert_eq!(leaf.state, ProbeState::Disabled);
+    assert!(leaf.count > 0 && leaf.count < 2400 * 100, "thread_leaf counted {}", leaf.count);
+    assert!(probe(snap, "thread_body").count <= 2400);
+    assert_eq!(snap.meter.unmetered, 0);
+    assert!(snap.meter.threads >= 2400);
+}
+
+/// A program started under the agent that we talk to while it runs.
+struct Live {
+    child: Child,
+    pid: u32,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+fn start_server(s: &Scratch, prog: &Path, args: &[&str], agent: bool, shell_prefix: Option<&str>) -> Live {
+    let mut cmd = match shell_prefix {
+        Some(prefix) => {
+            let mut c = Run::new(Path::new("/bin/sh"), s.path()).args(&["-c", &format!("{prefix}; exec \"$0\" \"$@\""), prog.to_str().unwrap()]).args(args);
+            if !agent {
+                c = c.bare();
+            }
+            c.env("XDG_RUNTIME_DIR", s.path().to_str().unwrap()).command()
+        }
+        None => {
+            let mut c = Run::new(prog, s.path()).args(args);
+            if !agent {
+                c = c.bare();
+            }
+            c.env("XDG_RUNTIME_DIR", s.path().to_str().unwrap()).command()
+        }
+    };
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn server");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let pid = line.trim().strip_prefix("ready ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no ready line: {line:?}"));
+    Live { child, pid, out }
+}
+
+fn kill(pid: u32, sig: i32) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+impl Live {
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        (status, rest)
+    }
+}
+
+fn snapshots_in(dir: &Path) -> Vec<(PathBuf, Snapshot)> {
+    snapshot_files(dir).into_iter().map(|p| (p.clone(), Snapshot::read(&p).unwrap())).collect()
+}
+
+#[test]
+fn sigterm_leaves_a_snapshot_and_the_same_exit_status() {
+    let s = Scratch::new();
+    let prog = s.build("server.c", "server", &["-O2"]);
+    let bare = start_server(&s, &prog, &[], false, None);
+    std::thread::sleep(Duration::from_millis(100));
+    kill(bare.pid, libc::SIGTERM);
+    let (bare_status, _) = bare.finish();
+    let live = start_server(&s, &prog, &[], true, None);
+    std::thread::sleep(Duration::from_millis(300));
+    kill(live.pid, libc::SIGTERM);
+    let (status, _) = live.finish();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    assert_eq!(status.signal(), bare_status.signal());
+    let snaps = snapshots_in(s.path());
+    assert_eq!(snaps.len(), 1);
+    let snap = &snaps[0].1;
+    assert_eq!(snap.process.reason, Reason::Signal);
+    assert_eq!(snap.process.signal, Some(libc::SIGTERM));
+    assert!(probe(snap, "handle_request").count > 0);
+}
+
+#[test]
+fn a_program_handler_is_kept_and_an_ignored_signal_stays_ignored() {
+    let s = Scratch::new();
+    let prog = s.build("server.c", "server", &["-O2"]);
+    let live = start_server(&s, &prog, &["--handler"], true, None);
+    std::thread::sleep(Duration::from_millis(200));
+    kill(live.pid, libc::SIGTERM);
+    let (status, rest) = live.finish();
+    assert_eq!(status.code(), Some(3), "the program's own handler ran");
+    assert!(rest.contains("stopped cleanly"));
+    assert_eq!(snapshots_in(s.path())[0].1.process.reason, Reason::Exit);
+
+    let s = Scratch::new();
+    let prog = s.build("server.c", "server", &["-O2"]);
+    let mut live = start_server(&s, &prog, &[], true, Some("trap '' TERM"));
+    std::thread::sleep(Duration::from_millis(200));
+    kill(live.pid, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(live.child.try_wait().unwrap().is_none(), "SIGTERM ignored by inheritance must stay ignored");
+    kill(live.pid, libc::SIGKILL);
+    live.finish();
+}
+
+fn control_socket(s: &Scratch, pid: u32) -> PathBuf {
+    s.path().join("hotprobe").join(format!("{pid}.sock"))
+}
+
+fn ask(socket: &Path, request: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut stream = loop {
+        match std::os::unix::net::UnixStream::connect(socket) {
+            Ok(st) => break st,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot reach the agent at {}: {e}", socket.display()),
+        }
+    };
+    stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).unwrap();
+    reply.trim().to_string()
+}
+
+#[test]
+fn snapshots_on_request_are_consistent_while_threads_run_and_reset_works() {
+    let s = Scratch::new();
+    let prog = s.build("server.c", "server", &["-O2"]);
+    let live = start_server(&s, &prog, &[], true, None);
+    let socket = control_socket(&s, live.pid);
+    let mut last = 0;
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_millis(60));
+        let reply = ask(&socket, "snapshot");
+        let path = reply.strip_prefix("ok ").unwrap_or_else(|| panic!("reply {reply:?}"));
+        let snap = Snapshot::read(Path::new(path)).unwrap();
+        assert_eq!(snap.process.reason, Reason::Request);
+        assert_eq!(snap.process.sequence, i + 1);
+        let n = probe(&snap, "handle_request").count;
+        assert!(n >= last, "counts went backwards: {last} then {n}");
+        last = n;
+    }
+    assert_eq!(ask(&socket, "reset"), "ok");
+    let reply = ask(&socket, "snapshot");
+    let snap = Snapshot::read(Path::new(reply.strip_prefix("ok ").unwrap())).unwrap();
+    assert!(probe(&snap, "handle_request").count < last, "a reset leaves the warm-up out");
+    assert!(ask(&socket, "bogus").starts_with("error"));
+    kill(live.pid, libc::SIGTERM);
+    live.finish();
+    assert!(!socket.exists(), "the socket goes away with the process");
+}
+
+#[test]
+fn interval_snapshots_rewrite_one_file_then_the_final_one() {
+    let s = Scratch::new();
+    let prog = s.build("spin.c", "spin", &["-O2"]);
+    let ran = Run::new(&prog, s.path()).args(&["3000", "10"]).env("HOTPROBE_INTERVAL", "0.1").run();
+    let snap = ran.snapshot();
+    assert_eq!(snap.process.reason, Reason::Exit);
+    assert!(snap.process.sequence >= 3, "interval snapshots before the final one: sequence {}", snap.process.sequence);
+}
