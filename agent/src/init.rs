@@ -118,6 +118,7 @@ fn start_engine(agent: &'static Agent) {
             let main_code = crate::install::loaded_objects().into_iter().find(|o| o.is_main).map(|o| {
                 (o.code.iter().map(|c| c.0).min().unwrap_or(0), o.code.iter().map(|c| c.1).max().unwrap_or(0))
             });
+            let calibration_start = crate::sys::monotonic_ns();
             match main_code.and_then(crate::meter::calibrate::run) {
                 Some((inner, total)) => crate::debug!("probe cost {total:.1} ns per call, {inner:.1} ns inside the call's window"),
                 None => crate::warn!("could not calibrate the probe's cost; times are not compensated"),
@@ -127,13 +128,18 @@ fn start_engine(agent: &'static Agent) {
                 agent.set_problem(e);
                 return;
             }
+            let calibration_ms = (crate::sys::monotonic_ns() - calibration_start) as f64 / 1e6;
+            let install_start = crate::sys::monotonic_ns();
             let (installed, rejected) = crate::install::probe_new_objects(agent);
+            let install_ms = (crate::sys::monotonic_ns() - install_start) as f64 / 1e6;
             crate::install::warn_unmatched_probe_set();
             if rejected > 0 {
                 crate::warn!("{rejected} functions not probed; their reasons are in the snapshot and `hotprobe list`");
             }
             let ms = (crate::sys::monotonic_ns() - t0) as f64 / 1e6;
-            crate::info!("{installed} probes installed in {ms:.1} ms ({} backend)", agent.settings.probes.backend.as_str());
+            crate::info!(
+                "{installed} probes installed in {install_ms:.1} ms (discovery, selection and patching; {rejected} rejected); start-up {ms:.1} ms in all, calibration {calibration_ms:.1} ms"
+            );
         }
         hotprobe_config::Backend::Kernel => {
             if let Err(why) = crate::install::init_selector(agent).and_then(|_| crate::kernel::start(agent)) {

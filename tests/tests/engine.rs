@@ -230,3 +230,26 @@ fn stripped_cxx_program_probed_through_dynsym() {
     assert_eq!(count(&snap, "shapes::area(double)"), 4);
     assert_eq!(count(&snap, "shapes::twice<int>(int)"), 1);
 }
+
+/// The entry and exit stubs save the vector registers only when a fast path
+/// declines, so the fast paths must never touch one, nor call anything that
+/// might: checked on the agent as built.
+#[test]
+fn fast_paths_use_no_vector_register_and_call_nothing() {
+    let out = std::process::Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn", "-C"])
+        .arg(agent_path())
+        .output()
+        .expect("objdump (binutils) is needed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["hotprobe_enter_fast", "hotprobe_exit_fast"] {
+        let start = text.find(&format!("engine::fast::{name}>:")).unwrap_or_else(|| panic!("{name} not found in the agent"));
+        let body = &text[start..];
+        let body = &body[..body.find("\n\n").unwrap_or(body.len())];
+        assert!(body.lines().count() > 20, "{name} looks empty");
+        for line in body.lines().skip(1) {
+            assert!(!line.contains("xmm") && !line.contains("ymm") && !line.contains("zmm"), "{name} uses a vector register: {line}");
+            assert!(!line.contains("\tcall"), "{name} calls out: {line}");
+        }
+    }
+}

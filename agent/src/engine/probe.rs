@@ -192,3 +192,4 @@ pub fn is_patch_site(addr: usize) -> bool {
         Err(_) => true,
     }
 }
+

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""hotprobe's benchmarks: every figure is a median of interleaved runs (bare
+and probed side by side in one session), printed as markdown for
+BENCHMARKS.md.
+
+    python3 bench/bench.py [call-cost|install|many|redis|all] [--rounds N]
+
+Needs a release build (cargo build --release --workspace) and gcc; the
+uftrace column needs `uftrace`, redis needs `redis-server redis-benchmark`.
+"""
+import argparse, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AGENT = os.path.join(ROOT, "target", "release", "libhotprobe.so")
+WORK = tempfile.mkdtemp(prefix="hotprobe-bench-")
+
+
+def build(src, out, *flags):
+    path = os.path.join(WORK, out)
+    subprocess.run(["gcc", "-O2", "-g", "-o", path, os.path.join(ROOT, src), *flags, "-lpthread"], check=True)
+    return path
+
+
+def agent_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPROBE_")}
+    env["LD_PRELOAD"] = AGENT
+    env["HOTPROBE_OUTPUT"] = os.path.join(WORK, "{exe}-{pid}.json")
+    env.update(extra)
+    return env
+
+
+def bare_env():
+    return {k: v for k, v in os.environ.items() if not k.startswith("HOTPROBE_") and k != "LD_PRELOAD"}
+
+
+def run(cmd, env, timeout=600):
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=WORK)
+
+
+def med(values):
+    return statistics.median(values)
+
+
+def call_cost(rounds):
+    prog = build("bench/call_cost.c", "call_cost")
+    n = "3000000"
+    variants = {
+        "bare": (lambda: [prog, n, "0"], bare_env()),
+        "hotprobe, probe active": (lambda: [prog, n, "0"], agent_env(HOTPROBE_ADAPTIVE="0", HOTPROBE_INCLUDE="leaf")),
+        "hotprobe, probe disabled by the score card": (lambda: [prog, n, "200000"], agent_env(HOTPROBE_INCLUDE="leaf")),
+    }
+    if shutil.which("uftrace"):
+        data = os.path.join(WORK, "uftrace.data")
+        variants["uftrace record -P leaf"] = (lambda: ["uftrace", "record", "-P", "leaf", "-d", data, prog, n, "0"], bare_env())
+    results = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, (cmd, env) in variants.items():
+            out = run(cmd(), env).stdout
+            m = re.search(r"([0-9.]+) ns/call", out)
+            if m:
+                results[name].append(float(m.group(1)))
+    bare = med(results["bare"])
+    print(f"### Per-call cost of a ~3 ns function (`bench/call_cost.c`, {rounds} interleaved rounds, median)\n")
+    print("| variant | ns per call | added to the bare call | × bare |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, vals in results.items():
+        if not vals:
+            continue
+        v = med(vals)
+        print(f"| {name} | {v:.1f} | {v - bare:+.1f} | {v / bare:.2f} |")
+    if "uftrace record -P leaf" in results and results["uftrace record -P leaf"]:
+        ours = med(results["hotprobe, probe active"]) - bare
+        theirs = med(results["uftrace record -P leaf"]) - bare
+        print(f"\nhotprobe adds {ours / theirs:.2f}× what uftrace adds ({ours:.1f} ns vs {theirs:.1f} ns).")
+    print()
+
+
+def install(rounds):
+    prog = build("bench/funcs5000.c", "funcs5000")
+    times, totals, cal = [], [], []
+    for _ in range(rounds):
+        err = run([prog], agent_env(HOTPROBE_LOG="info")).stderr
+        m = re.search(r"(\d+) probes installed in ([0-9.]+) ms .*start-up ([0-9.]+) ms in all, calibration ([0-9.]+) ms", err)
+        if m:
+            count = int(m.group(1))
+            times.append(float(m.group(2)))
+            totals.append(float(m.group(3)))
+            cal.append(float(m.group(4)))
+    print(f"### Installing {count} probes (`bench/funcs5000.c`, {rounds} runs, median)\n")
+    print("| step | ms |")
+    print("| --- | ---: |")
+    print(f"| discovery + selection + trampolines + patching | {med(times):.1f} |")
+    print(f"| calibration of the probe's cost | {med(cal):.1f} |")
+    print(f"| agent start-up in all | {med(totals):.1f} |\n")
+
+
+def many(rounds):
+    import json, glob
+    prog = build("tests/programs/many.c", "many")
+    bare_t, agent_t, disabled = [], [], []
+    for _ in range(rounds):
+        for env, sink in ((bare_env(), bare_t), (agent_env(), agent_t)):
+            for f in glob.glob(os.path.join(WORK, "many-*.json")):
+                os.remove(f)
+            t0 = time.monotonic()
+            run([prog, "3000"], env)
+            sink.append(time.monotonic() - t0)
+        snaps = glob.glob(os.path.join(WORK, "many-*.json"))
+        if snaps:
+            s = json.load(open(snaps[0]))
+            fs = [p for p in s["probes"] if re.fullmatch(r"f\d+", p["name"])]
+            disabled.append(100.0 * sum(p["state"] == "disabled" for p in fs) / max(len(fs), 1))
+    b, a = med(bare_t), med(agent_t)
+    print(f"### 2,000 small functions × 4 threads, adaptive on (`tests/programs/many.c 3000`, {rounds} interleaved pairs, median)\n")
+    print("| | wall s |")
+    print("| --- | ---: |")
+    print(f"| bare | {b:.3f} |")
+    print(f"| hotprobe (all 2,001 functions probed at start) | {a:.3f} |")
+    print(f"\nWhole run {a / b:.2f}× bare; {med(disabled):.1f}% of the 2,000 probes disabled by the end.\n")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_once(env, requests):
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                              env=env, cwd=WORK, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.05)
+        cpu0 = cpu_seconds(server.pid)
+        out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "8", "-n", str(requests), "-t", "set,get", "--csv"],
+                             capture_output=True, text=True).stdout
+        cpu = cpu_seconds(server.pid) - cpu0
+        rps = [float(m) for m in re.findall(r'^"(?:SET|GET)","([0-9.]+)"', out, re.M)]
+    finally:
+        subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True)
+        server.wait(timeout=30)
+    return statistics.mean(rps) if rps else float("nan"), cpu * 1e6 / (2 * requests)
+
+
+def redis(rounds):
+    if not shutil.which("redis-server"):
+        print("(redis-server not installed: skipped)\n")
+        return
+    requests = 100000
+    variants = {
+        "bare": bare_env(),
+        "hotprobe, all functions, adaptive on": agent_env(),
+        "hotprobe, all functions, adaptive off": agent_env(HOTPROBE_ADAPTIVE="0"),
+    }
+    res = {k: ([], []) for k in variants}
+    for _ in range(rounds):
+        for name, env in variants.items():
+            rps, us = redis_once(env, requests)
+            res[name][0].append(rps)
+            res[name][1].append(us)
+    b_rps, b_us = med(res["bare"][0]), med(res["bare"][1])
+    print(f"### redis-server (Debian, stripped, all `.dynsym` functions) under `redis-benchmark -c 8 -t set,get -n {requests}` ({rounds} interleaved rounds, median)\n")
+    print("| variant | requests/s | × bare | server CPU µs per request | × bare |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, (rps, us) in res.items():
+        print(f"| {name} | {med(rps):,.0f} | {med(rps) / b_rps:.2f} | {med(us):.2f} | {med(us) / b_us:.2f} |")
+    print(f"\nThroughput as bare / agent: the machine swings ±20% run to run; CPU per request is the steadier figure.\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "redis", "all"])
+    ap.add_argument("--rounds", type=int, default=7)
+    a = ap.parse_args()
+    if not os.path.exists(AGENT):
+        sys.exit("build first: cargo build --release --workspace")
+    print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
+    for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("redis", redis)):
+        if a.what in (name, "all"):
+            f(a.rounds)
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
