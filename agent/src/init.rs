@@ -41,6 +41,24 @@ pub fn started_as() -> Option<String> {
     Some(path.rsplit('/').next().unwrap_or(&path).to_string()).filter(|n| !n.is_empty())
 }
 
+/// The environment variable that marks the process the user started: every
+/// image below it is a child, which `HOTPROBE_FOLLOW` may leave out.
+pub const ROOT_VAR: &str = "HOTPROBE_ROOT";
+
+/// Whether this image is the process the user started (or an exec of it),
+/// marking it so for its descendants when it is.
+fn is_root_image() -> bool {
+    let pid = crate::sys::getpid().to_string();
+    match std::env::var(ROOT_VAR) {
+        Ok(root) => root == pid,
+        Err(_) => {
+            // Still single-threaded in the constructor: setenv is safe here.
+            std::env::set_var(ROOT_VAR, &pid);
+            true
+        }
+    }
+}
+
 pub fn start() {
     if !loaded_as_agent() {
         return;
@@ -56,7 +74,7 @@ pub fn start() {
     crate::log::set_level(settings.agent.log);
     let (exe, argv) = read_exe_and_argv();
     let exe_name = started_as().unwrap_or_else(|| crate::export::snapshot::exe_name(&exe).to_string());
-    if !settings.target.follow.allows(&exe_name) {
+    if !is_root_image() && !settings.target.follow.allows(&exe_name) {
         crate::info!("{exe_name} is not followed (target.follow); the agent stays off");
         return;
     }

@@ -123,6 +123,7 @@ fn fork_vfork_and_exec_each_image_has_its_own_snapshot() {
     let s = Scratch::new();
     let prog = s.build("forks.c", "forks", &["-O2"]);
     let bare = Run::new(&prog, s.path()).bare().run();
+    // Children named `forks` are followed; /bin/true, exec'd by the vfork child, is not.
     let ran = Run::new(&prog, s.path()).env("HOTPROBE_ADAPTIVE", "0").env("HOTPROBE_FOLLOW", "forks").run();
     ran.assert_same_as(&bare);
     assert_eq!(ran.snapshots.len(), 3, "parent, fork child, exec'd image: {:?}", ran.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>());
@@ -140,6 +141,20 @@ fn fork_vfork_and_exec_each_image_has_its_own_snapshot() {
     for (_, snap) in &ran.snapshots {
         assert_clean(snap);
     }
+}
+
+#[test]
+fn follow_none_probes_only_the_process_the_user_started() {
+    let s = Scratch::new();
+    let prog = s.build("forks.c", "forks", &["-O2"]);
+    let bare = Run::new(&prog, s.path()).bare().run();
+    let ran = Run::new(&prog, s.path()).env("HOTPROBE_ADAPTIVE", "0").env("HOTPROBE_FOLLOW", "none").run();
+    ran.assert_same_as(&bare);
+    // The parent and its exec'd image (same process) write snapshots; the
+    // fork child and /bin/true (children) do not.
+    let mut counts: Vec<u64> = ran.snapshots.iter().map(|(_, s)| count(s, "counted")).collect();
+    counts.sort();
+    assert_eq!(counts, vec![5, 7], "{:?}", ran.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>());
 }
 
 #[test]
@@ -252,4 +267,41 @@ fn fast_paths_use_no_vector_register_and_call_nothing() {
             assert!(!line.contains("\tcall"), "{name} calls out: {line}");
         }
     }
+}
+
+#[test]
+fn libraries_loaded_with_dlopen_are_probed_and_dlclose_is_safe() {
+    let s = Scratch::new();
+    let lib = s.build("plugin.c", "libplugin.so", &["-O2", "-shared", "-fPIC"]);
+    let host = s.build("dlopen_host.c", "dlopen_host", &["-O2", "-ldl"]);
+    let lib_arg = lib.to_str().unwrap();
+    let bare = Run::new(&host, s.path()).args(&[lib_arg]).bare().run();
+    let ran = Run::new(&host, s.path()).args(&[lib_arg]).env("HOTPROBE_ADAPTIVE", "0").env("HOTPROBE_MODULES", "main,*libplugin*").run();
+    ran.assert_same_as(&bare);
+    let snap = ran.snapshot();
+    // Two loads of the library: each load is probed on its own.
+    let runs: Vec<_> = snap.probes.iter().filter(|p| p.name == "plugin_run").collect();
+    let steps: u64 = snap.probes.iter().filter(|p| p.name == "plugin_step").map(|p| p.count).sum();
+    assert_eq!(runs.iter().map(|p| p.count).sum::<u64>(), 2, "{runs:?}");
+    assert_eq!(steps, 200);
+    assert!(runs.iter().all(|p| p.module.ends_with("libplugin.so")));
+    assert!(
+        runs.iter().any(|p| p.state == ProbeState::Rejected && p.reason.as_deref().unwrap_or("").contains("unloaded")),
+        "the first load's probes are marked unloaded: {runs:?}"
+    );
+}
+
+#[test]
+fn probes_removed_live_from_unaligned_code_while_threads_run() {
+    // At -O0 functions are not 16-byte aligned, so many patches do not fit one
+    // aligned 8-byte word and go through the breakpoint-first protocol while
+    // four threads keep calling them.
+    let s = Scratch::new();
+    let prog = s.build("many.c", "many-O0", &["-O0"]);
+    let bare = Run::new(&prog, s.path()).args(&["1500"]).bare().run();
+    let ran = Run::new(&prog, s.path()).args(&["1500"]).run();
+    ran.assert_same_as(&bare);
+    let snap = ran.snapshot();
+    let disabled = snap.probes.iter().filter(|p| p.state == ProbeState::Disabled).count();
+    assert!(disabled >= 1900, "{disabled} probes removed");
 }

@@ -130,10 +130,18 @@ fn unwritable_output_directory_fails_open() {
 }
 
 #[test]
-fn not_followed_executable_stays_bare() {
+fn follow_globs_choose_the_children_not_the_process_started() {
     let s = Scratch::new();
     let prog = hello(&s);
+    // The started process is probed whatever the globs say...
     let ran = Run::new(&prog, s.path()).env("HOTPROBE_FOLLOW", "redis-*").run();
-    assert!(ran.snapshots.is_empty());
-    assert_eq!(ran.stderr(), "");
+    assert_eq!(ran.snapshots.len(), 1);
+    // ...and a child that matches no glob stays bare (sh forks `hello`).
+    let script = format!("{}; true", prog.display());
+    let ran = Run::new(std::path::Path::new("/bin/sh"), s.path()).args(&["-c", &script]).env("HOTPROBE_FOLLOW", "redis-*").run();
+    let exes: Vec<String> = ran.snapshots.iter().map(|(_, s)| s.process.exe.clone()).collect();
+    assert_eq!(ran.snapshots.len(), 1, "{exes:?}");
+    assert!(!exes[0].ends_with("/hello"), "{exes:?}");
+    let ran = Run::new(std::path::Path::new("/bin/sh"), s.path()).args(&["-c", &script]).env("HOTPROBE_FOLLOW", "hel*").run();
+    assert_eq!(ran.snapshots.len(), 2, "sh and the followed child");
 }

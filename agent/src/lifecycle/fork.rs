@@ -20,6 +20,14 @@ extern "C" fn child() {
         if !state::is_active() {
             return;
         }
+        if !agent.settings.target.follow.allows(&agent.exe_name) {
+            // Not followed: the child's probes stop metering and it writes no snapshot.
+            state::deactivate();
+            for p in crate::engine::probe::all() {
+                p.bypass.store(1, core::sync::atomic::Ordering::Release);
+            }
+            return;
+        }
         let mut id = lock(&agent.identity);
         let parent_pid = id.pid;
         id.pid = crate::sys::getpid();

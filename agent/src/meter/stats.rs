@@ -1,5 +1,7 @@
-//! What one thread measured for one probe: 240 bytes, written only by that
+//! What one thread measured for one probe: 208 bytes, written only by that
 //! thread (and its signal handlers), merged at thread exit and snapshots.
+//! With its entry in the thread's probe map (at most 32 bytes at the map's
+//! load limit) a thread pays at most 240 bytes per probe it calls.
 
 use crate::engine::probe::Probe;
 use crate::meter::histogram::{bucket, LOCAL_BUCKETS};
@@ -24,7 +26,7 @@ pub struct ThreadProbeStats {
     pub hist: [u8; LOCAL_BUCKETS],
 }
 
-const _: () = assert!(core::mem::size_of::<ThreadProbeStats>() <= 256);
+const _: () = assert!(core::mem::size_of::<ThreadProbeStats>() + 32 <= 256);
 
 /// Adds one to a counter with a single instruction, so a signal handler
 /// that interrupts the update cannot lose its own increment or ours.

@@ -225,6 +225,13 @@ pub fn apply(patches: &[Patch], direction: Direction) -> Result<usize, String> {
     for chunk in rest.chunks(TRAPS) {
         breakpoint_first(&mut writer, chunk, &new);
     }
+    crate::debug!(
+        "{} {} patches with threads running: {} atomic stores, {} breakpoint-first",
+        if direction == Direction::Install { "applied" } else { "removed" },
+        patches.len(),
+        atomic.len(),
+        rest.len()
+    );
     writer.close();
     sync_cores();
     Ok(patches.len())
