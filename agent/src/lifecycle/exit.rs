@@ -21,3 +21,25 @@ pub fn register() {
     // SAFETY: at_exit is a plain extern "C" fn with no arguments.
     unsafe { libc::atexit(at_exit) };
 }
+
+crate::real!(UNDERSCORE_EXIT, "_exit");
+crate::real!(UNDERSCORE_CAPITAL_EXIT, "_Exit");
+
+/// `_exit` skips atexit handlers (shells and fork children end this way),
+/// so the final snapshot is written here first. Not in a vfork child, which
+/// shares the parent's memory: its `_exit` is the parent's business.
+#[no_mangle]
+pub unsafe extern "C" fn _exit(status: i32) -> ! {
+    at_exit();
+    // SAFETY: the real libc function; it does not return.
+    let real: extern "C" fn(i32) -> ! = unsafe { core::mem::transmute(UNDERSCORE_EXIT.get()) };
+    real(status)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn _Exit(status: i32) -> ! {
+    at_exit();
+    // SAFETY: as above.
+    let real: extern "C" fn(i32) -> ! = unsafe { core::mem::transmute(UNDERSCORE_CAPITAL_EXIT.get()) };
+    real(status)
+}
