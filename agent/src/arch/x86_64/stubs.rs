@@ -43,6 +43,67 @@ hotprobe_tls_thread:
 hotprobe_tls_vfork:
     .zero 8
 
+    /* Every register a call may change, saved around our Rust code: the
+       nine scratch GPRs always, xmm0-15 only around the full paths. */
+    .macro HP_SAVE_GPRS
+    mov [rsp + 0], rax
+    mov [rsp + 8], rcx
+    mov [rsp + 16], rdx
+    mov [rsp + 24], rsi
+    mov [rsp + 32], rdi
+    mov [rsp + 40], r8
+    mov [rsp + 48], r9
+    mov [rsp + 56], r10
+    mov [rsp + 64], r11
+    .endm
+    .macro HP_RESTORE_GPRS
+    mov rax, [rsp + 0]
+    mov rcx, [rsp + 8]
+    mov rdx, [rsp + 16]
+    mov rsi, [rsp + 24]
+    mov rdi, [rsp + 32]
+    mov r8, [rsp + 40]
+    mov r9, [rsp + 48]
+    mov r10, [rsp + 56]
+    mov r11, [rsp + 64]
+    .endm
+    .macro HP_SAVE_XMM
+    movaps [rsp + 0], xmm0
+    movaps [rsp + 16], xmm1
+    movaps [rsp + 32], xmm2
+    movaps [rsp + 48], xmm3
+    movaps [rsp + 64], xmm4
+    movaps [rsp + 80], xmm5
+    movaps [rsp + 96], xmm6
+    movaps [rsp + 112], xmm7
+    movaps [rsp + 128], xmm8
+    movaps [rsp + 144], xmm9
+    movaps [rsp + 160], xmm10
+    movaps [rsp + 176], xmm11
+    movaps [rsp + 192], xmm12
+    movaps [rsp + 208], xmm13
+    movaps [rsp + 224], xmm14
+    movaps [rsp + 240], xmm15
+    .endm
+    .macro HP_RESTORE_XMM
+    movaps xmm0, [rsp + 0]
+    movaps xmm1, [rsp + 16]
+    movaps xmm2, [rsp + 32]
+    movaps xmm3, [rsp + 48]
+    movaps xmm4, [rsp + 64]
+    movaps xmm5, [rsp + 80]
+    movaps xmm6, [rsp + 96]
+    movaps xmm7, [rsp + 112]
+    movaps xmm8, [rsp + 128]
+    movaps xmm9, [rsp + 144]
+    movaps xmm10, [rsp + 160]
+    movaps xmm11, [rsp + 176]
+    movaps xmm12, [rsp + 192]
+    movaps xmm13, [rsp + 208]
+    movaps xmm14, [rsp + 224]
+    movaps xmm15, [rsp + 240]
+    .endm
+
     .text
     .p2align 4
     .globl hotprobe_entry_stub
@@ -62,15 +123,7 @@ hotprobe_entry_stub:
     mov rbp, rsp
     and rsp, -16
     sub rsp, 80
-    mov [rsp + 0], rax
-    mov [rsp + 8], rcx
-    mov [rsp + 16], rdx
-    mov [rsp + 24], rsi
-    mov [rsp + 32], rdi
-    mov [rsp + 40], r8
-    mov [rsp + 48], r9
-    mov [rsp + 56], r10
-    mov [rsp + 64], r11
+    HP_SAVE_GPRS
     mov rdi, [rbp + 8]
     lea rsi, [rbp + 16]
     mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
@@ -80,55 +133,17 @@ hotprobe_entry_stub:
     jnz 3f
     /* The full path may use vector registers: save them all. */
     sub rsp, 256
-    movaps [rsp + 0], xmm0
-    movaps [rsp + 16], xmm1
-    movaps [rsp + 32], xmm2
-    movaps [rsp + 48], xmm3
-    movaps [rsp + 64], xmm4
-    movaps [rsp + 80], xmm5
-    movaps [rsp + 96], xmm6
-    movaps [rsp + 112], xmm7
-    movaps [rsp + 128], xmm8
-    movaps [rsp + 144], xmm9
-    movaps [rsp + 160], xmm10
-    movaps [rsp + 176], xmm11
-    movaps [rsp + 192], xmm12
-    movaps [rsp + 208], xmm13
-    movaps [rsp + 224], xmm14
-    movaps [rsp + 240], xmm15
+    HP_SAVE_XMM
     mov rdi, [rbp + 8]
     lea rsi, [rbp + 16]
     mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
     mov rdx, qword ptr fs:[rdx]
     call {enter}
-    movaps xmm0, [rsp + 0]
-    movaps xmm1, [rsp + 16]
-    movaps xmm2, [rsp + 32]
-    movaps xmm3, [rsp + 48]
-    movaps xmm4, [rsp + 64]
-    movaps xmm5, [rsp + 80]
-    movaps xmm6, [rsp + 96]
-    movaps xmm7, [rsp + 112]
-    movaps xmm8, [rsp + 128]
-    movaps xmm9, [rsp + 144]
-    movaps xmm10, [rsp + 160]
-    movaps xmm11, [rsp + 176]
-    movaps xmm12, [rsp + 192]
-    movaps xmm13, [rsp + 208]
-    movaps xmm14, [rsp + 224]
-    movaps xmm15, [rsp + 240]
+    HP_RESTORE_XMM
     add rsp, 256
 3:
     mov [rbp + 8], rax
-    mov rax, [rsp + 0]
-    mov rcx, [rsp + 8]
-    mov rdx, [rsp + 16]
-    mov rsi, [rsp + 24]
-    mov rdi, [rsp + 32]
-    mov r8, [rsp + 40]
-    mov r9, [rsp + 48]
-    mov r10, [rsp + 56]
-    mov r11, [rsp + 64]
+    HP_RESTORE_GPRS
     mov rsp, rbp
     pop rbp
     /* [rsp] = where the call continues; it stays readable in the red zone. */
@@ -157,15 +172,7 @@ hotprobe_exit_stub:
     mov rbp, rsp
     and rsp, -16
     sub rsp, 80
-    mov [rsp + 0], rax
-    mov [rsp + 8], rcx
-    mov [rsp + 16], rdx
-    mov [rsp + 24], rsi
-    mov [rsp + 32], rdi
-    mov [rsp + 40], r8
-    mov [rsp + 48], r9
-    mov [rsp + 56], r10
-    mov [rsp + 64], r11
+    HP_SAVE_GPRS
     lea rdi, [rbp + 8]
     mov rsi, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
     mov rsi, qword ptr fs:[rsi]
@@ -173,54 +180,16 @@ hotprobe_exit_stub:
     test rax, rax
     jnz 3f
     sub rsp, 256
-    movaps [rsp + 0], xmm0
-    movaps [rsp + 16], xmm1
-    movaps [rsp + 32], xmm2
-    movaps [rsp + 48], xmm3
-    movaps [rsp + 64], xmm4
-    movaps [rsp + 80], xmm5
-    movaps [rsp + 96], xmm6
-    movaps [rsp + 112], xmm7
-    movaps [rsp + 128], xmm8
-    movaps [rsp + 144], xmm9
-    movaps [rsp + 160], xmm10
-    movaps [rsp + 176], xmm11
-    movaps [rsp + 192], xmm12
-    movaps [rsp + 208], xmm13
-    movaps [rsp + 224], xmm14
-    movaps [rsp + 240], xmm15
+    HP_SAVE_XMM
     lea rdi, [rbp + 8]
     mov rsi, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
     mov rsi, qword ptr fs:[rsi]
     call {exit}
-    movaps xmm0, [rsp + 0]
-    movaps xmm1, [rsp + 16]
-    movaps xmm2, [rsp + 32]
-    movaps xmm3, [rsp + 48]
-    movaps xmm4, [rsp + 64]
-    movaps xmm5, [rsp + 80]
-    movaps xmm6, [rsp + 96]
-    movaps xmm7, [rsp + 112]
-    movaps xmm8, [rsp + 128]
-    movaps xmm9, [rsp + 144]
-    movaps xmm10, [rsp + 160]
-    movaps xmm11, [rsp + 176]
-    movaps xmm12, [rsp + 192]
-    movaps xmm13, [rsp + 208]
-    movaps xmm14, [rsp + 224]
-    movaps xmm15, [rsp + 240]
+    HP_RESTORE_XMM
     add rsp, 256
 3:
     mov [rbp + 8], rax
-    mov rax, [rsp + 0]
-    mov rcx, [rsp + 8]
-    mov rdx, [rsp + 16]
-    mov rsi, [rsp + 24]
-    mov rdi, [rsp + 32]
-    mov r8, [rsp + 40]
-    mov r9, [rsp + 48]
-    mov r10, [rsp + 56]
-    mov r11, [rsp + 64]
+    HP_RESTORE_GPRS
     mov rsp, rbp
     pop rbp
     lea rsp, [rsp + 8]
