@@ -139,6 +139,7 @@ fn start_engine(agent: &'static Agent) {
             let calibration_start = crate::sys::monotonic_ns();
             match main_code.and_then(crate::meter::calibrate::run) {
                 Some((inner, total)) => crate::debug!("probe cost {total:.1} ns per call, {inner:.1} ns inside the call's window"),
+                None if crate::install::patching_refused() => return,
                 None => crate::warn!("could not calibrate the probe's cost; times are not compensated"),
             }
             if let Err(e) = crate::install::init_selector(agent) {
@@ -151,7 +152,7 @@ fn start_engine(agent: &'static Agent) {
             let (installed, rejected) = crate::install::probe_new_objects(agent);
             let install_ms = (crate::sys::monotonic_ns() - install_start) as f64 / 1e6;
             crate::install::warn_unmatched_probe_set();
-            if rejected > 0 {
+            if rejected > 0 && !crate::install::patching_refused() {
                 crate::warn!("{rejected} functions not probed; their reasons are in the snapshot and `hotprobe list`");
             }
             let ms = (crate::sys::monotonic_ns() - t0) as f64 / 1e6;

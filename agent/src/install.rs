@@ -22,6 +22,14 @@ pub struct Loaded {
     pub code: Vec<(usize, usize)>,
 }
 
+/// Set once live patching was refused (said once, on stderr and in the snapshot).
+static PATCH_REFUSED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether the system refused live patching (then said so once).
+pub fn patching_refused() -> bool {
+    PATCH_REFUSED.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Objects already offered to the selector, by (path, bias).
 static SEEN: Mutex<Option<HashSet<(PathBuf, usize)>>> = Mutex::new(None);
 /// The selector built from the settings, kept for later dlopens.
@@ -189,6 +197,12 @@ pub fn install(ready: &[(&'static Probe, &[u8])], obj: &Loaded) -> usize {
     match patch::apply(&patches, Direction::Install) {
         Ok(n) => n,
         Err(e) => {
+            if !PATCH_REFUSED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+                crate::error!("{e}; the program runs unprobed");
+                if let Some(agent) = crate::state::agent() {
+                    agent.set_problem(e.clone());
+                }
+            }
             reject_all(placed.into_iter(), &e);
             0
         }

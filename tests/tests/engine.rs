@@ -305,3 +305,27 @@ fn probes_removed_live_from_unaligned_code_while_threads_run() {
     let disabled = snap.probes.iter().filter(|p| p.state == ProbeState::Disabled).count();
     assert!(disabled >= 1900, "{disabled} probes removed");
 }
+
+#[test]
+fn refused_write_exec_mappings_fall_back_or_run_unprobed() {
+    let s = Scratch::new();
+    let prog = s.build("counts.c", "counts", &["-O2"]);
+    let nowx = s.build("nowx.c", "nowx", &["-O2"]);
+    let prog_arg = prog.to_str().unwrap();
+    let bare = Run::new(&prog, s.path()).args(&["100"]).bare().run();
+    // mprotect(W|X) refused: patches go through /proc/self/mem, counts stay exact.
+    let ran = Run::new(&nowx, s.path()).args(&[prog_arg, "100"]).env("HOTPROBE_ADAPTIVE", "0").run();
+    ran.assert_same_as(&bare);
+    let of_prog = |ran: &Ran| ran.snapshots.iter().map(|x| x.1.clone()).find(|s| s.process.exe.ends_with("/counts")).expect("the program's snapshot");
+    assert_eq!(count(&of_prog(&ran), "leaf"), 300);
+    assert_eq!(ran.stderr(), "", "the fallback is silent");
+    // Neither way works: the program runs unprobed, one line says why.
+    let ran = Run::new(&nowx, s.path()).args(&["--no-proc-mem", prog_arg, "100"]).env("HOTPROBE_ADAPTIVE", "0").run();
+    ran.assert_same_as(&bare);
+    let stderr = ran.stderr();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("refuses live patching") && stderr.contains("HOTPROBE_BACKEND=kernel"), "{stderr}");
+    let snap = of_prog(&ran);
+    assert!(snap.agent.problem.as_deref().unwrap_or("").contains("refuses live patching"));
+    assert!(snap.probes.iter().all(|p| p.count == 0));
+}

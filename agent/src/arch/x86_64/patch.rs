@@ -130,13 +130,21 @@ impl Writer {
             if rc != 0 {
                 let err = std::io::Error::last_os_error();
                 Self::restore(&pages);
-                return match std::fs::OpenOptions::new().write(true).open("/proc/self/mem") {
-                    Ok(f) => Ok(Writer::ProcMem(f)),
-                    Err(e2) => Err(format!(
+                let refused = |e2: String| {
+                    format!(
                         "code pages cannot be made writable ({err}) and /proc/self/mem cannot be written ({e2}): \
                          the system refuses live patching; use HOTPROBE_BACKEND=kernel"
-                    )),
+                    )
                 };
+                let file = std::fs::OpenOptions::new().write(true).open("/proc/self/mem").map_err(|e| refused(e.to_string()))?;
+                // Rewrite a site's current bytes: proves writes go through before any patch starts.
+                let first = sites.first().copied().unwrap_or(0);
+                let mut current = [0u8; JMP_LEN];
+                // SAFETY: the site is mapped, readable code.
+                unsafe { core::ptr::copy_nonoverlapping(first as *const u8, current.as_mut_ptr(), JMP_LEN) };
+                use std::os::unix::fs::FileExt;
+                file.write_all_at(&current, first as u64).map_err(|e| refused(e.to_string()))?;
+                return Ok(Writer::ProcMem(file));
             }
             pages.push((lo, hi, prot));
         }
@@ -197,6 +205,8 @@ fn protection_of(maps: &[crate::maps::Mapping], addr: usize) -> i32 {
 }
 
 /// Applies (or takes back) a batch of patches. Returns the sites done.
+/// A write that fails midway stops the batch with an error (the breakpoint
+/// protocol first undoes its own `int3`s).
 pub fn apply(patches: &[Patch], direction: Direction) -> Result<usize, String> {
     if patches.is_empty() {
         return Ok(0);
@@ -205,9 +215,15 @@ pub fn apply(patches: &[Patch], direction: Direction) -> Result<usize, String> {
     let sites: Vec<usize> = patches.iter().map(|p| p.site).collect();
     let mut writer = Writer::open(&sites)?;
     let new = |p: &Patch| if direction == Direction::Install { p.jump } else { p.original };
+    let failed = |writer: Writer| {
+        writer.close();
+        Err("a write to code failed midway; the remaining probes stay as they were".to_string())
+    };
     if threads_alive() <= 1 {
         for p in patches {
-            writer.write(p.site, &new(p));
+            if !writer.write(p.site, &new(p)) {
+                return failed(writer);
+            }
         }
         writer.close();
         return Ok(patches.len());
@@ -220,10 +236,14 @@ pub fn apply(patches: &[Patch], direction: Direction) -> Result<usize, String> {
         unsafe { core::ptr::copy_nonoverlapping(word_addr as *const u8, word.as_mut_ptr(), 8) };
         let at = p.site - word_addr;
         word[at..at + JMP_LEN].copy_from_slice(&new(p));
-        writer.write(word_addr, &word);
+        if !writer.write(word_addr, &word) {
+            return failed(writer);
+        }
     }
     for chunk in rest.chunks(TRAPS) {
-        breakpoint_first(&mut writer, chunk, &new);
+        if !breakpoint_first(&mut writer, chunk, &new) {
+            return failed(writer);
+        }
     }
     crate::debug!(
         "{} {} patches with threads running: {} atomic stores, {} breakpoint-first",
@@ -237,28 +257,48 @@ pub fn apply(patches: &[Patch], direction: Direction) -> Result<usize, String> {
     Ok(patches.len())
 }
 
-fn breakpoint_first(writer: &mut Writer, patches: &[&Patch], new: &dyn Fn(&Patch) -> [u8; JMP_LEN]) {
+fn breakpoint_first(writer: &mut Writer, patches: &[&Patch], new: &dyn Fn(&Patch) -> [u8; JMP_LEN]) -> bool {
     super::cpu::install_trap_handler();
     for (i, p) in patches.iter().enumerate() {
         TRAP_RESUME[i].store(p.resume, Ordering::Relaxed);
         TRAP_SITES[i].store(p.site, Ordering::Release);
     }
     TRAPS_LIVE.store(patches.len(), Ordering::Release);
+    let mut ok = true;
+    let mut trapped = 0;
     for p in patches {
-        writer.write(p.site, &[0xCC]);
+        if !writer.write(p.site, &[0xCC]) {
+            ok = false;
+            break;
+        }
+        trapped += 1;
     }
     sync_cores();
-    for p in patches {
-        writer.write(p.site + 1, &new(p)[1..]);
+    if ok {
+        for p in patches {
+            ok &= writer.write(p.site + 1, &new(p)[1..]);
+        }
+        sync_cores();
     }
-    sync_cores();
-    for p in patches {
-        writer.write(p.site, &new(p)[..1]);
+    // Byte 0 last: the new first byte, or (after a failure) the old one back.
+    for p in &patches[..trapped] {
+        let first = if ok { new(p)[0] } else { current_first_byte(p, new) };
+        writer.write(p.site, &[first]);
     }
     sync_cores();
     TRAPS_LIVE.store(0, Ordering::Release);
     for s in TRAP_SITES.iter().take(patches.len()) {
         s.store(0, Ordering::Relaxed);
+    }
+    ok
+}
+
+/// The first byte a site had before this batch (the other of jump/original).
+fn current_first_byte(p: &Patch, new: &dyn Fn(&Patch) -> [u8; JMP_LEN]) -> u8 {
+    if new(p) == p.jump {
+        p.original[0]
+    } else {
+        p.jump[0]
     }
 }
 
