@@ -123,6 +123,9 @@ pub struct MeterInfo {
     pub tsc_hz: Option<f64>,
     pub memory_bytes: u64,
     pub unmetered: u64,
+    /// Calls counted but not timed (no thread state yet or any more, e.g. a
+    /// signal handler's call while a thread starts or ends).
+    pub untimed: u64,
     pub lost_records: u64,
     pub contexts_truncated: bool,
     pub threads: u64,
@@ -135,6 +138,7 @@ impl Default for MeterInfo {
             tsc_hz: None,
             memory_bytes: 0,
             unmetered: 0,
+            untimed: 0,
             lost_records: 0,
             contexts_truncated: false,
             threads: 0,

@@ -276,3 +276,25 @@ fn interval_snapshots_rewrite_one_file_then_the_final_one() {
     assert_eq!(snap.process.reason, Reason::Exit);
     assert!(snap.process.sequence >= 3, "interval snapshots before the final one: sequence {}", snap.process.sequence);
 }
+
+#[test]
+fn stress_threads_forks_and_signals_through_probes_removed_live() {
+    let s = Scratch::new();
+    let prog = s.build("stress.c", "stress", &["-O2"]);
+    let bare = Run::new(&prog, s.path()).args(&["6", "20000"]).bare().run();
+    for adaptive in ["1", "0"] {
+        let ran = Run::new(&prog, s.path()).args(&["6", "20000"]).env("HOTPROBE_ADAPTIVE", adaptive).run();
+        ran.assert_same_as(&bare);
+        let parent = ran.snapshots.iter().map(|x| &x.1).find(|s| s.process.forked_from.is_none() && s.config.hotspot.adaptive == (adaptive == "1")).expect("parent snapshot");
+        assert_eq!(parent.meter.unmetered, 0);
+        if adaptive == "0" {
+            assert_eq!(probe(parent, "step").count, 6 * 20000 + 200, "exact with adaptive off");
+            let children: Vec<_> = ran.snapshots.iter().map(|x| &x.1).filter(|s| s.process.forked_from == Some(parent.process.pid)).collect();
+            assert_eq!(children.len(), 5);
+            assert!(children.iter().all(|c| probe(c, "step").count == 1000), "each fork child counts its own calls from zero");
+        }
+        for (p, _) in &ran.snapshots {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+}

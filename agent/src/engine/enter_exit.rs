@@ -7,7 +7,7 @@
 use crate::arch::x86_64::stubs::exit_stub_address;
 use crate::engine::probe::Probe;
 use crate::engine::shadow::{fence, Frame, Shadow, CAPACITY, FOLDED, HOOKED};
-use crate::engine::thread::{current_or_create, ThreadState, UNMETERED_ORPHANS};
+use crate::engine::thread::{current_or_create, ThreadState};
 use crate::meter::contexts::ROOT;
 use crate::meter::stats::bump;
 use crate::adaptive::score_card as score;
@@ -26,7 +26,8 @@ pub unsafe extern "C" fn hotprobe_enter(probe: *const Probe, slot: *mut usize, t
     let resume = probe.resume.load(Ordering::Relaxed);
     let thread = current_or_create(tls);
     if thread.is_null() {
-        UNMETERED_ORPHANS.fetch_add(1, Ordering::Relaxed);
+        // The thread is starting or ending (its state is being built or is gone).
+        probe.untimed.fetch_add(1, Ordering::Relaxed);
         return resume;
     }
     // SAFETY: a live thread state is only used by its own thread (and its signal handlers,
@@ -57,7 +58,7 @@ pub fn push(t: &mut ThreadState, probe: &Probe, slot: usize, ret: usize, start: 
     let top = sh.top;
     let depth = top >> 1;
     if depth >= CAPACITY {
-        t.unmetered += 1;
+        probe.untimed.fetch_add(1, Ordering::Relaxed);
         return false;
     }
     let parent = committed_parent(sh, top);
@@ -74,7 +75,7 @@ pub fn push(t: &mut ThreadState, probe: &Probe, slot: usize, ret: usize, start: 
         t.stats_for(probe)
     };
     if stats.is_null() {
-        t.unmetered += 1;
+        probe.untimed.fetch_add(1, Ordering::Relaxed);
         return false;
     }
     let flags = folded | if ret != 0 { HOOKED } else { 0 };

@@ -77,6 +77,8 @@ pub struct Probe {
     /// The shared part of the histogram, allocated on first use.
     pub hist: AtomicPtr<Shared>,
     pub disabled_at_ns: AtomicU64,
+    /// Calls counted but not timed: no thread state could take them.
+    pub untimed: AtomicU64,
     pub totals: Mutex<Totals>,
     pub reason: Mutex<Option<String>>,
     pub meta: Meta,
@@ -99,6 +101,7 @@ impl Probe {
             settled: AtomicBool::new(false),
             hist: AtomicPtr::new(core::ptr::null_mut()),
             disabled_at_ns: AtomicU64::new(0),
+            untimed: AtomicU64::new(0),
             totals: Mutex::new(Totals::default()),
             reason: Mutex::new(None),
             meta,

@@ -37,8 +37,6 @@ pub struct ThreadState {
     pub switches: u64,
 }
 
-/// Calls no thread state could meter (before one existed or after it ended).
-pub static UNMETERED_ORPHANS: AtomicU64 = AtomicU64::new(0);
 /// Threads seen since the image started.
 pub static THREADS_SEEN: AtomicU64 = AtomicU64::new(0);
 
@@ -263,7 +261,6 @@ pub fn after_fork_in_child(survivor: *mut ThreadState) {
         free(t);
     }
     THREADS_SEEN.store(if survivor as usize > ENDED { 1 } else { 0 }, Ordering::Relaxed);
-    UNMETERED_ORPHANS.store(0, Ordering::Relaxed);
 }
 
 /// Lock/unlock around fork, so the child never inherits a held lock.

@@ -176,6 +176,7 @@ fn build(agent: &Agent, reason: Reason, signal: Option<i32>) -> Snapshot {
             tsc_hz: clock::is_tsc().then_some(per_ns * 1e9),
             memory_bytes: view.memory_bytes,
             unmetered: view.unmetered,
+            untimed: view.untimed,
             lost_records: crate::kernel::lost_records(),
             contexts_truncated: contexts::truncated(),
             threads: crate::engine::thread::THREADS_SEEN.load(core::sync::atomic::Ordering::Relaxed),

@@ -119,6 +119,7 @@ pub struct View {
     pub contexts: Vec<MergedNode>,
     pub folded: Vec<FoldedEdge>,
     pub unmetered: u64,
+    pub untimed: u64,
     pub memory_bytes: u64,
     pub switches: u64,
 }
@@ -131,7 +132,13 @@ pub fn view() -> View {
             Some(t) => ProcessTree { index: t.index.clone(), nodes: t.nodes.clone(), folded: t.folded.clone() },
             None => ProcessTree::default(),
         };
-        let mut unmetered = *lock(&ENDED_UNMETERED) + thread::UNMETERED_ORPHANS.load(core::sync::atomic::Ordering::Relaxed);
+        let mut unmetered = *lock(&ENDED_UNMETERED);
+        let mut untimed = 0;
+        for (p, v) in all.iter().zip(probes.iter_mut()) {
+            let n = p.untimed.load(core::sync::atomic::Ordering::Relaxed);
+            v.totals.count += n;
+            untimed += n;
+        }
         let mut memory = 0u64;
         let mut switches = 0u64;
         let mut local_hists: HashMap<u32, Vec<Vec<u8>>> = HashMap::new();
@@ -182,6 +189,6 @@ pub fn view() -> View {
         memory += (all.len() * (core::mem::size_of::<Probe>() + crate::arch::x86_64::trampoline::SLOT_LEN)) as u64;
         memory += all.iter().filter(|p| !p.hist.load(core::sync::atomic::Ordering::Relaxed).is_null()).count() as u64
             * core::mem::size_of::<histogram::Shared>() as u64;
-        View { probes, contexts: tree.nodes, folded, unmetered, memory_bytes: memory, switches }
+        View { probes, contexts: tree.nodes, folded, unmetered, untimed, memory_bytes: memory, switches }
     })
 }

@@ -17,6 +17,7 @@ static BASELINE: Mutex<Option<View>> = Mutex::new(None);
 pub fn zero_everything() {
     for p in probe::all() {
         *lock(&p.totals) = Default::default();
+        p.untimed.store(0, core::sync::atomic::Ordering::Relaxed);
         if let Some(h) = (!p.hist.load(core::sync::atomic::Ordering::Relaxed).is_null()).then(|| p.shared_hist()).flatten() {
             for b in h.buckets.iter() {
                 b.store(0, core::sync::atomic::Ordering::Relaxed);
@@ -96,4 +97,5 @@ pub fn apply_baseline(view: &mut View) {
         }
     }
     view.unmetered = view.unmetered.saturating_sub(base.unmetered);
+    view.untimed = view.untimed.saturating_sub(base.untimed);
 }
