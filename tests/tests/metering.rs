@@ -298,3 +298,23 @@ fn stress_threads_forks_and_signals_through_probes_removed_live() {
         }
     }
 }
+
+#[test]
+fn a_thread_pays_only_for_the_probes_it_calls() {
+    let s = Scratch::new();
+    let prog = s.build("parked.c", "parked", &["-O2"]);
+    let memory = |threads: &str| {
+        let ran = Run::new(&prog, s.path()).args(&[threads]).env("HOTPROBE_ADAPTIVE", "0").run();
+        let snap = ran.snapshot().clone();
+        std::fs::remove_file(&ran.snapshots[0].0).unwrap();
+        assert_eq!(probe(&snap, "one").count, threads.parse::<u64>().unwrap());
+        snap.meter.memory_bytes
+    };
+    let (few, many) = (memory("2"), memory("66"));
+    let per_thread = (many - few) as f64 / 64.0;
+    // Each parked thread called 4 probes (`body`, its start routine, is a
+    // candidate too): a few KiB of fixed state (two maps, the first 64-node
+    // context chunk) plus at most 256 bytes per probe called. Measured here:
+    // about 6.3 KiB per thread.
+    assert!(per_thread < 12.0 * 1024.0, "{per_thread:.0} bytes per thread calling 4 probes");
+}

@@ -12,9 +12,22 @@ use crate::meter::stats::ThreadProbeStats;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub const ROOT: u32 = u32::MAX;
-const CHUNK_BITS: u32 = 12;
-const CHUNK: usize = 1 << CHUNK_BITS;
-const MAX_CHUNKS: usize = 256;
+/// Nodes live in chunks of 64, 128, 256… (chunk k holds 64·2^k nodes): a
+/// thread that calls a few probes pays for a few nodes, and an index maps
+/// to its chunk with one bit scan.
+const FIRST: usize = 64;
+const MAX_CHUNKS: usize = 22;
+
+/// (chunk, offset in it) of node `i`.
+#[inline(always)]
+fn locate(i: usize) -> (usize, usize) {
+    let k = (usize::BITS - 1 - (i / FIRST + 1).leading_zeros()) as usize;
+    (k, i - FIRST * ((1 << k) - 1))
+}
+
+fn chunk_len(k: usize) -> usize {
+    FIRST << k
+}
 
 static NODES_USED: AtomicU64 = AtomicU64::new(0);
 static CAP: AtomicU64 = AtomicU64::new(100_000);
@@ -89,9 +102,9 @@ impl Tree {
 
     #[inline(always)]
     pub fn node(&self, index: u32) -> *mut Node {
-        let i = index as usize;
+        let (k, at) = locate(index as usize);
         // SAFETY: callers pass indices below `len`; their chunk exists.
-        unsafe { (*self.chunks.add(i >> CHUNK_BITS)).add(i & (CHUNK - 1)) }
+        unsafe { (*self.chunks.add(k)).add(at) }
     }
 
     /// A new child node, or None past the cap (or out of memory).
@@ -116,7 +129,7 @@ impl Tree {
             }
         }
         let index = self.len as usize;
-        let chunk = index >> CHUNK_BITS;
+        let (chunk, _) = locate(index);
         if chunk >= MAX_CHUNKS {
             return None;
         }
@@ -124,7 +137,7 @@ impl Tree {
         let slot = unsafe { self.chunks.add(chunk) };
         // SAFETY: slot is inside the chunk table.
         if unsafe { (*slot).is_null() } {
-            let fresh = arena.alloc(CHUNK * core::mem::size_of::<Node>(), 64) as *mut Node;
+            let fresh = arena.alloc(chunk_len(chunk) * core::mem::size_of::<Node>(), 64) as *mut Node;
             if fresh.is_null() {
                 return None;
             }
@@ -176,6 +189,40 @@ impl Tree {
 
     pub fn release_count(&self) {
         NODES_USED.fetch_sub(self.len as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_tile_the_indices() {
+        let mut expect = (0usize, 0usize);
+        for i in 0..100_000usize {
+            assert_eq!(locate(i), expect, "{i}");
+            expect.1 += 1;
+            if expect.1 == chunk_len(expect.0) {
+                expect = (expect.0 + 1, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn nodes_are_found_again() {
+        let mut arena = Arena::new();
+        let mut t = Tree::new();
+        set_cap(1_000_000);
+        for p in 0..5000u32 {
+            assert_eq!(t.add(&mut arena, ROOT, p, core::ptr::null_mut()), Some(p));
+        }
+        for p in 0..5000u32 {
+            let i = t.find(ROOT, p).unwrap();
+            // SAFETY: i < len.
+            assert_eq!(unsafe { (*t.node(i)).probe }, p);
+        }
+        t.release_count();
+        arena.release();
     }
 }
 
