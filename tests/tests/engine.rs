@@ -329,3 +329,16 @@ fn refused_write_exec_mappings_fall_back_or_run_unprobed() {
     assert!(snap.agent.problem.as_deref().unwrap_or("").contains("refuses live patching"));
     assert!(snap.probes.iter().all(|p| p.count == 0));
 }
+
+#[test]
+fn cancelled_threads_run_their_cleanups_and_destructors() {
+    let s = Scratch::new();
+    let prog = s.build("cancel.c", "cancel", &["-O2"]);
+    let snap = run_both(&s, &prog, &[]).snapshot().clone();
+    assert_eq!(count(&snap, "blocked"), 4);
+    assert_eq!(probe(&snap, "blocked").abandoned, 4, "cancellation leaves the frames");
+    assert_eq!(count(&snap, "after"), 10);
+    let prog = s.build("cancel_cxx.cc", "cancel_cxx", &["-O2"]);
+    let ran = run_both(&s, &prog, &[]);
+    assert_eq!(ran.stdout(), "destructors 8\n");
+}

@@ -34,6 +34,10 @@ pub unsafe extern "C" fn hotprobe_enter(probe: *const Probe, slot: *mut usize, t
     // which nest and follow the shadow stack protocol); the slot holds the return address.
     unsafe {
         let t = &mut *thread;
+        if t.count_only.load(Ordering::Relaxed) {
+            probe.untimed.fetch_add(1, Ordering::Relaxed);
+            return resume;
+        }
         let ret = *slot;
         if push(t, probe, slot as usize, ret, None) {
             *slot = exit_stub_address();

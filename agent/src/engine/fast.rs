@@ -42,7 +42,7 @@ pub unsafe extern "C" fn hotprobe_enter_fast(probe: *const Probe, slot: *mut usi
         let sh = &mut *t.shadow;
         let top = sh.top;
         let depth = top >> 1;
-        if top & PENDING != 0 || depth >= CAPACITY - 1 {
+        if top & PENDING != 0 || depth >= CAPACITY - 1 || t.count_only.load(Ordering::Relaxed) {
             return 0;
         }
         let ret = *slot;

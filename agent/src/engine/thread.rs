@@ -35,6 +35,11 @@ pub struct ThreadState {
     pub unmetered: u64,
     /// Stack-switch situations the shadow stack could not follow exactly.
     pub switches: u64,
+    /// The thread's pthread handle (to find it from pthread_cancel).
+    pub pthread: libc::pthread_t,
+    /// Set when the thread was cancelled: from then on its calls are only
+    /// counted, never hooked, so the forced unwind sees real return addresses.
+    pub count_only: core::sync::atomic::AtomicBool,
 }
 
 /// Threads seen since the image started.
@@ -98,6 +103,8 @@ fn create() -> *mut ThreadState {
         set_current_thread(core::ptr::null_mut());
         return state;
     }
+    // SAFETY: pthread_self has no preconditions; the state is fresh and ours.
+    unsafe { (*state).pthread = libc::pthread_self() };
     if crate::sys::gettid() as u32 == crate::sys::getpid() {
         let (lo, hi) = *crate::state::lock(&MAIN_STACK);
         // SAFETY: fresh state of ours.
@@ -132,6 +139,8 @@ pub fn allocate(tid: i32) -> *mut ThreadState {
             tid,
             unmetered: 0,
             switches: 0,
+            pthread: 0,
+            count_only: core::sync::atomic::AtomicBool::new(false),
         });
         let s = &mut *state;
         if !s.own_shadow.init(0) {

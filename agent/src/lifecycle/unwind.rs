@@ -171,3 +171,39 @@ pub unsafe extern "C-unwind" fn pthread_exit(retval: *mut libc::c_void) -> ! {
     let real: extern "C-unwind" fn(*mut libc::c_void) -> ! = unsafe { core::mem::transmute(PTHREAD_EXIT.get()) };
     real(retval)
 }
+
+crate::real!(PTHREAD_CANCEL, "pthread_cancel");
+
+/// A cancelled thread is unwound by glibc through a private libgcc handle
+/// that no hook sees, and a frame without a landing pad under a hooked one
+/// would stop that unwind early (destructors above it would not run). So the
+/// canceller puts the target's real return addresses back, and the target
+/// only counts its calls from then on. Writing another thread's slots races
+/// only with that thread's own returns, which read the shadow stack, not the
+/// slot: a frame that returns meanwhile is closed as abandoned later.
+#[no_mangle]
+pub unsafe extern "C" fn pthread_cancel(thread: libc::pthread_t) -> i32 {
+    crate::guard::fail_open("pthread_cancel", (), || {
+        let stub = exit_stub_address();
+        crate::engine::thread::with_threads(|threads| {
+            for t in threads.iter().filter(|t| t.pthread == thread) {
+                t.count_only.store(true, core::sync::atomic::Ordering::SeqCst);
+                for sh in t.shadows() {
+                    for f in sh.live_frames() {
+                        // SAFETY: registered states stay valid under the registry lock; the
+                        // slots of live hooked frames are on the target's live stack.
+                        unsafe {
+                            let slot = (*f).slot as *mut usize;
+                            if (*f).flags & HOOKED != 0 && (*f).ret != 0 && core::ptr::read_volatile(slot) == stub {
+                                core::ptr::write_volatile(slot, (*f).ret);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    });
+    // SAFETY: the real libc function.
+    let real: extern "C" fn(libc::pthread_t) -> i32 = unsafe { core::mem::transmute(PTHREAD_CANCEL.get()) };
+    real(thread)
+}
