@@ -105,7 +105,7 @@ pub struct IterateArgs {
     /// The server command, run under the agent.
     #[arg(long, value_name = "CMD", help_heading = "Workload")]
     pub server: Option<String>,
-    /// The server is ready when this command exits 0 (tried every 100 ms).
+    /// The server is ready when this command exits 0 (tried every 25 ms).
     #[arg(long, value_name = "CMD", help_heading = "Workload")]
     pub ready_cmd: Option<String>,
     /// The server is ready when this TCP port accepts a connection.

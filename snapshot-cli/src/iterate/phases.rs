@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// How often children and the interrupt flag are polled.
 const POLL: Duration = Duration::from_millis(20);
 /// How often readiness is tried.
-const READY_RETRY: Duration = Duration::from_millis(100);
+const READY_RETRY: Duration = Duration::from_millis(25);
 /// How long a single command's leftover processes get after SIGTERM.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
 

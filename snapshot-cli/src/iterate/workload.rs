@@ -137,7 +137,7 @@ pub struct WorkloadFile {
 pub struct ServerFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandLine>,
-    /// Ready when this command exits 0 (tried every 100 ms).
+    /// Ready when this command exits 0 (tried every 25 ms).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_command: Option<CommandLine>,
     /// Ready when this TCP port accepts a connection.
