@@ -6,13 +6,15 @@
  *       FILE and exits 3 at once from the (N+1)-th on (a server that fails
  *       to start in a later iteration).
  *   kvserver load PORT REQUESTS
- *       Sends REQUESTS requests (pipelined in batches of 32), reads the
- *       replies, prints `throughput: N requests/s`.
+ *       Sends REQUESTS requests (batches of 32 from a writer thread, so
+ *       the server never waits for the client) while reading the replies;
+ *       prints `throughput: N requests/s`.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,27 +146,43 @@ static int serve(int port, int argc, char **argv) {
     return 0;
 }
 
+struct sender { int fd; long requests; };
+
+/* Writes every request (in batches of 32) while main reads the replies, so
+   the server always has work queued. */
+static void *send_all(void *arg) {
+    struct sender *w = arg;
+    char req[BATCH * 64];
+    for (long sent = 0; sent < w->requests;) {
+        size_t len = 0;
+        for (int k = 0; k < BATCH && sent < w->requests; k++, sent++)
+            len += (size_t)sprintf(req + len, sent % 4 ? "GET key%ld\n" : "SET key%ld %ld\n", sent / 4 % 500, sent);
+        for (size_t off = 0; off < len;) {
+            ssize_t n = write(w->fd, req + off, len - off);
+            if (n <= 0) { perror("kvserver load: write"); exit(1); }
+            off += (size_t)n;
+        }
+    }
+    return NULL;
+}
+
 static int load(int port, long requests) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     if (connect(fd, (struct sockaddr *)&a, sizeof a)) { perror("kvserver load: connect"); return 1; }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    char req[BATCH * 64], rep[65536];
-    long sent = 0, replies = 0;
-    while (sent < requests) {
-        size_t len = 0;
-        int k = 0;
-        for (; k < BATCH && sent < requests; k++, sent++)
-            len += (size_t)sprintf(req + len, sent % 4 ? "GET key%ld\n" : "SET key%ld %ld\n", sent / 4 % 500, sent);
-        if (write(fd, req, len) != (ssize_t)len) { perror("kvserver load: write"); return 1; }
-        for (int got = 0; got < k;) {
-            ssize_t n = read(fd, rep, sizeof rep);
-            if (n <= 0) { fprintf(stderr, "kvserver load: the server closed the connection\n"); return 1; }
-            for (ssize_t i = 0; i < n; i++) got += rep[i] == '\n';
-        }
-        replies += k;
+    struct sender w = { fd, requests };
+    pthread_t t;
+    pthread_create(&t, NULL, send_all, &w);
+    static char rep[65536];
+    long replies = 0;
+    while (replies < requests) {
+        ssize_t n = read(fd, rep, sizeof rep);
+        if (n <= 0) { fprintf(stderr, "kvserver load: the server closed the connection\n"); return 1; }
+        for (ssize_t i = 0; i < n; i++) replies += rep[i] == '\n';
     }
+    pthread_join(t, NULL);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
     printf("replies: %ld\nthroughput: %.0f requests/s\n", replies, replies / secs);
