@@ -12,7 +12,7 @@
 //! with the reason the agent records in its snapshot.
 
 use crate::error::{CliError, Result};
-use hotprobe_discover::listing::{from_object, Listing, ListedFunction, NotProbed};
+use hotprobe_discover::listing::{from_object, ListedFunction, Listing, NotProbed};
 use hotprobe_discover::{
     discover_with, DiscoverOptions, Function, MappedObject, ObjectFunctions, SourceResolver,
 };
@@ -156,7 +156,8 @@ fn not_probed(f: &ListedFunction, reason: String, reason_code: &'static str) -> 
 /// Both stages: discovery's listing, then the engine's verdicts.
 pub fn listing(args: &ListArgs) -> Result<Listing> {
     let options = DiscoverOptions::default();
-    let obj = discover_with(&args.object, &options).map_err(|e| CliError::failure(e.to_string()))?;
+    let obj =
+        discover_with(&args.object, &options).map_err(|e| CliError::failure(e.to_string()))?;
     let mapped = MappedObject::open(&obj.path).map_err(|e| CliError::failure(e.to_string()))?;
     let mut resolver = SourceResolver::with_options(&obj, &options);
     let mut listing = from_object(&obj, &args.include, &args.exclude, Some(&mut resolver))

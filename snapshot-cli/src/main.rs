@@ -2,8 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use hotprobe_cli::{
-    converge, diff, export, flamegraph, iterate, list, refine, report, run, snapshot_cmd,
-    CliError,
+    converge, diff, export, flamegraph, iterate, list, refine, report, run, snapshot_cmd, CliError,
 };
 use std::io::Write;
 
@@ -54,7 +53,7 @@ enum Command {
     /// Export snapshots for other tools (pprof).
     Export(export::ExportArgs),
     /// Run a workload, refine the probe set, run again… until the hot set settles.
-    Iterate(iterate::IterateArgs),
+    Iterate(Box<iterate::IterateArgs>),
 }
 
 fn main() {

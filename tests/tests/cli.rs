@@ -17,7 +17,13 @@ fn text(b: &[u8]) -> String {
 /// Runs the CLI and asserts it succeeded; returns stdout.
 fn ok(args: &[&str], cwd: &Path) -> String {
     let out = cli(args, cwd);
-    assert!(out.status.success(), "hotprobe {args:?} failed ({:?}):\n{}\n{}", out.status, text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "hotprobe {args:?} failed ({:?}):\n{}\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -27,11 +33,18 @@ fn json(stdout: &str) -> serde_json::Value {
 
 /// `list --format json` of `prog`.
 fn list_json(prog: &Path, cwd: &Path) -> serde_json::Value {
-    json(&ok(&["list", prog.to_str().unwrap(), "--format", "json"], cwd))
+    json(&ok(
+        &["list", prog.to_str().unwrap(), "--format", "json"],
+        cwd,
+    ))
 }
 
 fn entry<'a>(list: &'a serde_json::Value, key: &str, name: &str) -> Option<&'a serde_json::Value> {
-    list[key].as_array().unwrap().iter().find(|f| f["name"] == name)
+    list[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
 }
 
 #[test]
@@ -40,21 +53,46 @@ fn list_shows_functions_with_sizes_and_sources() {
     let prog = s.build("counts.c", "counts", &["-O2"]);
     let table = ok(&["list", prog.to_str().unwrap()], s.path());
     assert!(table.contains("symbols      symtab"), "{table}");
-    let line = table.lines().find(|l| l.ends_with(" middle")).unwrap_or_else(|| panic!("no `middle` row:\n{table}"));
-    assert!(line.contains("counts.c:"), "source position missing: {line}");
+    let line = table
+        .lines()
+        .find(|l| l.ends_with(" middle"))
+        .unwrap_or_else(|| panic!("no `middle` row:\n{table}"));
+    assert!(
+        line.contains("counts.c:"),
+        "source position missing: {line}"
+    );
     let list = list_json(&prog, s.path());
     assert_eq!(list["schema"], "hotprobe.list/1");
     for name in ["leaf", "middle", "top", "main"] {
-        let f = entry(&list, "functions", name).unwrap_or_else(|| panic!("{name} not listed: {list:#}"));
+        let f = entry(&list, "functions", name)
+            .unwrap_or_else(|| panic!("{name} not listed: {list:#}"));
         assert!(f["size"].as_u64().unwrap() > 0, "{name}: {f}");
         assert!(f["offset"].as_u64().unwrap() > 0, "{name}: {f}");
-        assert!(f["source"].as_str().unwrap().starts_with("counts.c:"), "{name}: {f}");
+        assert!(
+            f["source"].as_str().unwrap().starts_with("counts.c:"),
+            "{name}: {f}"
+        );
     }
     let start = entry(&list, "not_probed", "_start").expect("_start is never probed");
     assert_eq!(start["reason_code"], "toolchain-glue");
     // --include narrows the listing.
-    let only = json(&ok(&["list", prog.to_str().unwrap(), "--include", "m*", "--format", "json"], s.path()));
-    let names: BTreeSet<&str> = only["functions"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    let only = json(&ok(
+        &[
+            "list",
+            prog.to_str().unwrap(),
+            "--include",
+            "m*",
+            "--format",
+            "json",
+        ],
+        s.path(),
+    ));
+    let names: BTreeSet<&str> = only["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, BTreeSet::from(["main", "many_args", "middle"]));
     assert!(only["filtered_out"].as_u64().unwrap() > 0);
 }
@@ -63,17 +101,27 @@ fn list_shows_functions_with_sizes_and_sources() {
 fn list_finds_dynsym_functions_of_a_stripped_rdynamic_binary() {
     let s = Scratch::new();
     let prog = s.build("counts.c", "counts-stripped", &["-O2", "-rdynamic"]);
-    let st = Command::new("strip").arg(&prog).status().expect("run strip");
+    let st = Command::new("strip")
+        .arg(&prog)
+        .status()
+        .expect("run strip");
     assert!(st.success());
     let list = list_json(&prog, s.path());
     assert_eq!(list["symbol_source"], "dynsym");
     for name in ["leaf", "middle", "top", "varargs_sum"] {
-        let f = entry(&list, "functions", name).unwrap_or_else(|| panic!("{name} not listed: {list:#}"));
+        let f = entry(&list, "functions", name)
+            .unwrap_or_else(|| panic!("{name} not listed: {list:#}"));
         assert!(f["size"].as_u64().unwrap() > 0);
-        assert!(f["source"].is_null(), "a stripped binary has no line tables: {f}");
+        assert!(
+            f["source"].is_null(),
+            "a stripped binary has no line tables: {f}"
+        );
     }
     let table = ok(&["list", prog.to_str().unwrap()], s.path());
-    assert!(table.contains("symbols      dynsym") && table.contains(" leaf\n"), "{table}");
+    assert!(
+        table.contains("symbols      dynsym") && table.contains(" leaf\n"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -81,16 +129,29 @@ fn list_shows_the_engine_rejections_the_agent_records() {
     let s = Scratch::new();
     let prog = s.build("small.c", "small", &["-O2"]);
     let list = list_json(&prog, s.path());
-    let tiny = entry(&list, "not_probed", "tiny").unwrap_or_else(|| panic!("tiny not rejected: {list:#}"));
+    let tiny =
+        entry(&list, "not_probed", "tiny").unwrap_or_else(|| panic!("tiny not rejected: {list:#}"));
     assert_eq!(tiny["reason_code"], "inline-too-small");
-    assert!(tiny["reason"].as_str().unwrap().starts_with("too small"), "{tiny}");
+    assert!(
+        tiny["reason"].as_str().unwrap().starts_with("too small"),
+        "{tiny}"
+    );
     let loops = entry(&list, "not_probed", "loops_into_entry").expect("loops_into_entry rejected");
     assert_eq!(loops["reason_code"], "inline-branch-into-patch");
     assert!(entry(&list, "functions", "big_enough").is_some());
-    assert!(entry(&list, "functions", "tiny").is_none() && entry(&list, "functions", "loops_into_entry").is_none());
+    assert!(
+        entry(&list, "functions", "tiny").is_none()
+            && entry(&list, "functions", "loops_into_entry").is_none()
+    );
     let table = ok(&["list", prog.to_str().unwrap()], s.path());
-    let row = table.lines().find(|l| l.ends_with(" loops_into_entry")).unwrap();
-    assert!(row.contains("branch at +0x3 into the patched bytes"), "{row}");
+    let row = table
+        .lines()
+        .find(|l| l.ends_with(" loops_into_entry"))
+        .unwrap();
+    assert!(
+        row.contains("branch at +0x3 into the patched bytes"),
+        "{row}"
+    );
 
     // The agent records the same reasons in its snapshot.
     let ran = Run::new(&prog, s.path()).run();
@@ -98,8 +159,15 @@ fn list_shows_the_engine_rejections_the_agent_records() {
     for name in ["tiny", "loops_into_entry"] {
         let p = probe(snap, name);
         assert_eq!(p.state, ProbeState::Rejected, "{name}");
-        let listed = entry(&list, "not_probed", name).unwrap()["reason"].as_str().unwrap().to_string();
-        assert_eq!(p.reason.as_deref(), Some(listed.as_str()), "{name}: list and agent disagree");
+        let listed = entry(&list, "not_probed", name).unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            p.reason.as_deref(),
+            Some(listed.as_str()),
+            "{name}: list and agent disagree"
+        );
     }
     assert_ne!(probe(snap, "big_enough").state, ProbeState::Rejected);
 }
@@ -110,14 +178,26 @@ fn list_refuses_missing_and_non_elf_files() {
     let missing = cli(&["list", "/no/such/binary"], s.path());
     assert_eq!(missing.status.code(), Some(1));
     let err = text(&missing.stderr);
-    assert!(err.starts_with("hotprobe: error: /no/such/binary:") && err.contains("No such file"), "{err}");
+    assert!(
+        err.starts_with("hotprobe: error: /no/such/binary:") && err.contains("No such file"),
+        "{err}"
+    );
     assert!(missing.stdout.is_empty());
     let notes = s.write("notes.txt", "not a program\n");
-    let out = cli(&["list", notes.to_str().unwrap(), "--format", "json"], s.path());
+    let out = cli(
+        &["list", notes.to_str().unwrap(), "--format", "json"],
+        s.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("notes.txt") && err.contains("not an ELF object"), "{err}");
-    let bad_glob = cli(&["list", "/bin/true", "--include", "a[", "--format", "json"], s.path());
+    assert!(
+        err.contains("notes.txt") && err.contains("not an ELF object"),
+        "{err}"
+    );
+    let bad_glob = cli(
+        &["list", "/bin/true", "--include", "a[", "--format", "json"],
+        s.path(),
+    );
     assert_ne!(bad_glob.status.code(), Some(0), "a bad glob is an error");
 }
 
@@ -125,7 +205,10 @@ fn list_refuses_missing_and_non_elf_files() {
 fn slower_snapshot(s: &Scratch, prog: &Path, reps: &str, dir: &str) -> PathBuf {
     let out = s.join(dir);
     std::fs::create_dir_all(&out).unwrap();
-    let ran = Run::new(prog, &out).args(&[reps]).env("HOTPROBE_ADAPTIVE", "0").run();
+    let ran = Run::new(prog, &out)
+        .args(&[reps])
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .run();
     assert_eq!(ran.stdout(), "done\n", "{}", ran.stderr());
     ran.snapshot();
     ran.snapshots[0].0.clone()
@@ -140,18 +223,32 @@ fn report_json_and_csv_parse_back() {
     let doc = json(&ok(&["report", p, "--format", "json"], s.path()));
     assert_eq!(doc["schema"], "hotprobe.report/1");
     let funcs = doc["functions"].as_array().unwrap();
-    let steady = funcs.iter().find(|f| f["name"] == "steady").unwrap_or_else(|| panic!("{doc:#}"));
+    let steady = funcs
+        .iter()
+        .find(|f| f["name"] == "steady")
+        .unwrap_or_else(|| panic!("{doc:#}"));
     assert_eq!(steady["count"], 3000);
     assert!(steady["inherent_ns"].as_u64().unwrap() > 0);
     let csv = ok(&["report", p, "--format", "csv"], s.path());
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name} column: {header:?}"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} column: {header:?}"))
+    };
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert!(rows.iter().all(|r| r.len() == header.len()), "{csv}");
-    let tunable = rows.iter().find(|r| r[col("name")] == "tunable").expect("tunable row");
+    let tunable = rows
+        .iter()
+        .find(|r| r[col("name")] == "tunable")
+        .expect("tunable row");
     assert_eq!(tunable[col("count")], "3000");
-    assert!(tunable[col("inclusive_ns")].parse::<u64>().unwrap() >= tunable[col("inherent_ns")].parse::<u64>().unwrap());
+    assert!(
+        tunable[col("inclusive_ns")].parse::<u64>().unwrap()
+            >= tunable[col("inherent_ns")].parse::<u64>().unwrap()
+    );
     let md = ok(&["report", p, "--format", "markdown"], s.path());
     assert!(md.contains("| `tunable` |"), "{md}");
 }
@@ -163,26 +260,60 @@ fn refined_probe_set_is_exactly_what_the_next_run_installs() {
     let first = Run::new(&prog, s.path()).args(&["2"]).run();
     let snap = first.snapshots[0].0.clone();
     let set = s.join("probes.toml");
-    let out = cli(&["refine", snap.to_str().unwrap(), "-o", set.to_str().unwrap(), "--keep", "main"], s.path());
+    let out = cli(
+        &[
+            "refine",
+            snap.to_str().unwrap(),
+            "-o",
+            set.to_str().unwrap(),
+            "--keep",
+            "main",
+        ],
+        s.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("wrote"), "{}", text(&out.stderr));
     let entries = ProbeSet::read(&set).unwrap().probes;
-    let wanted: BTreeSet<(String, String)> = entries.iter().map(|e| (e.module.clone(), e.symbol.clone())).collect();
-    assert!(wanted.contains(&("slower".to_string(), "main".to_string())), "{wanted:?}");
-    assert!(wanted.contains(&("slower".to_string(), "tunable".to_string())), "tunable (≈5 µs a call) is hot: {wanted:?}");
+    let wanted: BTreeSet<(String, String)> = entries
+        .iter()
+        .map(|e| (e.module.clone(), e.symbol.clone()))
+        .collect();
+    assert!(
+        wanted.contains(&("slower".to_string(), "main".to_string())),
+        "{wanted:?}"
+    );
+    assert!(
+        wanted.contains(&("slower".to_string(), "tunable".to_string())),
+        "tunable (≈5 µs a call) is hot: {wanted:?}"
+    );
 
     let second_dir = s.join("second");
     std::fs::create_dir_all(&second_dir).unwrap();
-    let second = Run::new(&prog, &second_dir).args(&["2"]).env("HOTPROBE_PROBESET", set.to_str().unwrap()).run();
+    let second = Run::new(&prog, &second_dir)
+        .args(&["2"])
+        .env("HOTPROBE_PROBESET", set.to_str().unwrap())
+        .run();
     assert_eq!(second.stdout(), "done\n");
     let installed: BTreeSet<(String, String)> = second
         .snapshot()
         .probes
         .iter()
         .filter(|p| p.state != ProbeState::Rejected)
-        .map(|p| (Path::new(&p.module).file_name().unwrap().to_string_lossy().into_owned(), p.symbol.clone()))
+        .map(|p| {
+            (
+                Path::new(&p.module)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                p.symbol.clone(),
+            )
+        })
         .collect();
-    assert_eq!(installed, wanted, "the run with HOTPROBE_PROBESET installs exactly the set");
+    assert_eq!(
+        installed, wanted,
+        "the run with HOTPROBE_PROBESET installs exactly the set"
+    );
 }
 
 #[test]
@@ -214,7 +345,10 @@ fn diff_names_the_function_made_slower_and_the_gate_fails() {
     let gate = cli(&["diff", a, b, "--fail-if", "avg_inherent>+10%"], s.path());
     assert_eq!(gate.status.code(), Some(1), "{}", text(&gate.stdout));
     let err = text(&gate.stderr);
-    assert!(err.contains("tunable"), "the gate names the function: {err}");
+    assert!(
+        err.contains("tunable"),
+        "the gate names the function: {err}"
+    );
     assert!(!err.contains("steady"), "steady did not change: {err}");
     let malformed = cli(&["diff", a, b, "--fail-if", "avg_inherent>>1"], s.path());
     assert_eq!(malformed.status.code(), Some(2));
@@ -226,14 +360,31 @@ fn flamegraph_svg_holds_the_function_names() {
     let prog = s.build("slower.c", "slower", &["-O2"]);
     let snap = slower_snapshot(&s, &prog, "3", "a");
     let svg = s.join("flame.svg");
-    ok(&["flamegraph", snap.to_str().unwrap(), "-o", svg.to_str().unwrap()], s.path());
+    ok(
+        &[
+            "flamegraph",
+            snap.to_str().unwrap(),
+            "-o",
+            svg.to_str().unwrap(),
+        ],
+        s.path(),
+    );
     let body = std::fs::read_to_string(&svg).unwrap();
-    assert!(body.starts_with("<?xml") && body.contains("<svg"), "not an SVG");
+    assert!(
+        body.starts_with("<?xml") && body.contains("<svg"),
+        "not an SVG"
+    );
     for name in ["main", "steady", "tunable"] {
         assert!(body.contains(name), "{name} missing from the flame graph");
     }
-    let folded = ok(&["flamegraph", snap.to_str().unwrap(), "--folded", "-o", "-"], s.path());
-    assert!(folded.lines().any(|l| l.starts_with("main;tunable ")), "{folded}");
+    let folded = ok(
+        &["flamegraph", snap.to_str().unwrap(), "--folded", "-o", "-"],
+        s.path(),
+    );
+    assert!(
+        folded.lines().any(|l| l.starts_with("main;tunable ")),
+        "{folded}"
+    );
 }
 
 /// A protobuf message's fields: (number, wire type, bytes of a length-delimited value).
@@ -289,14 +440,39 @@ fn pprof_export_decodes() {
     let prog = s.build("slower.c", "slower", &["-O2"]);
     let snap = slower_snapshot(&s, &prog, "2", "a");
     let pb = s.join("profile.pb.gz");
-    ok(&["export", "--format", "pprof", snap.to_str().unwrap(), "-o", pb.to_str().unwrap()], s.path());
-    let gz = Command::new("gzip").arg("-dc").arg(&pb).output().expect("run gzip");
+    ok(
+        &[
+            "export",
+            "--format",
+            "pprof",
+            snap.to_str().unwrap(),
+            "-o",
+            pb.to_str().unwrap(),
+        ],
+        s.path(),
+    );
+    let gz = Command::new("gzip")
+        .arg("-dc")
+        .arg(&pb)
+        .output()
+        .expect("run gzip");
     assert!(gz.status.success(), "not gzip: {}", text(&gz.stderr));
     let fields = protobuf_fields(&gz.stdout).expect("a protobuf message");
-    let strings: Vec<String> = fields.iter().filter(|f| f.0 == 6).map(|f| text(&f.2)).collect();
-    assert_eq!(strings.first().map(String::as_str), Some(""), "string_table[0] is empty");
+    let strings: Vec<String> = fields
+        .iter()
+        .filter(|f| f.0 == 6)
+        .map(|f| text(&f.2))
+        .collect();
+    assert_eq!(
+        strings.first().map(String::as_str),
+        Some(""),
+        "string_table[0] is empty"
+    );
     for needed in ["tunable", "steady", "main", "nanoseconds", "calls"] {
-        assert!(strings.iter().any(|s| s == needed), "{needed} not in the string table: {strings:?}");
+        assert!(
+            strings.iter().any(|s| s == needed),
+            "{needed} not in the string table: {strings:?}"
+        );
     }
     let samples: Vec<&Vec<u8>> = fields.iter().filter(|f| f.0 == 2).map(|f| &f.2).collect();
     assert!(!samples.is_empty(), "no samples");
@@ -304,7 +480,11 @@ fn pprof_export_decodes() {
         let inner = protobuf_fields(sample).expect("a Sample message");
         assert!(inner.iter().any(|f| f.0 == 1), "a sample without locations");
     }
-    assert_eq!(fields.iter().filter(|f| f.0 == 1).count(), 2, "two sample types (calls, inherent)");
+    assert_eq!(
+        fields.iter().filter(|f| f.0 == 1).count(),
+        2,
+        "two sample types (calls, inherent)"
+    );
     assert!(fields.iter().any(|f| f.0 == 5), "no functions");
 }
 
@@ -318,7 +498,10 @@ fn run_finds_the_agent_next_to_hotprobe_and_writes_a_snapshot() {
     let snaps = snapshot_files(s.path());
     assert_eq!(snaps.len(), 1, "{snaps:?}");
     let name = snaps[0].file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with("hotprobe-slower-") && name.ends_with(".json"), "{name}");
+    assert!(
+        name.starts_with("hotprobe-slower-") && name.ends_with(".json"),
+        "{name}"
+    );
     let snap = Snapshot::read(&snaps[0]).unwrap();
     assert_eq!(snap.process.reason, Reason::Exit);
     assert_eq!(probe(&snap, "tunable").count, 3000);
@@ -332,8 +515,18 @@ fn snapshot_pid_asks_a_running_program() {
     let s = Scratch::new();
     let prog = s.build("waiter.c", "waiter", &["-O2"]);
     let stop = s.join("stop");
-    let mut cmd = Run::new(&prog, s.path()).args(&[stop.to_str().unwrap()]).env("HOTPROBE_OUTPUT", &format!("{}/{{exe}}-{{pid}}.json", s.path().display())).command();
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut cmd = Run::new(&prog, s.path())
+        .args(&[stop.to_str().unwrap()])
+        .env(
+            "HOTPROBE_OUTPUT",
+            &format!("{}/{{exe}}-{{pid}}.json", s.path().display()),
+        )
+        .command();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id().to_string();
     // The control socket opens once the agent is up: retry for a while.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -352,7 +545,11 @@ fn snapshot_pid_asks_a_running_program() {
     });
     std::fs::write(&stop, "").unwrap();
     let status = child.wait().unwrap();
-    assert!(answer.status.success(), "hotprobe snapshot failed: {}", text(&answer.stderr));
+    assert!(
+        answer.status.success(),
+        "hotprobe snapshot failed: {}",
+        text(&answer.stderr)
+    );
     let (path, snap) = requested.unwrap();
     assert!(path.is_absolute() && path.starts_with(s.path()), "{path:?}");
     let snap = snap.unwrap_or_else(|e| panic!("the printed path is not a snapshot: {e}"));
@@ -360,7 +557,11 @@ fn snapshot_pid_asks_a_running_program() {
     assert_eq!(snap.process.pid.to_string(), pid);
     assert!(probe(&snap, "tick").count > 0);
     assert!(status.success());
-    assert_eq!(Snapshot::read(&path).unwrap().process.reason, Reason::Exit, "the exit snapshot replaces it");
+    assert_eq!(
+        Snapshot::read(&path).unwrap().process.reason,
+        Reason::Exit,
+        "the exit snapshot replaces it"
+    );
     let bad = cli(&["snapshot", "999999999"], s.path());
     assert_eq!(bad.status.code(), Some(1), "no agent at that pid");
 }

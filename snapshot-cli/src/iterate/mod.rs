@@ -188,7 +188,11 @@ pub struct IterateArgs {
     pub drop: Vec<String>,
 
     /// The single command and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -207,9 +211,9 @@ pub fn merged_workload(args: &IterateArgs) -> Result<WorkloadFile> {
             .command
             .iter()
             .map(|w| {
-                w.to_str().map(str::to_string).ok_or_else(|| {
-                    CliError::usage(format!("the command word {w:?} is not UTF-8"))
-                })
+                w.to_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| CliError::usage(format!("the command word {w:?} is not UTF-8")))
             })
             .collect::<Result<Vec<_>>>()?;
         f.command = Some(CommandLine::Words(words));
@@ -520,13 +524,7 @@ impl Loop<'_> {
                         break;
                     }
                 }
-                Err(e) => {
-                    return (
-                        records,
-                        convergence,
-                        Some(Failure::Error(e.message)),
-                    )
-                }
+                Err(e) => return (records, convergence, Some(Failure::Error(e.message))),
             }
         }
         (records, convergence, None)

@@ -104,7 +104,10 @@ impl Proc {
             cmd.envs(env.agent);
         }
         let child = cmd.spawn().map_err(|e| {
-            Failure::Error(format!("cannot start the {role} command `{}`: {e}", words[0]))
+            Failure::Error(format!(
+                "cannot start the {role} command `{}`: {e}",
+                words[0]
+            ))
         })?;
         Ok(Proc {
             pid: child.id() as i32,
@@ -129,10 +132,12 @@ impl Proc {
         unsafe { libc::kill(-self.pid, sig) };
     }
 
-    /// Whether any process of its group is still alive.
+    /// Whether any process of its group is still alive (zombies waiting
+    /// for their reaper do not count).
     pub fn group_alive(&self) -> bool {
         // SAFETY: signal 0 only checks for existence.
-        unsafe { libc::kill(-self.pid, 0) == 0 }
+        let exists = unsafe { libc::kill(-self.pid, 0) == 0 };
+        exists && group_has_live_member(self.pid)
     }
 
     /// Waits for it to exit until `deadline`; `None` when the deadline passed.
@@ -170,9 +175,39 @@ impl Proc {
             self.signal_group(libc::SIGKILL);
             status = status.or_else(|| self.child.wait().ok());
             self.status = status;
+            // SIGKILL is delivered asynchronously: let the rest of the group die.
+            let gone = Instant::now() + Duration::from_secs(1);
+            while self.group_alive() && Instant::now() < gone {
+                std::thread::sleep(POLL);
+            }
         }
         (status, killed)
     }
+}
+
+/// Whether /proc lists a process of group `pgid` that is not a zombie.
+/// Without a readable /proc, every member counts as live.
+fn group_has_live_member(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .any(|stat| {
+            // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                return false;
+            };
+            let mut f = rest.split_whitespace();
+            let state = f.next().unwrap_or("Z");
+            let pgrp = f.nth(1).and_then(|g| g.parse::<i32>().ok());
+            pgrp == Some(pgid) && state != "Z" && state != "X"
+        })
 }
 
 impl Drop for Proc {

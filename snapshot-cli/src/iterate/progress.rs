@@ -217,7 +217,10 @@ mod tests {
             drawn: false,
         };
         let line = status_line(&s, now);
-        assert!(line.starts_with("hotprobe: iteration 2/5 · waiting ready · 0.0 s"), "{line}");
+        assert!(
+            line.starts_with("hotprobe: iteration 2/5 · waiting ready · 0.0 s"),
+            "{line}"
+        );
         assert!(line.contains("total 0.0 s"), "{line}");
     }
 }

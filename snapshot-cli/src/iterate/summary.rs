@@ -46,15 +46,18 @@ impl IterRecord {
             *self.seconds.entry(p.key()).or_default() += d.as_secs_f64();
         }
         self.total_seconds = self.seconds.values().sum();
+        // Milliseconds are plenty for iteration.toml.
+        let ms = |s: f64| (s * 1e3).round() / 1e3;
+        self.seconds.values_mut().for_each(|s| *s = ms(*s));
+        self.total_seconds = ms(self.total_seconds);
     }
 
     /// Writes `iteration.toml` into its directory.
     pub fn write(&self) -> Result<()> {
         let text = toml::to_string(self).unwrap_or_default();
         let path = self.dir.join("iteration.toml");
-        std::fs::write(&path, text).map_err(|e| {
-            crate::CliError::failure(format!("{}: cannot write: {e}", path.display()))
-        })
+        std::fs::write(&path, text)
+            .map_err(|e| crate::CliError::failure(format!("{}: cannot write: {e}", path.display())))
     }
 
     fn seconds_of(&self, key: &str) -> Option<f64> {
@@ -74,10 +77,13 @@ pub fn throughput(re: &regex::Regex, files: &[PathBuf]) -> Vec<f64> {
         // redis-benchmark redraws its progress with \r: each redraw is a line.
         for line in text.split(['\n', '\r']) {
             for caps in re.captures_iter(line) {
-                if let Some(v) = caps
-                    .get(1)
-                    .and_then(|m| m.as_str().replace([',', '_'], "").trim().parse::<f64>().ok())
-                {
+                if let Some(v) = caps.get(1).and_then(|m| {
+                    m.as_str()
+                        .replace([',', '_'], "")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                }) {
                     values.push(v);
                 }
             }
@@ -259,7 +265,12 @@ impl Summary<'_> {
         if let Some(last) = self.last_complete() {
             writeln!(md, "\n## Hotspots of iteration {}\n", last.iteration)?;
             report::run(
-                &report_args(&last.dir, self.rows, ReportFormat::Markdown, ColorChoice::Never),
+                &report_args(
+                    &last.dir,
+                    self.rows,
+                    ReportFormat::Markdown,
+                    ColorChoice::Never,
+                ),
                 &mut md,
             )?;
             if self.out_dir.join("flamegraph.svg").is_file() {
@@ -336,7 +347,10 @@ mod tests {
         assert!((r.total_seconds - 2.1).abs() < 1e-9);
         assert_eq!(r.seconds["load"], 2.0);
         let text = toml::to_string(&r).unwrap();
-        assert!(text.contains("probe_set = 12") && text.contains("load = 2.0"), "{text}");
+        assert!(
+            text.contains("probe_set = 12") && text.contains("load = 2.0"),
+            "{text}"
+        );
         let t = iterations_table(&[r], false).render(Some(200), false);
         assert!(t.contains("Load s") && t.contains("2.00"), "{t}");
     }

@@ -31,9 +31,9 @@ impl CommandLine {
     /// The words; `what` names the command in errors.
     pub fn words(&self, what: &str) -> Result<Vec<String>> {
         let words = match self {
-            CommandLine::Line(s) => split_words(s).map_err(|e| {
-                CliError::usage(format!("{what} `{s}`: {e}"))
-            })?,
+            CommandLine::Line(s) => {
+                split_words(s).map_err(|e| CliError::usage(format!("{what} `{s}`: {e}")))?
+            }
             CommandLine::Words(w) => w.clone(),
         };
         if words.is_empty() || words[0].is_empty() {
@@ -106,6 +106,10 @@ pub fn split_words(s: &str) -> std::result::Result<Vec<String>, String> {
     Ok(words)
 }
 
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 /// The workload file (every key optional; command-line flags win).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -124,11 +128,11 @@ pub struct WorkloadFile {
     pub server: Option<ServerFile>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadFile>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub agent: AgentFile,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub refine: RefineFile,
-    #[serde(default, rename = "loop")]
+    #[serde(default, rename = "loop", skip_serializing_if = "is_default")]
     pub looping: LoopFile,
 }
 
@@ -422,9 +426,8 @@ impl WorkloadFile {
         };
         let throughput = match &self.throughput_regex {
             Some(r) => {
-                let re = regex::Regex::new(r).map_err(|e| {
-                    CliError::usage(format!("--throughput-regex `{r}`: {e}"))
-                })?;
+                let re = regex::Regex::new(r)
+                    .map_err(|e| CliError::usage(format!("--throughput-regex `{r}`: {e}")))?;
                 if re.captures_len() < 2 {
                     return Err(CliError::usage(format!(
                         "--throughput-regex `{r}` has no capture group: put the number in (…)"
@@ -564,7 +567,12 @@ iterations = 4
     fn mistakes_are_named() {
         let e = toml::from_str::<WorkloadFile>("[server]\nready_prot = 1\n").unwrap_err();
         assert!(e.to_string().contains("ready_prot"), "{e}");
-        let plan = |t: &str| toml::from_str::<WorkloadFile>(t).unwrap().plan().unwrap_err();
+        let plan = |t: &str| {
+            toml::from_str::<WorkloadFile>(t)
+                .unwrap()
+                .plan()
+                .unwrap_err()
+        };
         assert!(plan("").message.contains("no workload"));
         assert!(plan("[server]\ncommand='s'\n[load]\ncommand='l'\n")
             .message
