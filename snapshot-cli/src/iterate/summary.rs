@@ -189,6 +189,17 @@ pub struct Summary<'a> {
 }
 
 impl Summary<'_> {
+    /// The convergence with directories shown relative to the results.
+    fn relative(&self, c: &Convergence) -> Convergence {
+        let mut c = c.clone();
+        for it in &mut c.iterations {
+            if let Ok(rel) = it.dir.strip_prefix(self.out_dir) {
+                it.dir = rel.to_path_buf();
+            }
+        }
+        c
+    }
+
     fn last_complete(&self) -> Option<&IterRecord> {
         self.records
             .iter()
@@ -211,7 +222,7 @@ impl Summary<'_> {
             write!(
                 out,
                 "{}",
-                converge::table(c).render(Some(table_width()), color)
+                converge::table(&self.relative(c)).render(Some(table_width()), color)
             )?;
             let style = if c.settled {
                 Style::Green
@@ -259,7 +270,11 @@ impl Summary<'_> {
         )?;
         if let Some(c) = self.convergence {
             writeln!(md, "\n## Convergence\n")?;
-            write!(md, "{}", converge::table(c).render_markdown())?;
+            write!(
+                md,
+                "{}",
+                converge::table(&self.relative(c)).render_markdown()
+            )?;
             writeln!(md, "\n{}", c.verdict)?;
         }
         if let Some(last) = self.last_complete() {
