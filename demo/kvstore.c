@@ -51,7 +51,7 @@ static const char *default_config =
     "value_size = 512\n"
     "batch = 64\n"
     "keys = 20000\n"
-    "requests = 300000\n"
+    "requests = 700000\n"
     "seed = 42\n"
     "wal_dir = /tmp\n";
 
