@@ -5,7 +5,8 @@
 //! reaches only hotprobe, which then stops the workload itself: the server
 //! gets its stop signal (or stop command) and `stop_timeout` to exit and
 //! write its snapshot, then SIGKILL. A process is never left running: the
-//! [`Proc`] guard kills its whole group when dropped.
+//! [`Proc`] guard kills its whole group when dropped, and each child gets
+//! SIGKILL should hotprobe die without cleaning up (`PR_SET_PDEATHSIG`).
 
 use super::interrupt::{self, signal_name};
 use super::progress::{Phase, Progress};
@@ -102,6 +103,20 @@ impl Proc {
                 cmd.env_remove(k);
             }
             cmd.envs(env.agent);
+        }
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls between fork and exec. If
+        // hotprobe itself is killed (SIGKILL cannot be caught), the child
+        // dies with it instead of running on unattended.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                    || libc::getppid() != parent
+                {
+                    libc::_exit(127);
+                }
+                Ok(())
+            });
         }
         let child = cmd.spawn().map_err(|e| {
             Failure::Error(format!(
