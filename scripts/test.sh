@@ -9,6 +9,7 @@ need_pkgs=()
 for tool in gcc g++ objcopy strip readelf; do
   command -v "$tool" >/dev/null 2>&1 || need_pkgs+=(build-essential binutils)
 done
+command -v gzip >/dev/null 2>&1 || need_pkgs+=(gzip)  # the CLI tests decode pprof output
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"

@@ -201,7 +201,38 @@ pub fn converge(data: &[IterationData], t: Thresholds) -> Convergence {
     }
 }
 
-fn fmt3(v: Option<f64>) -> String {
+/// The per-iteration table (`#`, snapshots, probe set, installed, hot,
+/// Jaccard, Spearman, directory).
+pub fn table(c: &Convergence) -> Table {
+    let mut t = Table::new(vec![
+        Column::right("#"),
+        Column::right("Snapshots"),
+        Column::right("Probe set"),
+        Column::right("Installed"),
+        Column::right("Hot"),
+        Column::right("Jaccard"),
+        Column::right("Spearman"),
+        Column::flex("Directory"),
+    ]);
+    for (i, it) in c.iterations.iter().enumerate() {
+        t.push(vec![
+            (i + 1).to_string().into(),
+            it.snapshots.to_string().into(),
+            it.probe_set
+                .map_or("-".to_string(), |n| n.to_string())
+                .into(),
+            it.installed.to_string().into(),
+            it.hot.to_string().into(),
+            fmt3(it.jaccard).into(),
+            fmt3(it.spearman).into(),
+            it.dir.display().to_string().into(),
+        ]);
+    }
+    t
+}
+
+/// A similarity value with three decimals, `-` when absent.
+pub fn fmt3(v: Option<f64>) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.3}"))
 }
 
@@ -230,30 +261,7 @@ pub fn run(args: &ConvergeArgs, out: &mut dyn Write) -> Result<i32> {
         }
         ConvergeFormat::Table => {
             let color = color_enabled(args.color);
-            let mut t = Table::new(vec![
-                Column::right("#"),
-                Column::right("Snapshots"),
-                Column::right("Probe set"),
-                Column::right("Installed"),
-                Column::right("Hot"),
-                Column::right("Jaccard"),
-                Column::right("Spearman"),
-                Column::flex("Directory"),
-            ]);
-            for (i, it) in c.iterations.iter().enumerate() {
-                t.push(vec![
-                    (i + 1).to_string().into(),
-                    it.snapshots.to_string().into(),
-                    it.probe_set
-                        .map_or("-".to_string(), |n| n.to_string())
-                        .into(),
-                    it.installed.to_string().into(),
-                    it.hot.to_string().into(),
-                    fmt3(it.jaccard).into(),
-                    fmt3(it.spearman).into(),
-                    it.dir.display().to_string().into(),
-                ]);
-            }
+            let t = table(&c);
             write!(
                 out,
                 "{}",

@@ -13,6 +13,8 @@ pub mod failif;
 pub mod fastprobes;
 pub mod fixture;
 pub mod flamegraph;
+pub mod iterate;
+pub mod list;
 pub mod load;
 pub mod merge;
 pub mod output;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use hotprobe_cli::{
-    converge, diff, export, flamegraph, refine, report, run, snapshot_cmd, CliError,
+    converge, diff, export, flamegraph, iterate, list, refine, report, run, snapshot_cmd, CliError,
 };
 use std::io::Write;
 
@@ -14,7 +14,9 @@ Examples:
   hotprobe run --probes probes.toml -- ./server
   hotprobe diff before/ after/ --fail-if 'avg_inherent>+10%'
   hotprobe flamegraph snaps/ -o flame.svg
-  hotprobe export --format pprof snaps/ -o profile.pb.gz";
+  hotprobe export --format pprof snaps/ -o profile.pb.gz
+  hotprobe list ./server                      what the agent would probe, and why not
+  hotprobe iterate -- ./bench --quick         the whole loop: run, refine, run again… until settled";
 
 /// Probe a native program's functions and find its hotspots.
 ///
@@ -30,9 +32,10 @@ struct Cli {
     command: Command,
 }
 
-// Verbs written elsewhere (`list`, `iterate`) slot in as further variants.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The functions the agent would probe in an object, and why others are not.
+    List(list::ListArgs),
     /// Run a command under the agent.
     Run(run::RunArgs),
     /// The hotspot table: calls, inclusive and inherent time per function.
@@ -49,6 +52,8 @@ enum Command {
     Flamegraph(flamegraph::FlamegraphArgs),
     /// Export snapshots for other tools (pprof).
     Export(export::ExportArgs),
+    /// Run a workload, refine the probe set, run again… until the hot set settles.
+    Iterate(Box<iterate::IterateArgs>),
 }
 
 fn main() {
@@ -60,6 +65,7 @@ fn main() {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut err = std::io::stderr();
     let result = match &cli.command {
+        Command::List(a) => list::run(a, &mut out),
         Command::Run(a) => run::run(a),
         Command::Report(a) => report::run(a, &mut out),
         Command::Refine(a) => refine::run(a, &mut out, &mut err),
@@ -68,6 +74,7 @@ fn main() {
         Command::Snapshot(a) => snapshot_cmd::run(a, &mut out),
         Command::Flamegraph(a) => flamegraph::run(a),
         Command::Export(a) => export::run(a),
+        Command::Iterate(a) => iterate::run(a, &mut out),
     };
     let flushed = out.flush().map_err(CliError::from);
     match result.and_then(|code| flushed.map(|_| code)) {

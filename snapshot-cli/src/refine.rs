@@ -1,15 +1,16 @@
 //! `hotprobe refine`: the probe set for the next iteration.
 
 use crate::error::{CliError, Result};
-use crate::load::load_light;
+use crate::load::{load_light, Inputs, LightSnapshot};
 use crate::merge::{merge, Func, Merged};
 use crate::output::write_output;
 use crate::report::{glob_list, name_matches};
 use crate::units::fmt_ns;
 use hotprobe_config::snapshot::ProbeState;
 use hotprobe_config::{GlobList, ProbeSet, ProbeSetEntry};
+use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const AFTER_HELP: &str = "\
 Policy (in this order):
@@ -25,7 +26,8 @@ Policy (in this order):
      rejected), and wins over --drop and --top.
 Globs match the demangled name, `name#N`, or the raw symbol. Entries name the
 module by file name and carry an offset only when the module has several
-functions with that symbol. The output is sorted, so equal data gives a
+functions with that symbol (seen in the snapshots, or an entry with an offset
+in the probe set the snapshots ran with, if that file is still there). The output is sorted, so equal data gives a
 byte-identical file.
 
 Examples:
@@ -69,6 +71,10 @@ pub struct Policy {
     pub min_share: f64,
     pub keep: Option<GlobList>,
     pub drop: Option<GlobList>,
+    /// (module file name, symbol) pairs known to name several functions of
+    /// their module, though the snapshots hold only one of them: a snapshot
+    /// of a run with a probe set sees only the probed functions.
+    pub known_ambiguous: BTreeSet<(String, String)>,
 }
 
 /// Why a function was kept.
@@ -122,15 +128,34 @@ pub fn select<'a>(m: &'a Merged, policy: &Policy) -> Vec<(&'a Func, Why)> {
     chosen
 }
 
-/// The probe-set entry of a function.
-pub fn entry(f: &Func) -> ProbeSetEntry {
+/// The probe-set entry of a function; the offset only for a symbol that
+/// names several functions of the module.
+pub fn entry(f: &Func, known_ambiguous: &BTreeSet<(String, String)>) -> ProbeSetEntry {
+    let ambiguous =
+        f.ambiguous || known_ambiguous.contains(&(f.key.module.clone(), f.key.symbol.clone()));
     ProbeSetEntry {
         module: f.key.module.clone(),
         symbol: f.key.symbol.clone(),
         // For people (the contract's example carries it even when equal to the symbol).
         name: f.name.clone(),
-        offset: f.ambiguous.then_some(f.offset),
+        offset: ambiguous.then_some(f.offset),
     }
+}
+
+/// The entries with an offset in the probe sets the snapshots ran with
+/// (`config.target.probe_set`, when the file is still there).
+pub fn ambiguous_in_probe_sets(inputs: &Inputs<LightSnapshot>) -> BTreeSet<(String, String)> {
+    let sets: BTreeSet<&str> = inputs
+        .snapshots
+        .iter()
+        .filter_map(|l| l.snap.config.probe_set_path())
+        .collect();
+    sets.into_iter()
+        .filter_map(|p| ProbeSet::read(Path::new(p)).ok())
+        .flat_map(|set| set.probes)
+        .filter(|e| e.offset.is_some())
+        .map(|e| (e.module, e.symbol))
+        .collect()
 }
 
 /// The `source` line: the inputs as given, sorted.
@@ -158,7 +183,9 @@ pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
     }
     let keep = glob_list(&args.keep, "--keep")?;
     let drop = glob_list(&args.drop, "--drop")?;
-    let merged = merge(load_light(&args.snapshots)?);
+    let inputs = load_light(&args.snapshots)?;
+    let known_ambiguous = ambiguous_in_probe_sets(&inputs);
+    let merged = merge(inputs);
     let min_inherent_ns = args
         .min_inherent_us
         .unwrap_or(merged.hotspot.inherent_threshold_us)
@@ -169,11 +196,15 @@ pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         min_share: args.min_share / 100.0,
         keep,
         drop,
+        known_ambiguous,
     };
     let chosen = select(&merged, &policy);
     let set = ProbeSet::new(
         source_of(&args.snapshots),
-        chosen.iter().map(|(f, _)| entry(f)).collect(),
+        chosen
+            .iter()
+            .map(|(f, _)| entry(f, &policy.known_ambiguous))
+            .collect(),
     );
     let text = set.to_toml();
     if args.output == std::path::Path::new("-") {

@@ -219,7 +219,7 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// Checks the settings the agent will see, so mistakes show before the run
 /// (the agent itself fails open and would only log them).
-fn check_settings(env: &BTreeMap<String, OsString>) -> Result<()> {
+pub fn check_settings(env: &BTreeMap<String, OsString>) -> Result<()> {
     let lookup = |k: &str| {
         env.get(k)
             .map(|v| v.to_string_lossy().into_owned())

@@ -369,3 +369,49 @@ fn converge_library_entry_point() {
     assert!(c.settled);
     assert_eq!(c.iterations.len(), 2);
 }
+
+#[test]
+fn refine_keeps_the_offsets_of_the_probe_set_the_run_had() {
+    // A run with a probe set sees only the probed one of several same-symbol
+    // functions; the set's offset says the symbol is ambiguous.
+    let dir = tempfile::tempdir().unwrap();
+    let mut snap = fixture::server(1);
+    let offset = snap
+        .probes
+        .iter()
+        .find(|p| p.symbol == "processCommand")
+        .unwrap()
+        .offset;
+    let earlier = ProbeSet::new(
+        "earlier.json",
+        vec![hotprobe_config::ProbeSetEntry {
+            module: "redis-server".into(),
+            symbol: "processCommand".into(),
+            name: "processCommand".into(),
+            offset: Some(offset),
+        }],
+    );
+    let set_path = dir.path().join("probes.toml");
+    std::fs::write(&set_path, earlier.to_toml()).unwrap();
+    snap.config.target.probe_set = set_path.display().to_string();
+    let f = write(dir.path(), "s.json", &snap);
+    let (set, _) = refine(&[p(&f)]);
+    let e = set
+        .probes
+        .iter()
+        .find(|e| e.symbol == "processCommand")
+        .unwrap();
+    assert_eq!(e.offset, Some(offset));
+    let others = set
+        .probes
+        .iter()
+        .filter(|e| e.symbol != "processCommand" && e.symbol != "compare");
+    assert!(others.into_iter().all(|e| e.offset.is_none()));
+    // Gone probe set: refine does without it.
+    std::fs::remove_file(&set_path).unwrap();
+    let (set, _) = refine(&[p(&f)]);
+    assert!(set
+        .probes
+        .iter()
+        .any(|e| e.symbol == "processCommand" && e.offset.is_none()));
+}
