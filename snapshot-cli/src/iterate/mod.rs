@@ -24,7 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use summary::{IterRecord, Summary};
 pub use args::{merged_workload, IterateArgs, AFTER_HELP};
-use workload::{Plan, Workload, MIN_ITERATIONS_BEFORE_EARLY_STOP};
+use workload::{join_words, Plan, Workload, MIN_ITERATIONS_BEFORE_EARLY_STOP};
 
 /// `YYYYmmdd-HHMMSS` in local time.
 fn timestamp() -> String {
@@ -79,11 +79,11 @@ fn results_dir(out: Option<&Path>) -> Result<PathBuf> {
 
 fn describe_workload(w: &Workload) -> String {
     match w {
-        Workload::Single { command } => command.join(" "),
+        Workload::Single { command } => join_words(command),
         Workload::Server { server, load } => format!(
             "server `{}`, load `{}`",
-            server.command.join(" "),
-            load.join(" ")
+            join_words(&server.command),
+            join_words(load)
         ),
     }
 }

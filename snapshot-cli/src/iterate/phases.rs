@@ -10,7 +10,7 @@
 
 use super::interrupt::{self, signal_name};
 use super::progress::{Phase, Progress};
-use super::workload::{Ready, Server, Stop};
+use super::workload::{join_words, Ready, Server, Stop};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
@@ -297,7 +297,7 @@ pub fn run_single(
             if !status.success() {
                 return Err(Failure::Error(format!(
                     "the command `{}` {}; its output is in {}",
-                    words.join(" "),
+                    join_words(words),
                     describe(status),
                     p.stderr_path.display()
                 )));
@@ -314,7 +314,7 @@ pub fn run_single(
             p.stop(libc::SIGTERM, LEFTOVER_GRACE * 5);
             return Err(Failure::Error(format!(
                 "the command `{}` ran longer than the load timeout ({:.0} s) and was stopped",
-                words.join(" "),
+                join_words(words),
                 timeout.unwrap_or_default().as_secs_f64()
             )));
         }
@@ -395,7 +395,7 @@ fn wait_ready(server: &Server, srv: &mut Proc, dir: &Path, env: &Env) -> Outcome
                 Ready::Port { host, port } => format!("{host}:{port} accepted no connection"),
                 Ready::Command(w) => format!(
                     "`{}` never succeeded (its output is in {})",
-                    w.join(" "),
+                    join_words(w),
                     dir.join("ready.stderr").display()
                 ),
             };
@@ -458,7 +458,7 @@ fn run_load(
             if !status.success() {
                 return Err(Failure::Error(format!(
                     "the load command `{}` {}; its output is in {}",
-                    load.join(" "),
+                    join_words(load),
                     describe(status),
                     p.stderr_path.display()
                 )));
@@ -477,7 +477,7 @@ fn run_load(
             p.stop(libc::SIGTERM, LEFTOVER_GRACE);
             return Err(Failure::Error(format!(
                 "the load command `{}` ran longer than the load timeout ({:.0} s) and was stopped",
-                load.join(" "),
+                join_words(load),
                 timeout.unwrap_or_default().as_secs_f64()
             )));
         }
@@ -511,7 +511,7 @@ fn stop_server(server: &Server, srv: &mut Proc, dir: &Path, env: &Env) -> Outcom
             server.stop_timeout.as_secs_f64(),
             match &server.stop {
                 Stop::Signal(s) => signal_name(*s),
-                Stop::Command(w) => format!("`{}`", w.join(" ")),
+                Stop::Command(w) => format!("`{}`", join_words(w)),
             },
             srv.stderr_path.display()
         )));

@@ -43,6 +43,25 @@ impl CommandLine {
     }
 }
 
+/// The words of a command as one line that [`split_words`] reads back the
+/// same: a word that is empty or holds anything but `[A-Za-z0-9_./:=@%+,-]`
+/// is single-quoted (`'` as `'\''`). For messages, so that `--save ''`
+/// does not show as `--save`.
+pub fn join_words(words: &[String]) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_./:=@%+,-".contains(c);
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty() && w.chars().all(safe) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Splits a command line into words: whitespace separates, `'…'` keeps
 /// everything, `"…"` keeps everything but `\"` and `\\`, `\` outside quotes
 /// escapes the next character.
@@ -507,6 +526,35 @@ mod tests {
         assert!(split_words("a \"b").is_err());
         assert!(split_words("a \\").is_err());
         assert_eq!(split_words("  ").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn words_join_so_they_split_back() {
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            join_words(&w(&[
+                "redis-server",
+                "--port",
+                "7000",
+                "--save",
+                "",
+                "--appendonly",
+                "no"
+            ])),
+            "redis-server --port 7000 --save '' --appendonly no"
+        );
+        for v in [
+            w(&["a", "b c", "it's", "$HOME", "x\\y", "\"q\"", "", "*"]),
+            w(&["sh", "-c", "echo 'hi' | wc -c"]),
+            w(&[]),
+        ] {
+            assert_eq!(
+                split_words(&join_words(&v)).unwrap(),
+                v,
+                "{}",
+                join_words(&v)
+            );
+        }
     }
 
     #[test]
