@@ -3,7 +3,10 @@
 and probed side by side in one session), printed as markdown for
 BENCHMARKS.md.
 
-    python3 bench/bench.py [call-cost|install|many|redis|all] [--rounds N]
+    python3 bench/bench.py [call-cost|install|many|redis|all] [--rounds N] [--probeset FILE]
+
+--probeset adds a redis variant that runs with that probe set (for example
+the one `hotprobe iterate` ran its settled iteration with, iter-N/probes.toml).
 
 Needs a release build (cargo build --release --workspace) and gcc; the
 uftrace column needs `uftrace`, redis needs `redis-server redis-benchmark`.
@@ -153,7 +156,7 @@ def redis_once(env, requests):
     return statistics.mean(rps) if rps else float("nan"), cpu * 1e6 / (2 * requests)
 
 
-def redis(rounds):
+def redis(rounds, probeset=None):
     if not shutil.which("redis-server"):
         print("(redis-server not installed: skipped)\n")
         return
@@ -163,18 +166,28 @@ def redis(rounds):
         "hotprobe, all functions, adaptive on": agent_env(),
         "hotprobe, all functions, adaptive off": agent_env(HOTPROBE_ADAPTIVE="0"),
     }
+    if probeset:
+        n = len(re.findall(r"^\[\[probe\]\]", open(probeset).read(), re.M))
+        variants[f"hotprobe, probe set `{os.path.basename(probeset)}` ({n} probes), adaptive on"] = \
+            agent_env(HOTPROBE_PROBESET=os.path.abspath(probeset))
     res = {k: ([], []) for k in variants}
     for _ in range(rounds):
         for name, env in variants.items():
             rps, us = redis_once(env, requests)
             res[name][0].append(rps)
             res[name][1].append(us)
-    b_rps, b_us = med(res["bare"][0]), med(res["bare"][1])
-    print(f"### redis-server (Debian, stripped, all `.dynsym` functions) under `redis-benchmark -c 8 -t set,get -n {requests}` ({rounds} interleaved rounds, median)\n")
+    bare_rps, bare_us = res["bare"]
+    print(f"### redis-server (Debian, stripped) under `redis-benchmark -c 8 -t set,get -n {requests}` ({rounds} interleaved rounds, median)\n")
+    print("× bare is the median of each round's ratio to that round's bare run (range in brackets).\n")
     print("| variant | requests/s | × bare | server CPU µs per request | × bare |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, (rps, us) in res.items():
-        print(f"| {name} | {med(rps):,.0f} | {med(rps) / b_rps:.2f} | {med(us):.2f} | {med(us) / b_us:.2f} |")
+        r = [a / b for a, b in zip(rps, bare_rps)]
+        u = [a / b for a, b in zip(us, bare_us)]
+        print(f"| {name} | {med(rps):,.0f} | {med(r):.2f} ({min(r):.2f}–{max(r):.2f}) | {med(us):.2f} | {med(u):.2f} ({min(u):.2f}–{max(u):.2f}) |")
+    print("\nper round (requests/s, CPU µs per request):", file=sys.stderr)
+    for name, (rps, us) in res.items():
+        print(f"  {name}: " + "  ".join(f"{a:,.0f}/{b:.2f}" for a, b in zip(rps, us)), file=sys.stderr)
     print(f"\nThroughput as bare / agent: the machine swings ±20% run to run; CPU per request is the steadier figure.\n")
 
 
@@ -182,13 +195,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "redis", "all"])
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output)")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
     print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
     for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("redis", redis)):
         if a.what in (name, "all"):
-            f(a.rounds)
+            f(a.rounds, a.probeset) if name == "redis" else f(a.rounds)
     shutil.rmtree(WORK, ignore_errors=True)
 
 
