@@ -36,6 +36,7 @@ fn write_inner(reason: Reason, signal: Option<i32>, last: bool) -> Result<PathBu
     if *done {
         return Err("the image's final snapshot is already written".into());
     }
+    crate::kernel::drain_now(); // the kernel backend's records so far
     let snap = build(agent, reason, signal);
     let bytes = snap.to_json();
     let mut id = lock(&agent.identity);
@@ -170,7 +171,11 @@ fn build(agent: &Agent, reason: Reason, signal: Option<i32>) -> Snapshot {
         },
         process,
         config: agent.settings.clone(),
-        overhead: Overhead { probe_ns: total as f64 / per_ns, inner_ns: inner as f64 / per_ns, compensated: compensate::is_on() },
+        overhead: crate::kernel::overhead().unwrap_or(Overhead {
+            probe_ns: total as f64 / per_ns,
+            inner_ns: inner as f64 / per_ns,
+            compensated: compensate::is_on(),
+        }),
         meter: MeterInfo {
             clock: clock::name().into(),
             tsc_hz: clock::is_tsc().then_some(per_ns * 1e9),

@@ -1,15 +1,452 @@
-//! The kernel backend (`HOTPROBE_BACKEND=kernel`): perf_event uprobes on
-//! function entries and exit instructions, read back by an agent thread and
-//! fed to the same metering as the inline engine (engine::external).
+//! The kernel backend (`HOTPROBE_BACKEND=kernel`): uprobes on function
+//! entries and exit instructions, read back by an agent thread and fed to
+//! the same metering as the inline engine (engine::external).
+//!
+//! Mechanism: a BPF program attached with `uprobe_multi` links (Linux 6.6+)
+//! writes one record per hit into a BPF ring buffer. Per-event perf uprobes
+//! were measured first and dropped (bench/kernel/README.md): the kernel
+//! spends ~85 ms tearing down each perf uprobe event, one at a time under a
+//! global mutex, and inherited events are torn down again at every thread
+//! exit (a thread with 20 inherited events took 1.7 s to join). A
+//! uprobe_multi link filters by process (every thread, those created later
+//! included, fork children not), needs one descriptor for any number of
+//! sites, and concurrent link closes share the kernel's grace period.
+//!
+//! * `sys`: the bpf system call and capabilities; `prog`: the BPF program
+//!   and its maps; `ring`: reading the ring; `open`: descriptors;
+//!   `exits`: where functions end; `calibrate`: what a hit costs;
+//!   `closer`: closing links off the hot threads; `reader`: replaying calls.
+//! * Each probe has two links: its entry, and its exit instructions.
+//!   Disabling a probe closes its entry link at once and its exit link once
+//!   no call of it is open (the kernel removes the breakpoints).
+//! * Fork: the child is a new image. Its atfork handler drops the parent's
+//!   descriptors (copies, cheap to close), creates its own ring, program and
+//!   links for every probe still enabled, and starts its own reader. Calls
+//!   the child makes inside `fork()` before that are not seen.
+//! * Exec and exit: the image's last snapshot closes every link in parallel
+//!   (a few grace periods instead of one per link); a failed exec leaves
+//!   the image unprobed from there on. A process killed outright (SIGKILL)
+//!   leaves the kernel to close its links one by one.
+//! * Without CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN) the program runs
+//!   unprobed, one line says what is missing, and the snapshot's
+//!   `agent.problem` says why.
 
+pub mod calibrate;
+pub mod closer;
+pub mod exits;
+pub mod open;
+pub mod prog;
+pub mod reader;
+pub mod ring;
+pub mod sys;
+
+use crate::engine::probe::{Life, Probe};
+use crate::install::Loaded;
+use crate::spin_lock::SpinLock;
 use crate::state::Agent;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use hotprobe_discover::{ExcludeReason, ObjectFunctions};
+use reader::{ProbeLinks, Role, Site, State};
+use std::ffi::CString;
+use std::sync::Arc;
 
-/// Installs the kernel probes of the selected functions and starts the reader.
-pub fn start(_agent: &'static Agent) -> Result<(), String> {
-    Err("the kernel backend is not part of this build yet".into())
+static STATE: SpinLock<Option<State>> = SpinLock::new(None);
+static RUNNING: AtomicBool = AtomicBool::new(false);
+static GENERATION: AtomicI32 = AtomicI32::new(0);
+static READER_TID: AtomicI32 = AtomicI32::new(0);
+static FORK_LOCKED: AtomicBool = AtomicBool::new(false);
+static ATFORK: std::sync::Once = std::sync::Once::new();
+static DRAIN_MS: AtomicU64 = AtomicU64::new(10);
+static RING_BYTES: AtomicU64 = AtomicU64::new(1 << 20);
+/// Drops counted before this image's ring was replaced (never: kept for clarity of `lost_records`).
+static LOST_BEFORE: AtomicU64 = AtomicU64::new(0);
+
+/// Whether the kernel backend probes this image.
+pub fn is_running() -> bool {
+    RUNNING.load(Ordering::Acquire)
 }
 
-/// Records the kernel reported lost since the image started.
+/// Spawns an agent thread: all signals blocked, not wrapped by the
+/// program-thread hook, not probed.
+pub fn agent_thread<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Option<std::thread::JoinHandle<()>> {
+    // SAFETY: plain signal-mask calls on sets we own.
+    unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        crate::worker::SPAWNING.store(true, Ordering::Relaxed);
+        let spawned = std::thread::Builder::new().name(name.into()).stack_size(256 << 10).spawn(f);
+        crate::worker::SPAWNING.store(false, Ordering::Relaxed);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
+        spawned.ok()
+    }
+}
+
+/// Installs the kernel probes of the selected functions and starts the reader.
+pub fn start(agent: &'static Agent) -> Result<(), String> {
+    let t0 = crate::sys::monotonic_ns();
+    if let Some(missing) = sys::missing_capabilities() {
+        return Err(sys::refusal(&missing));
+    }
+    DRAIN_MS.store(agent.settings.kernel.drain_ms.max(1), Ordering::Relaxed);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    RING_BYTES.store(agent.settings.kernel.ring_pages.max(1) * 4096 * cpus, Ordering::Relaxed);
+    closer::start();
+    let mut state = open_state()?;
+    match calibrate::run(&state.objects, &mut state.ring) {
+        Ok(costs) => state.costs = costs,
+        Err(calibrate::Failure::Refused(why)) => {
+            state.objects.close();
+            return Err(why);
+        }
+        Err(calibrate::Failure::Unmeasured(why)) => crate::warn!("{why}; kernel-probe times are not compensated"),
+    }
+    let ring_kib = state.ring.size() / 1024;
+    *STATE.lock() = Some(state);
+    RUNNING.store(true, Ordering::Release);
+    ATFORK.call_once(|| {
+        // SAFETY: the handlers are plain extern "C" fns.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    });
+    let (installed, rejected) = crate::install::probe_new_objects(agent);
+    crate::install::warn_unmatched_probe_set();
+    if rejected > 0 {
+        crate::warn!("{rejected} functions not probed; their reasons are in the snapshot and `hotprobe list`");
+    }
+    let ms = (crate::sys::monotonic_ns() - t0) as f64 / 1e6;
+    crate::info!("{installed} probes installed in {ms:.1} ms (kernel backend: BPF uprobe_multi, ring of {ring_kib} KiB)");
+    spawn_reader();
+    Ok(())
+}
+
+/// The ring, program and drop counter of this image.
+fn open_state() -> Result<State, String> {
+    let mut budget = open::Budget::new();
+    let objects = prog::create(RING_BYTES.load(Ordering::Relaxed) as usize, budget.floor).map_err(|(_, why)| why)?;
+    let ring = match ring::Ring::map(objects.ring, objects.ring_size) {
+        Ok(r) => r,
+        Err(e) => {
+            objects.close();
+            return Err(e);
+        }
+    };
+    budget.take(3);
+    Ok(State::new(crate::sys::getpid(), objects, ring, budget))
+}
+
+/// A planned probe: its sites, entry first: (role, file offset, emulated).
+struct Plan {
+    probe: &'static Probe,
+    sites: Vec<(Role, u64, bool)>,
+    inside: Arc<[(u64, u64)]>,
+}
+
+/// The `.cold` parts of `symbol` in `found`.
+fn cold_parts<'a>(found: &'a ObjectFunctions, symbol: &str) -> impl Iterator<Item = &'a hotprobe_discover::Function> + 'a {
+    let prefix = format!("{symbol}.cold");
+    found.excluded.iter().filter(move |e| e.reason == ExcludeReason::ColdPart && e.function.symbol.starts_with(&prefix)).map(|e| &e.function)
+}
+
+fn plan(probe: &'static Probe, code: &[u8], obj: &Loaded, found: &ObjectFunctions) -> Result<Plan, String> {
+    if probe.meta.size == 0 {
+        return Err("size unknown: its exit instructions cannot be found".into());
+    }
+    let mut parts = vec![exits::Part { code, address: probe.meta.address as u64, file_offset: probe.meta.offset }];
+    for cold in cold_parts(found, &probe.meta.symbol) {
+        let address = obj.bias + cold.address as usize;
+        let end = address + cold.size as usize;
+        if cold.size > 0 && obj.code.iter().any(|&(lo, hi)| lo <= address && end <= hi) {
+            // SAFETY: [address, end) lies in an executable, readable segment of the object (checked above).
+            let code = unsafe { core::slice::from_raw_parts(address as *const u8, cold.size as usize) };
+            parts.push(exits::Part { code, address: address as u64, file_offset: cold.offset });
+        }
+    }
+    let specs = exits::plan(&parts)?;
+    let inside: Arc<[(u64, u64)]> = parts.iter().map(|p| (p.address, p.address + p.code.len() as u64)).collect();
+    let mut sites = vec![(Role::Entry, probe.meta.offset, exits::entry_is_emulated(code, probe.meta.address as u64))];
+    sites.extend(specs.into_iter().map(|s| (Role::Exit(s.exit), s.file_offset, s.emulated)));
+    Ok(Plan { probe, sites, inside })
+}
+
+/// Probes `ready` (from `install::install_object`) with uprobe links;
+/// rejects what cannot be probed. Returns how many were installed.
+pub fn install(ready: &[(&'static Probe, &[u8])], obj: &Loaded, found: &ObjectFunctions) -> usize {
+    let path = CString::new(obj.path.to_string_lossy().as_bytes()).ok().map(Arc::new);
+    let (Some(path), true) = (path, is_running()) else {
+        for (p, _) in ready {
+            p.reject("the kernel backend is not running".into());
+        }
+        return 0;
+    };
+    let mut installed = 0;
+    for &(p, code) in ready {
+        match plan(p, code, obj, found) {
+            Ok(pl) => {
+                if attach_probe(&pl, &path, None) {
+                    installed += 1;
+                }
+            }
+            Err(e) => p.reject(e),
+        }
+    }
+    installed
+}
+
+/// Registers the sites of one probe, then attaches its exit link and its
+/// entry link (exits first: a call entered finds its exits armed).
+/// `costs` carries the sites' costs over (fork child); else they come from
+/// the calibration.
+fn attach_probe(pl: &Plan, path: &Arc<CString>, costs: Option<&[(u64, i64)]>) -> bool {
+    let p = pl.probe;
+    let has_exits = pl.sites.len() > 1;
+    let need = 1 + has_exits as u64;
+    let (prog, base) = {
+        let mut g = STATE.lock();
+        let Some(st) = g.as_mut() else { return false };
+        if !st.budget.take(need) {
+            let (_, hard) = open::nofile();
+            drop(g);
+            p.reject(format!(
+                "not probed: the kernel backend needs {need} more file descriptors and RLIMIT_NOFILE (hard limit {hard}) is used up; raise the hard limit (ulimit -Hn) or probe fewer functions"
+            ));
+            return false;
+        }
+        let base = st.sites.len() as u32;
+        let c = st.costs;
+        for (i, (role, offset, emulated)) in pl.sites.iter().enumerate() {
+            let (cost, shift) = match (costs.and_then(|c| c.get(i)), role) {
+                (Some(&carried), _) => carried,
+                (None, Role::Entry) => (c.entry(*emulated), 0),
+                (None, Role::Exit(exit)) => (c.exit(*exit == exits::Exit::Always && !*emulated, *emulated), c.shift),
+            };
+            st.sites.push(Site { probe: p, role: role.clone(), path: path.clone(), file_offset: *offset, cost, shift, inside: pl.inside.clone() });
+        }
+        (st.objects.prog, base)
+    };
+    let pid = crate::sys::getpid();
+    let cookie = |i: usize| {
+        let wide = matches!(pl.sites[i].0, Role::Exit(exits::Exit::Indirect(_)));
+        (base + i as u32) as u64 | if wide { prog::WIDE_BIT } else { 0 }
+    };
+    let floor = STATE.lock().as_ref().map_or(512, |s| s.budget.floor);
+    let mut exits_link = None;
+    if has_exits {
+        let offsets: Vec<u64> = pl.sites[1..].iter().map(|s| s.1).collect();
+        let cookies: Vec<u64> = (1..pl.sites.len()).map(cookie).collect();
+        match sys::uprobe_multi(prog, path, &offsets, &cookies, pid) {
+            Ok(fd) => exits_link = Some(open::move_fd(fd, floor)),
+            Err(e) => return attach_failed(p, need, format!("{} (one of its exits)", sys::describe_attach_error(e))),
+        }
+    }
+    let was_bypassed = p.bypass.swap(0, Ordering::AcqRel);
+    let entry_link = match sys::uprobe_multi(prog, path, &[pl.sites[0].1], &[cookie(0)], pid) {
+        Ok(fd) => open::move_fd(fd, floor),
+        Err(e) => {
+            p.bypass.store(was_bypassed.max(1), Ordering::Release);
+            closer::submit(exits_link.into_iter().collect());
+            return attach_failed(p, need, format!("{} (its entry)", sys::describe_attach_error(e)));
+        }
+    };
+    let mut g = STATE.lock();
+    match g.as_mut() {
+        Some(st) => {
+            st.links.insert(p.id, ProbeLinks { entry: Some(entry_link), exits: exits_link });
+        }
+        None => {
+            drop(g);
+            closer::submit([Some(entry_link), exits_link].into_iter().flatten().collect());
+            return false;
+        }
+    }
+    drop(g);
+    if costs.is_none() {
+        p.set_life(Life::Active);
+    }
+    true
+}
+
+fn attach_failed(p: &Probe, need: u64, why: String) -> bool {
+    if let Some(st) = STATE.lock().as_mut() {
+        st.budget.give_back(need);
+    }
+    p.reject(why);
+    false
+}
+
+/// Takes disabled probes out (from `adaptive::decider::run_pending`): their
+/// entry links close now, their exit links once no call of theirs is open.
+pub fn remove(flagged: &[&'static Probe]) -> Result<usize, String> {
+    let mut to_close = Vec::new();
+    {
+        let mut g = STATE.lock();
+        let Some(st) = g.as_mut() else { return Ok(0) };
+        for p in flagged {
+            if let Some(l) = st.links.get_mut(&p.id) {
+                to_close.extend(l.entry.take());
+                if l.exits.is_some() && !st.closing.contains(&p.id) {
+                    st.closing.push(p.id);
+                }
+            }
+        }
+        st.budget.give_back(to_close.len() as u64);
+    }
+    closer::submit(to_close);
+    Ok(flagged.len())
+}
+
+/// Replays everything the kernel recorded so far (before a snapshot).
+pub fn drain_now() {
+    if !is_running() {
+        return;
+    }
+    let to_close = match STATE.lock().as_mut() {
+        Some(st) => st.drain_now(),
+        None => return,
+    };
+    closer::submit(to_close);
+}
+
+/// The image's last snapshot is written: every link goes now, in parallel
+/// (closing them one by one at exit would take a grace period each).
+pub fn shut_down() {
+    if !RUNNING.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+    let fds = match STATE.lock().as_mut() {
+        Some(st) => {
+            LOST_BEFORE.store(st.objects.lost(), Ordering::Relaxed);
+            st.take_links()
+        }
+        None => return,
+    };
+    closer::close_now(fds);
+}
+
+/// Records the kernel dropped (ring full) since the image started.
 pub fn lost_records() -> u64 {
-    0
+    if !is_running() {
+        return LOST_BEFORE.load(Ordering::Relaxed);
+    }
+    STATE.lock().as_ref().map_or(0, |s| s.objects.lost())
+}
+
+/// The snapshot's `overhead` under this backend: calibrated per-hit costs,
+/// compensated through the reader's virtual clock.
+pub fn overhead() -> Option<hotprobe_config::snapshot::Overhead> {
+    let agent = crate::state::agent()?;
+    if agent.settings.probes.backend != hotprobe_config::Backend::Kernel {
+        return None;
+    }
+    let costs = STATE.lock().as_ref().map(|s| s.costs).unwrap_or_default();
+    Some(hotprobe_config::snapshot::Overhead {
+        probe_ns: (costs.stepped + costs.ret) as f64,
+        inner_ns: costs.inner as f64,
+        compensated: costs.measured,
+    })
+}
+
+fn spawn_reader() {
+    let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
+    if agent_thread("hotprobe-kernel", move || read_loop(generation)).is_none() {
+        crate::warn!("cannot start the kernel backend's reader thread; records are read only at snapshots");
+    }
+}
+
+fn read_loop(generation: i32) {
+    READER_TID.store(crate::sys::gettid(), Ordering::Relaxed);
+    let drain = std::time::Duration::from_millis(DRAIN_MS.load(Ordering::Relaxed));
+    while GENERATION.load(Ordering::Relaxed) == generation && is_running() {
+        let mut backlogged = false;
+        if crate::state::is_active() {
+            crate::guard::fail_open("kernel reader", (), || {
+                let to_close = match STATE.lock().as_mut() {
+                    Some(st) => {
+                        let fds = st.round();
+                        backlogged = st.backlogged();
+                        fds
+                    }
+                    None => Vec::new(),
+                };
+                closer::submit(to_close);
+            });
+        }
+        if !backlogged {
+            std::thread::sleep(drain);
+        }
+    }
+}
+
+extern "C" fn fork_prepare() {
+    if is_running() {
+        STATE.lock_raw();
+        closer::lock_for_fork();
+        FORK_LOCKED.store(true, Ordering::Relaxed);
+    }
+}
+
+extern "C" fn fork_parent() {
+    if FORK_LOCKED.swap(false, Ordering::Relaxed) {
+        closer::unlock_after_fork();
+        STATE.unlock_raw();
+    }
+}
+
+/// The fork child is a new image: its own ring, program, links and reader.
+extern "C" fn fork_child() {
+    if !FORK_LOCKED.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    // Only this thread exists in the child: the locks can be taken anew.
+    closer::unlock_after_fork();
+    STATE.unlock_raw();
+    crate::guard::fail_open("kernel backend in a fork child", (), || {
+        READER_TID.store(0, Ordering::Relaxed);
+        closer::reset_in_child();
+        let old = STATE.lock().take();
+        let Some(mut old) = old else { return };
+        old.forget_parent().into_iter().for_each(sys::close);
+        if !crate::state::is_active() {
+            RUNNING.store(false, Ordering::Release);
+            return;
+        }
+        let mut fresh = match open_state() {
+            Ok(s) => s,
+            Err(e) => {
+                RUNNING.store(false, Ordering::Release);
+                crate::error!("{e}; this fork child runs unprobed");
+                if let Some(agent) = crate::state::agent() {
+                    agent.set_problem(e);
+                }
+                return;
+            }
+        };
+        fresh.costs = old.costs;
+        let sites = core::mem::take(&mut old.sites);
+        drop(old);
+        *STATE.lock() = Some(fresh);
+        attach_again(&sites);
+        spawn_reader();
+    });
+}
+
+/// Attaches again, for this process, every probe still enabled.
+fn attach_again(sites: &[Site]) {
+    let mut by_probe: Vec<(&'static Probe, Vec<&Site>)> = Vec::new();
+    for s in sites {
+        match by_probe.iter_mut().find(|(p, _)| core::ptr::eq(*p, s.probe)) {
+            Some((_, v)) => v.push(s),
+            None => by_probe.push((s.probe, vec![s])),
+        }
+    }
+    for (p, list) in by_probe {
+        if p.bypass.load(Ordering::Acquire) != 0 || !matches!(p.life(), Life::Active | Life::Hot | Life::Disabled) {
+            continue;
+        }
+        let Some(entry) = list.first().filter(|s| matches!(s.role, Role::Entry)) else { continue };
+        let pl = Plan { probe: p, sites: list.iter().map(|s| (s.role.clone(), s.file_offset, false)).collect(), inside: entry.inside.clone() };
+        let costs: Vec<(u64, i64)> = list.iter().map(|s| (s.cost, s.shift)).collect();
+        attach_probe(&pl, &entry.path, Some(&costs));
+    }
 }
