@@ -12,6 +12,7 @@
 //! out as its body, and a caller's as its own time plus its callees'.
 //! This first call also checks that uprobe events may be opened at all.
 
+use super::flags::{self, CALIBRATION_ENTRY, CALIBRATION_EXIT};
 use super::prog::Objects;
 use super::ring::Ring;
 use super::sys;
@@ -128,13 +129,11 @@ pub enum Failure {
     Unmeasured(String),
 }
 
-/// Cookies of the calibration sites (no probe has that many sites).
-const ENTRY_COOKIE: u64 = 0xffff_fff0;
-const EXIT_COOKIE: u64 = 0xffff_fff1;
-
-/// Attaches the program to `offset` of `path` for this process.
-fn attach(objects: &Objects, path: &std::ffi::CStr, offset: u64, cookie: u64) -> Result<i32, Failure> {
-    sys::uprobe_multi(objects.prog, path, &[offset], &[cookie], crate::sys::getpid()).map_err(|e| match e {
+/// Attaches the program to `offset` of `path` for this process, as the
+/// calibration site `index` (generation 0).
+fn attach(objects: &Objects, path: &std::ffi::CStr, offset: u64, index: u32) -> Result<i32, Failure> {
+    objects.flags.accept(index, 0);
+    sys::uprobe_multi(objects.prog, path, &[offset], &[flags::cookie(index, 0, false)], crate::sys::getpid()).map_err(|e| match e {
         libc::EACCES | libc::EPERM => Failure::Refused(sys::refusal(&format!("attaching a uprobe: {}", sys::strerror(e)))),
         _ => Failure::Unmeasured(format!("cannot attach a uprobe to the calibration leaf: {}", sys::describe_attach_error(e))),
     })
@@ -147,9 +146,9 @@ fn drain_times(ring: &mut Ring) -> Vec<(u64, bool)> {
     ring.drain(|rec| {
         let word = |at: usize| rec.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes);
         if rec.len() >= 24 && word(8) & 0xffff_ffff == tid {
-            match word(0) {
-                ENTRY_COOKIE => out.push((word(16), true)),
-                EXIT_COOKIE => out.push((word(16), false)),
+            match flags::split(word(0)).0 {
+                CALIBRATION_ENTRY => out.push((word(16), true)),
+                CALIBRATION_EXIT => out.push((word(16), false)),
                 _ => {}
             }
         }
@@ -163,15 +162,18 @@ fn measure_leaf(objects: &Objects, ring: &mut Ring, leaf: Leaf) -> Result<(u64, 
     let (path, offset) = locate(addr).ok_or_else(|| Failure::Unmeasured("cannot find the agent's own file".into()))?;
     // SAFETY: the leaf's first 16 bytes are code of ours (the leaves are shorter; what follows is code or padding).
     let code = unsafe { core::slice::from_raw_parts(addr as *const u8, 16) };
-    let ret = hotprobe_x86::exit_sites(code, addr as u64)
-        .ok()
-        .and_then(|sites| sites.into_iter().find(|s| s.kind == hotprobe_x86::ExitKind::Ret))
+    // The first `ret` (what follows the leaf is not part of it).
+    let ret_offset = iced_x86::Decoder::with_ip(64, code, addr as u64, iced_x86::DecoderOptions::NONE)
+        .into_iter()
+        .take_while(|i| !i.is_invalid())
+        .find(|i| i.flow_control() == iced_x86::FlowControl::Return)
+        .map(|i| i.ip() - addr as u64)
         .ok_or_else(|| Failure::Unmeasured("cannot find the calibration leaf's ret".into()))?;
     let bare = time_calls(leaf);
-    let entry = attach(objects, &path, offset, ENTRY_COOKIE)?;
+    let entry = attach(objects, &path, offset, CALIBRATION_ENTRY)?;
     let with_entry = time_calls(leaf);
     drain_times(ring);
-    let exit = match attach(objects, &path, offset + ret.offset, EXIT_COOKIE) {
+    let exit = match attach(objects, &path, offset + ret_offset, CALIBRATION_EXIT) {
         Ok(x) => x,
         Err(e) => {
             super::closer::submit(vec![entry]);
@@ -191,8 +193,10 @@ fn measure_leaf(objects: &Objects, ring: &mut Ring, leaf: Leaf) -> Result<(u64, 
 
 /// Measures the costs on this thread (nothing else runs probed code yet).
 pub fn run(objects: &Objects, ring: &mut Ring) -> Result<Costs, Failure> {
-    let (push_entry, push_ret, push_window) = measure_leaf(objects, ring, leaf_push)?;
-    let (step_entry, step_ret, step_window) = measure_leaf(objects, ring, leaf_step)?;
+    let measured = measure_leaf(objects, ring, leaf_push).and_then(|push| Ok((push, measure_leaf(objects, ring, leaf_step)?)));
+    objects.flags.off(CALIBRATION_ENTRY);
+    objects.flags.off(CALIBRATION_EXIT);
+    let ((push_entry, push_ret, push_window), (step_entry, step_ret, step_window)) = measured?;
     let ret = (push_ret + step_ret) / 2;
     let shift = ((push_window as i64 - push_entry as i64) + (step_window as i64 - step_entry as i64)) / 2;
     let costs = Costs { emulated: push_entry, stepped: step_entry, ret, shift, inner: step_window, measured: true };

@@ -1,4 +1,4 @@
-//! Closing uprobe links. The kernel waits for an RCU grace period when a
+//! Closing uprobe links, and replacing them (`links::relink`). The kernel waits for an RCU grace period when a
 //! link goes (~40–80 ms here), and concurrent closes share grace periods,
 //! so closes are handed to a closer thread that closes each batch from up
 //! to `PARALLEL` threads at once: disabling probes never stalls the reader
@@ -6,7 +6,7 @@
 //! period at its end.
 
 use crate::spin_lock::SpinLock;
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 const PARALLEL: usize = 32;
 
@@ -14,6 +14,8 @@ static QUEUE: SpinLock<Vec<i32>> = SpinLock::new(Vec::new());
 /// The pipe that wakes the closer thread: (read, write).
 static WAKE_R: AtomicI32 = AtomicI32::new(-1);
 static WAKE_W: AtomicI32 = AtomicI32::new(-1);
+/// The reader asks for the links to be replaced (`links::relink`).
+static RELINK: AtomicBool = AtomicBool::new(false);
 
 /// Starts the closer thread (again, in a fork child).
 pub fn start() {
@@ -28,15 +30,29 @@ pub fn start() {
     }
 }
 
+/// Asks the closer thread to replace the links soon.
+pub fn request_relink() {
+    if !RELINK.swap(true, Ordering::AcqRel) {
+        wake();
+    }
+}
+
 /// Closes `fds` soon, off the caller's thread.
 pub fn submit(fds: Vec<i32>) {
     if fds.is_empty() {
         return;
     }
     QUEUE.lock().extend(fds);
+    wake();
+}
+
+fn wake() {
     let w = WAKE_W.load(Ordering::Relaxed);
     if w < 0 {
         close_now(core::mem::take(&mut *QUEUE.lock()));
+        if RELINK.swap(false, Ordering::AcqRel) {
+            super::links::relink();
+        }
         return;
     }
     // SAFETY: one byte to our own pipe.
@@ -59,6 +75,9 @@ fn run() {
         }
         let batch = core::mem::take(&mut *QUEUE.lock());
         crate::guard::fail_open("kernel closer", (), || close_now(batch));
+        if RELINK.swap(false, Ordering::AcqRel) {
+            crate::guard::fail_open("kernel relink", (), super::links::relink);
+        }
     }
 }
 
@@ -103,6 +122,7 @@ pub fn unlock_after_fork() {
 /// In a fork child: what the parent had queued are copies here (cheap to
 /// close: the parent still holds them); the closer thread is gone.
 pub fn reset_in_child() {
+    RELINK.store(false, Ordering::Relaxed);
     let queued = core::mem::take(&mut *QUEUE.lock());
     queued.into_iter().for_each(super::sys::close);
     start();

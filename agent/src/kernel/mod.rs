@@ -34,6 +34,8 @@
 pub mod calibrate;
 pub mod closer;
 pub mod exits;
+pub mod flags;
+pub mod links;
 pub mod open;
 pub mod prog;
 pub mod reader;
@@ -46,7 +48,7 @@ use crate::spin_lock::SpinLock;
 use crate::state::Agent;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use hotprobe_discover::{ExcludeReason, ObjectFunctions};
-use reader::{ProbeLinks, Role, Site, State};
+use reader::{Role, Site, State};
 use std::ffi::CString;
 use std::sync::Arc;
 
@@ -179,119 +181,91 @@ pub fn install(ready: &[(&'static Probe, &[u8])], obj: &Loaded, found: &ObjectFu
         }
         return 0;
     };
-    let mut installed = 0;
-    for &(p, code) in ready {
-        match plan(p, code, obj, found) {
-            Ok(pl) => {
-                if attach_probe(&pl, &path, None) {
-                    installed += 1;
-                }
+    let plans: Vec<Plan> = ready
+        .iter()
+        .filter_map(|&(p, code)| match plan(p, code, obj, found) {
+            Ok(pl) => Some(pl),
+            Err(e) => {
+                p.reject(e);
+                None
             }
-            Err(e) => p.reject(e),
+        })
+        .collect();
+    let mut g = STATE.lock();
+    let Some(st) = g.as_mut() else { return 0 };
+    let groups = register(st, &path, plans, None);
+    let generation = st.generation();
+    for grp in &groups {
+        grp.sites.clone().for_each(|i| st.objects.flags.accept(i, generation));
+    }
+    let (made, refused) = links::attach(st, &path, &groups, generation);
+    st.links.extend(made);
+    drop(g);
+    let mut installed = groups.len();
+    for (p, why) in refused {
+        switch_off(p);
+        p.reject(why);
+        installed -= 1;
+    }
+    for grp in &groups {
+        if grp.probe.transition(Life::Pending, Life::Active) {
+            grp.probe.bypass.store(0, Ordering::Release);
         }
     }
     installed
 }
 
-/// Registers the sites of one probe, then attaches its exit link and its
-/// entry link (exits first: a call entered finds its exits armed).
-/// `costs` carries the sites' costs over (fork child); else they come from
-/// the calibration.
-fn attach_probe(pl: &Plan, path: &Arc<CString>, costs: Option<&[(u64, i64)]>) -> bool {
-    let p = pl.probe;
-    let has_exits = pl.sites.len() > 1;
-    let need = 1 + has_exits as u64;
-    let (prog, base) = {
-        let mut g = STATE.lock();
-        let Some(st) = g.as_mut() else { return false };
-        if !st.budget.take(need) {
-            let (_, hard) = open::nofile();
-            drop(g);
-            p.reject(format!(
-                "not probed: the kernel backend needs {need} more file descriptors and RLIMIT_NOFILE (hard limit {hard}) is used up; raise the hard limit (ulimit -Hn) or probe fewer functions"
-            ));
-            return false;
+/// Adds the plans' sites to the image (switched off); returns their groups.
+/// `costs` carries costs over (fork child); else they come from the calibration.
+fn register(st: &mut State, path: &Arc<CString>, plans: Vec<Plan>, costs: Option<&[(u64, i64)]>) -> Vec<links::Group> {
+    let mut groups = Vec::new();
+    let mut carried = costs.map(|c| c.iter());
+    for pl in plans {
+        let p = pl.probe;
+        let start = flags::FIRST_SITE + st.sites.len() as u32;
+        if start as usize + pl.sites.len() > flags::CAPACITY as usize {
+            p.reject(format!("not probed: the kernel backend's {} probe sites are taken", flags::CAPACITY - flags::FIRST_SITE));
+            continue;
         }
-        let base = st.sites.len() as u32;
         let c = st.costs;
-        for (i, (role, offset, emulated)) in pl.sites.iter().enumerate() {
-            let (cost, shift) = match (costs.and_then(|c| c.get(i)), role) {
-                (Some(&carried), _) => carried,
-                (None, Role::Entry) => (c.entry(*emulated), 0),
-                (None, Role::Exit(exit)) => (c.exit(*exit == exits::Exit::Always && !*emulated, *emulated), c.shift),
+        for (role, offset, emulated) in pl.sites {
+            let (cost, shift) = match (carried.as_mut().and_then(|it| it.next()), &role) {
+                (Some(&kept), _) => kept,
+                (None, Role::Entry) => (c.entry(emulated), 0),
+                (None, Role::Exit(exit)) => (c.exit(*exit == exits::Exit::Always && !emulated, emulated), c.shift),
             };
-            st.sites.push(Site { probe: p, role: role.clone(), path: path.clone(), file_offset: *offset, cost, shift, inside: pl.inside.clone() });
+            st.sites.push(Site { probe: p, role, path: path.clone(), file_offset: offset, cost, shift, inside: pl.inside.clone() });
         }
-        (st.objects.prog, base)
-    };
-    let pid = crate::sys::getpid();
-    let cookie = |i: usize| {
-        let wide = matches!(pl.sites[i].0, Role::Exit(exits::Exit::Indirect(_)));
-        (base + i as u32) as u64 | if wide { prog::WIDE_BIT } else { 0 }
-    };
-    let floor = STATE.lock().as_ref().map_or(512, |s| s.budget.floor);
-    let mut exits_link = None;
-    if has_exits {
-        let offsets: Vec<u64> = pl.sites[1..].iter().map(|s| s.1).collect();
-        let cookies: Vec<u64> = (1..pl.sites.len()).map(cookie).collect();
-        match sys::uprobe_multi(prog, path, &offsets, &cookies, pid) {
-            Ok(fd) => exits_link = Some(open::move_fd(fd, floor)),
-            Err(e) => return attach_failed(p, need, format!("{} (one of its exits)", sys::describe_attach_error(e))),
-        }
+        let end = flags::FIRST_SITE + st.sites.len() as u32;
+        st.probe_sites.insert(p.id, start..end);
+        groups.push(links::Group { probe: p, sites: start..end });
     }
-    let was_bypassed = p.bypass.swap(0, Ordering::AcqRel);
-    let entry_link = match sys::uprobe_multi(prog, path, &[pl.sites[0].1], &[cookie(0)], pid) {
-        Ok(fd) => open::move_fd(fd, floor),
-        Err(e) => {
-            p.bypass.store(was_bypassed.max(1), Ordering::Release);
-            closer::submit(exits_link.into_iter().collect());
-            return attach_failed(p, need, format!("{} (its entry)", sys::describe_attach_error(e)));
-        }
-    };
-    let mut g = STATE.lock();
-    match g.as_mut() {
-        Some(st) => {
-            st.links.insert(p.id, ProbeLinks { entry: Some(entry_link), exits: exits_link });
-        }
-        None => {
-            drop(g);
-            closer::submit([Some(entry_link), exits_link].into_iter().flatten().collect());
-            return false;
-        }
-    }
-    drop(g);
-    if costs.is_none() {
-        p.set_life(Life::Active);
-    }
-    true
+    groups
 }
 
-fn attach_failed(p: &Probe, need: u64, why: String) -> bool {
+/// Switches every site of `p` off.
+fn switch_off(p: &Probe) {
     if let Some(st) = STATE.lock().as_mut() {
-        st.budget.give_back(need);
+        if let Some(range) = st.probe_sites.get(&p.id) {
+            range.clone().for_each(|i| st.objects.flags.off(i));
+        }
     }
-    p.reject(why);
-    false
 }
 
-/// Takes disabled probes out (from `adaptive::decider::run_pending`): their
-/// entry links close now, their exit links once no call of theirs is open.
+/// Takes disabled probes out (from `adaptive::decider::run_pending`):
+/// their entries stop recording now, their exits once no call of theirs
+/// is open, and their breakpoints go with the next replacement of links.
 pub fn remove(flagged: &[&'static Probe]) -> Result<usize, String> {
-    let mut to_close = Vec::new();
-    {
-        let mut g = STATE.lock();
-        let Some(st) = g.as_mut() else { return Ok(0) };
-        for p in flagged {
-            if let Some(l) = st.links.get_mut(&p.id) {
-                to_close.extend(l.entry.take());
-                if l.exits.is_some() && !st.closing.contains(&p.id) {
-                    st.closing.push(p.id);
-                }
-            }
+    let mut g = STATE.lock();
+    let Some(st) = g.as_mut() else { return Ok(0) };
+    for p in flagged {
+        let Some(range) = st.probe_sites.get(&p.id).cloned() else { continue };
+        st.objects.flags.off(range.start);
+        if range.len() > 1 && !st.closing.contains(&p.id) {
+            st.closing.push(p.id);
         }
-        st.budget.give_back(to_close.len() as u64);
+        st.dirty = true;
     }
-    closer::submit(to_close);
     Ok(flagged.len())
 }
 
@@ -300,11 +274,10 @@ pub fn drain_now() {
     if !is_running() {
         return;
     }
-    let to_close = match STATE.lock().as_mut() {
-        Some(st) => st.drain_now(),
-        None => return,
-    };
-    closer::submit(to_close);
+    let relink = STATE.lock().as_mut().is_some_and(|st| st.drain_now());
+    if relink {
+        closer::request_relink();
+    }
 }
 
 /// The image's last snapshot is written: every link goes now, in parallel
@@ -361,15 +334,17 @@ fn read_loop(generation: i32) {
         let mut backlogged = false;
         if crate::state::is_active() {
             crate::guard::fail_open("kernel reader", (), || {
-                let to_close = match STATE.lock().as_mut() {
+                let relink = match STATE.lock().as_mut() {
                     Some(st) => {
-                        let fds = st.round();
+                        let relink = st.round();
                         backlogged = st.backlogged();
-                        fds
+                        relink
                     }
-                    None => Vec::new(),
+                    None => false,
                 };
-                closer::submit(to_close);
+                if relink {
+                    closer::request_relink();
+                }
             });
         }
         if !backlogged {
@@ -423,30 +398,47 @@ extern "C" fn fork_child() {
             }
         };
         fresh.costs = old.costs;
-        let sites = core::mem::take(&mut old.sites);
+        // The sites keep their indices; those on in the parent are on here.
+        let on: Vec<bool> = (0..old.sites.len() as u32).map(|n| old.objects.flags.is_on(flags::FIRST_SITE + n)).collect();
+        fresh.sites = core::mem::take(&mut old.sites);
+        fresh.probe_sites = core::mem::take(&mut old.probe_sites);
+        fresh.closing = core::mem::take(&mut old.closing);
         drop(old);
+        attach_again(&mut fresh, &on);
         *STATE.lock() = Some(fresh);
-        attach_again(&sites);
         spawn_reader();
     });
 }
 
-/// Attaches again, for this process, every probe still enabled.
-fn attach_again(sites: &[Site]) {
-    let mut by_probe: Vec<(&'static Probe, Vec<&Site>)> = Vec::new();
-    for s in sites {
-        match by_probe.iter_mut().find(|(p, _)| core::ptr::eq(*p, s.probe)) {
-            Some((_, v)) => v.push(s),
-            None => by_probe.push((s.probe, vec![s])),
+/// Attaches again, for this process, the sites that were on in the parent.
+fn attach_again(st: &mut State, on: &[bool]) {
+    let generation = st.generation();
+    let mut paths: Vec<Arc<CString>> = Vec::new();
+    for s in &st.sites {
+        if !paths.contains(&s.path) {
+            paths.push(s.path.clone());
         }
     }
-    for (p, list) in by_probe {
-        if p.bypass.load(Ordering::Acquire) != 0 || !matches!(p.life(), Life::Active | Life::Hot | Life::Disabled) {
-            continue;
+    for path in paths {
+        let groups: Vec<links::Group> = st
+            .probe_sites
+            .iter()
+            .filter(|(_, r)| st.site(r.start).is_some_and(|s| s.path == path))
+            .filter_map(|(_, r)| {
+                let live: Vec<u32> = r.clone().filter(|&i| on.get((i - flags::FIRST_SITE) as usize) == Some(&true)).collect();
+                let probe = st.site(r.start)?.probe;
+                live.iter().for_each(|&i| st.objects.flags.accept(i, generation));
+                (!live.is_empty()).then(|| links::Group { probe, sites: r.clone() })
+            })
+            .collect();
+        // Off sites inside a group stay off: the BPF program skips them.
+        let (made, refused) = links::attach(st, &path, &groups, generation);
+        st.links.extend(made);
+        for (p, why) in refused {
+            if let Some(range) = st.probe_sites.get(&p.id) {
+                range.clone().for_each(|i| st.objects.flags.off(i));
+            }
+            crate::warn!("fork child: {} is not probed here: {why}", p.meta.name);
         }
-        let Some(entry) = list.first().filter(|s| matches!(s.role, Role::Entry)) else { continue };
-        let pl = Plan { probe: p, sites: list.iter().map(|s| (s.role.clone(), s.file_offset, false)).collect(), inside: entry.inside.clone() };
-        let costs: Vec<(u64, i64)> = list.iter().map(|s| (s.cost, s.shift)).collect();
-        attach_probe(&pl, &entry.path, Some(&costs));
     }
 }

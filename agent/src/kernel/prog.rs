@@ -109,6 +109,10 @@ impl Asm {
         self.fixups.push((self.insns.len(), to));
         self.emit(insn(code, dst, 0, 0, imm));
     }
+    fn jump_reg(&mut self, code: u8, dst: u8, src: u8, to: usize) {
+        self.fixups.push((self.insns.len(), to));
+        self.emit(insn(code, dst, src, 0, 0));
+    }
     fn finish(mut self) -> Vec<u64> {
         for &(at, l) in &self.fixups {
             let target = self.labels[l].expect("bound label") as i64;
@@ -122,17 +126,33 @@ impl Asm {
 const JA: u8 = 0x05;
 const JEQ: u8 = 0x15;
 const JNE: u8 = 0x55;
+const JNE_REG: u8 = 0x5d;
 
-/// The program, writing to the ring `ring` and counting drops in `lost`.
-pub fn program(ring: i32, lost: i32) -> Vec<u64> {
+/// The program, writing to the ring `ring`, counting drops in `lost`, and
+/// recording a hit only when its site's word in `flags` accepts the
+/// generation its cookie carries (see `flags`).
+pub fn program(ring: i32, lost: i32, flags: i32) -> Vec<u64> {
     let mut a = Asm::new();
     let (wide, submit, dropped, out) = (a.label(), a.label(), a.label(), a.label());
     a.mov(6, 1); // r6 = ctx (the user registers)
-    a.call(helper::GET_CURRENT_PID_TGID);
-    a.mov(7, 0);
-    a.mov(1, 6);
     a.call(helper::GET_ATTACH_COOKIE);
     a.mov(8, 0);
+    // r0 = &flags[(u32) cookie]
+    a.emit(insn(0x63, 10, 8, -4, 0)); // *(u32 *)(r10 - 4) = r8
+    a.mov(2, 10);
+    a.emit(insn(0x07, 2, 0, 0, -4)); // r2 += -4
+    a.load_map(1, flags);
+    a.call(helper::MAP_LOOKUP_ELEM);
+    a.jump(JEQ, 0, 0, out);
+    a.load(1, 0, 0); // r1 = *(u64 *)(r0 + 0)
+    a.jump(JEQ, 1, 0, out); // the site is off
+    a.mov(2, 8);
+    a.emit(insn(0x77, 2, 0, 0, 32)); // r2 >>= 32
+    a.emit(insn(0x57, 2, 0, 0, 0xffff)); // r2 &= 0xffff: the link's generation
+    a.emit(insn(0x07, 2, 0, 0, 1)); // r2 += 1
+    a.jump_reg(JNE_REG, 1, 2, out); // another link's hit
+    a.call(helper::GET_CURRENT_PID_TGID);
+    a.mov(7, 0);
     a.call(helper::KTIME_GET_NS);
     a.mov(9, 0);
     a.mov(2, 8);
@@ -198,6 +218,8 @@ pub struct Objects {
     pub ring: i32,
     pub lost: i32,
     pub prog: i32,
+    /// The sites' switches.
+    pub flags: super::flags::Flags,
     /// Bytes of the ring's data area.
     pub ring_size: usize,
 }
@@ -208,7 +230,7 @@ pub fn create(bytes: usize, floor: i32) -> Result<Objects, (bool, String)> {
     let refused = |e: i32| e == libc::EPERM || e == libc::EACCES;
     let mut size = bytes.next_power_of_two().max(4096);
     let ring = loop {
-        match sys::map_create(sys::BPF_MAP_TYPE_RINGBUF, 0, 0, size as u32) {
+        match sys::map_create(sys::BPF_MAP_TYPE_RINGBUF, 0, 0, size as u32, 0) {
             Ok(fd) => break super::open::move_fd(fd, floor),
             Err(e) if e == libc::ENOMEM && size > 64 * 1024 => size /= 2,
             Err(e) if refused(e) => return Err((true, sys::refusal(&format!("creating a BPF ring buffer: {}", sys::strerror(e))))),
@@ -218,18 +240,27 @@ pub fn create(bytes: usize, floor: i32) -> Result<Objects, (bool, String)> {
             Err(e) => return Err((false, format!("cannot create the BPF ring buffer: {}", sys::strerror(e)))),
         }
     };
-    let lost = match sys::map_create(sys::BPF_MAP_TYPE_ARRAY, 4, 8, 1) {
+    let lost = match sys::map_create(sys::BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0) {
         Ok(fd) => super::open::move_fd(fd, floor),
         Err(e) => {
             sys::close(ring);
             return Err((refused(e), format!("cannot create the BPF drop counter: {}", sys::strerror(e))));
         }
     };
-    match sys::prog_load(&program(ring, lost)) {
-        Ok(fd) => Ok(Objects { ring, lost, prog: super::open::move_fd(fd, floor), ring_size: size }),
+    let flags = match super::flags::Flags::create(floor) {
+        Ok(f) => f,
+        Err(e) => {
+            sys::close(ring);
+            sys::close(lost);
+            return Err((refused(e), format!("cannot create the BPF site switches: {}", sys::strerror(e))));
+        }
+    };
+    match sys::prog_load(&program(ring, lost, flags.fd)) {
+        Ok(fd) => Ok(Objects { ring, lost, prog: super::open::move_fd(fd, floor), flags, ring_size: size }),
         Err((e, log)) => {
             sys::close(ring);
             sys::close(lost);
+            sys::close(flags.fd);
             if refused(e) {
                 Err((true, sys::refusal(&format!("loading the BPF program: {}", sys::strerror(e)))))
             } else {
@@ -247,6 +278,7 @@ impl Objects {
     }
 
     pub fn close(&self) {
+        sys::close(self.flags.fd);
         sys::close(self.prog);
         sys::close(self.lost);
         sys::close(self.ring);
@@ -259,11 +291,11 @@ mod tests {
 
     #[test]
     fn jumps_land_on_their_labels() {
-        let p = program(3, 4);
+        let p = program(3, 4, 5);
         // Every jump's target is inside the program.
         for (i, &w) in p.iter().enumerate() {
             let code = (w & 0xff) as u8;
-            if matches!(code, JA | JEQ | JNE) {
+            if matches!(code, JA | JEQ | JNE | JNE_REG) {
                 let off = ((w >> 16) & 0xffff) as u16 as i16 as i64;
                 let to = i as i64 + 1 + off;
                 assert!(to > i as i64 && (to as usize) < p.len(), "jump at {i} to {to}");

@@ -23,6 +23,7 @@
 //! own times (see `calibrate`).
 
 use super::exits::{self, Exit};
+use super::flags::{self, FIRST_SITE};
 use super::prog::{self, Objects, WIDE_BIT};
 use super::ring::Ring;
 use super::sys;
@@ -57,33 +58,43 @@ pub struct Site {
 }
 
 impl Site {
-    pub fn cookie(&self, index: u32) -> u64 {
-        let wide = matches!(self.role, Role::Exit(Exit::Indirect(_)));
-        index as u64 | if wide { WIDE_BIT } else { 0 }
+    /// Whether its records carry every register (indirect jumps).
+    pub fn wide(&self) -> bool {
+        matches!(self.role, Role::Exit(Exit::Indirect(_)))
     }
 }
 
-/// The links of one probe.
-#[derive(Default, Debug)]
-pub struct ProbeLinks {
-    pub entry: Option<i32>,
-    pub exits: Option<i32>,
+/// One uprobe_multi link: sites of one object file.
+pub struct Link {
+    pub path: Arc<CString>,
+    pub fd: i32,
 }
 
 struct Track {
     ext: External,
     /// Sum of the costs of this thread's hits so far (ns).
     overhead: u64,
+    /// The last record's (site, generation, sp): a hit at a site that two
+    /// links cover while one replaces the other can be recorded twice.
+    last: (u32, u32, u64),
 }
 
 pub struct State {
     pub pid: u32,
     pub objects: Objects,
     pub ring: Ring,
+    /// Site `FIRST_SITE + i` is `sites[i]`.
     pub sites: Vec<Site>,
-    pub links: HashMap<u32, ProbeLinks>,
-    /// Disabled probes whose exit link stays until no call of theirs is open.
+    /// Each probe's sites (entry first): a range of site indices.
+    pub probe_sites: HashMap<u32, core::ops::Range<u32>>,
+    pub links: Vec<Link>,
+    /// Disabled probes whose exit sites stay on until no call of theirs is open.
     pub closing: Vec<u32>,
+    /// Sites were switched off since the links were made: they are
+    /// replaced by links without them (the kernel then removes the breakpoints).
+    pub dirty: bool,
+    pub last_relink: u64,
+    pub next_generation: u32,
     pub budget: super::open::Budget,
     pub costs: super::calibrate::Costs,
     threads: HashMap<i32, Track>,
@@ -98,8 +109,12 @@ impl State {
             objects,
             ring,
             sites: Vec::new(),
-            links: HashMap::new(),
+            probe_sites: HashMap::new(),
+            links: Vec::new(),
             closing: Vec::new(),
+            dirty: false,
+            last_relink: 0,
+            next_generation: 1, // 0 is the calibration's
             budget,
             costs: super::calibrate::Costs::none(),
             threads: HashMap::new(),
@@ -108,8 +123,21 @@ impl State {
         }
     }
 
-    /// The reader's periodic round. Returns descriptors to close (off the lock).
-    pub fn round(&mut self) -> Vec<i32> {
+    /// A generation for new links.
+    pub fn generation(&mut self) -> u32 {
+        let g = self.next_generation;
+        self.next_generation = (g + 1) % flags::GENERATIONS;
+        g
+    }
+
+    /// The site at `index`.
+    pub fn site(&self, index: u32) -> Option<&Site> {
+        index.checked_sub(FIRST_SITE).and_then(|i| self.sites.get(i as usize))
+    }
+
+    /// The reader's periodic round. Returns whether the links should be
+    /// replaced (sites were switched off).
+    pub fn round(&mut self) -> bool {
         let now = crate::sys::monotonic_ns();
         let dead = if now.saturating_sub(self.last_sweep) >= 100_000_000 {
             self.last_sweep = now;
@@ -123,10 +151,17 @@ impl State {
     }
 
     /// Everything recorded so far, for a snapshot.
-    pub fn drain_now(&mut self) -> Vec<i32> {
+    pub fn drain_now(&mut self) -> bool {
         let dead = self.dead_threads();
         self.consume();
         self.retire(&dead);
+        // Threads first seen in this drain may have ended already (a thread
+        // that lived between two rounds): once the ring is empty all their
+        // records are in, so they can be retired too.
+        if self.ring.pending() == 0 {
+            let dead = self.dead_threads();
+            self.retire(&dead);
+        }
         self.housekeeping(crate::sys::monotonic_ns())
     }
 
@@ -153,45 +188,43 @@ impl State {
         ring.drain(|rec| apply(rec, pid, sites, threads));
     }
 
-    /// Closes what is no longer needed; returns descriptors to close.
-    fn housekeeping(&mut self, now: u64) -> Vec<i32> {
-        let mut to_close = Vec::new();
+    /// Switches off the sites no longer needed; returns whether the links
+    /// should be replaced now.
+    fn housekeeping(&mut self, now: u64) -> bool {
         if !self.closing.is_empty() {
             let open = open_probes();
             let mut keep = Vec::new();
             for id in core::mem::take(&mut self.closing) {
                 if open.contains(&id) {
                     keep.push(id);
-                } else if let Some(fd) = self.links.get_mut(&id).and_then(|l| l.exits.take()) {
-                    to_close.push(fd);
+                } else if let Some(range) = self.probe_sites.get(&id) {
+                    range.clone().for_each(|i| self.objects.flags.off(i));
+                    self.dirty = true;
                 }
             }
             self.closing = keep;
         }
         if now.saturating_sub(self.last_rejected_check) >= 1_000_000_000 {
             self.last_rejected_check = now;
-            // Probes of unloaded modules (dlclose) are rejected: their links go.
+            // Probes of unloaded modules (dlclose) are rejected: their sites go.
             let all = crate::engine::probe::all();
-            for (&id, l) in self.links.iter_mut() {
-                if all.get(id as usize).is_some_and(|p| p.life() == Life::Rejected) {
-                    to_close.extend(l.entry.take());
-                    to_close.extend(l.exits.take());
+            for (&id, range) in &self.probe_sites {
+                if all.get(id as usize).is_some_and(|p| p.life() == Life::Rejected) && range.clone().any(|i| self.objects.flags.is_on(i)) {
+                    range.clone().for_each(|i| self.objects.flags.off(i));
+                    self.dirty = true;
                 }
             }
         }
-        self.budget.give_back(to_close.len() as u64);
-        to_close
+        // Replacing links costs the kernel a grace period per old link, so
+        // switched-off sites are gathered for a while first.
+        self.dirty && now.saturating_sub(self.last_relink) >= RELINK_EVERY_NS
     }
 
     /// Every link descriptor, taken out (the image ends).
     pub fn take_links(&mut self) -> Vec<i32> {
-        let mut fds = Vec::new();
-        for (_, l) in self.links.drain() {
-            fds.extend(l.entry);
-            fds.extend(l.exits);
-        }
         self.closing.clear();
-        fds
+        self.budget.give_back(self.links.len() as u64);
+        self.links.drain(..).map(|l| l.fd).collect()
     }
 
     /// In a fork child: the parent's descriptors (copies here, cheap to
@@ -199,7 +232,7 @@ impl State {
     /// handler) are forgotten. Returns the descriptors to close.
     pub fn forget_parent(&mut self) -> Vec<i32> {
         let mut fds = self.take_links();
-        fds.extend([self.objects.ring, self.objects.lost, self.objects.prog]);
+        fds.extend([self.objects.ring, self.objects.lost, self.objects.prog, self.objects.flags.fd]);
         for (_, t) in self.threads.drain() {
             core::mem::forget(t.ext);
         }
@@ -221,6 +254,9 @@ fn open_probes() -> HashSet<u32> {
     open
 }
 
+/// How often links are replaced at most.
+const RELINK_EVERY_NS: u64 = 200_000_000;
+
 fn u64_at(b: &[u8], at: usize) -> u64 {
     b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
@@ -235,10 +271,22 @@ fn apply(rec: &[u8], pid: u32, sites: &[Site], threads: &mut HashMap<i32, Track>
     if (pid_tgid >> 32) as u32 != pid {
         return;
     }
-    let Some(site) = sites.get((cookie & 0xffff_ffff) as usize) else { return };
+    let (index, generation) = flags::split(cookie);
+    let Some(site) = index.checked_sub(FIRST_SITE).and_then(|i| sites.get(i as usize)) else { return };
     let tid = pid_tgid as u32 as i32;
     let time = u64_at(rec, 16);
     let sp = u64_at(rec, 24);
+    let track = match threads.entry(tid) {
+        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => match External::new(tid) {
+            Some(ext) => v.insert(Track { ext, overhead: 0, last: (0, 0, 0) }),
+            None => return,
+        },
+    };
+    let last = core::mem::replace(&mut track.last, (index, generation, sp));
+    if last.0 == index && last.2 == sp && last.1 != generation {
+        return; // the same hit, recorded by the old and the new link
+    }
     let closes = match &site.role {
         Role::Entry => None,
         Role::Exit(Exit::Always) => Some(true),
@@ -254,13 +302,6 @@ fn apply(rec: &[u8], pid: u32, sites: &[Site], threads: &mut HashMap<i32, Track>
             let target = exits::indirect_target(op, &regs, sys::GPR_MASK);
             Some(target.is_some_and(|t| !site.inside.iter().any(|&(lo, hi)| lo <= t && t < hi)))
         }
-    };
-    let track = match threads.entry(tid) {
-        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-        std::collections::hash_map::Entry::Vacant(v) => match External::new(tid) {
-            Some(ext) => v.insert(Track { ext, overhead: 0 }),
-            None => return,
-        },
     };
     let virtual_time = (time as i64 - track.overhead as i64 - site.shift).max(0) as u64;
     track.overhead += site.cost;

@@ -86,6 +86,7 @@ impl Ring {
         self.consumer_pos().store(pos, Ordering::Release);
         n
     }
+}
 
 impl Drop for Ring {
     fn drop(&mut self) {

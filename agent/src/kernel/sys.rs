@@ -62,10 +62,13 @@ fn bpf(cmd: i32, attr: &mut Attr) -> Result<i64, i32> {
     }
 }
 
+/// `map_flags`: the map's values may be mapped into the process.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+
 /// A new BPF map: its descriptor or the errno.
-pub fn map_create(kind: u32, key_size: u32, value_size: u32, max_entries: u32) -> Result<i32, i32> {
+pub fn map_create(kind: u32, key_size: u32, value_size: u32, max_entries: u32, flags: u32) -> Result<i32, i32> {
     let mut a = Attr::new();
-    a.u32(0, kind).u32(4, key_size).u32(8, value_size).u32(12, max_entries);
+    a.u32(0, kind).u32(4, key_size).u32(8, value_size).u32(12, max_entries).u32(16, flags);
     let name = b"hotprobe\0";
     a.0[28..28 + name.len()].copy_from_slice(name);
     bpf(BPF_MAP_CREATE, &mut a).map(|fd| fd as i32)
