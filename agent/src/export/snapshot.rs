@@ -51,6 +51,11 @@ fn write_inner(reason: Reason, signal: Option<i32>, last: bool) -> Result<PathBu
     id.claimed_path = Some(written.clone());
     *done = last;
     crate::debug!("snapshot ({}) written to {}", reason.as_str(), written.display());
+    if last {
+        drop(id);
+        drop(done);
+        crate::kernel::shut_down(); // the kernel removes the image's uprobes now, not link by link at exit
+    }
     Ok(written)
 }
 

@@ -82,7 +82,9 @@ fn attach_halving(st: &mut State, path: &Arc<CString>, groups: &[Group], generat
 
 /// Replaces the links (on the closer thread): see the module comment.
 pub fn relink() {
+    let t0 = crate::sys::monotonic_ns();
     let Some((generation, plan, old)) = prepare() else { return };
+    let sites: usize = plan.iter().map(|p| p.1.len()).sum();
     // The sites' new links, per object file, made without the lock (the
     // reader goes on draining): their hits are not recorded until the
     // sites move to the new generation below.
@@ -125,7 +127,19 @@ pub fn relink() {
         }
         st.budget.give_back(to_close.len() as u64);
     }
+    let t1 = crate::sys::monotonic_ns();
+    let closed = to_close.len();
     super::closer::close_now(to_close);
+    crate::debug!(
+        "kernel backend: {sites} sites on in {} new links ({:.1} ms); {closed} old links closed ({:.1} ms)",
+        plan_links(generation),
+        (t1 - t0) as f64 / 1e6,
+        (crate::sys::monotonic_ns() - t1) as f64 / 1e6
+    );
+}
+
+fn plan_links(_generation: u32) -> usize {
+    super::STATE.lock().as_ref().map_or(0, |st| st.links.len())
 }
 
 type Plan = Vec<(Arc<CString>, Vec<u32>, Vec<u64>, Vec<u64>)>;

@@ -287,6 +287,7 @@ pub fn shut_down() {
         return;
     }
     GENERATION.fetch_add(1, Ordering::Relaxed);
+    crate::debug!("reader: {} records in {} ms", reader::STAT_RECORDS.load(Ordering::Relaxed), reader::STAT_NS.load(Ordering::Relaxed) / 1_000_000);
     let fds = match STATE.lock().as_mut() {
         Some(st) => {
             LOST_BEFORE.store(st.objects.lost(), Ordering::Relaxed);

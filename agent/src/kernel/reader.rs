@@ -185,7 +185,10 @@ impl State {
     fn consume(&mut self) {
         let State { ring, sites, threads, pid, .. } = self;
         let pid = *pid;
-        ring.drain(|rec| apply(rec, pid, sites, threads));
+        let t0 = crate::sys::monotonic_ns();
+        let n = ring.drain(|rec| apply(rec, pid, sites, threads));
+        STAT_RECORDS.fetch_add(n as u64, Ordering::Relaxed);
+        STAT_NS.fetch_add(crate::sys::monotonic_ns() - t0, Ordering::Relaxed);
     }
 
     /// Switches off the sites no longer needed; returns whether the links
@@ -253,6 +256,9 @@ fn open_probes() -> HashSet<u32> {
     });
     open
 }
+
+pub static STAT_RECORDS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+pub static STAT_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// How often links are replaced at most.
 const RELINK_EVERY_NS: u64 = 200_000_000;
