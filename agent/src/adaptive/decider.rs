@@ -30,7 +30,7 @@ pub fn run_pending() {
         }
     }
     let removed = if crate::kernel::is_running() {
-        crate::kernel::remove(&flagged) // closes the probes' perf events
+        crate::kernel::remove(&flagged) // switches their uprobe sites off
     } else {
         crate::arch::x86_64::patch::apply(&patches, crate::arch::x86_64::patch::Direction::Remove)
     };

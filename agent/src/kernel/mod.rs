@@ -5,28 +5,29 @@
 //! Mechanism: a BPF program attached with `uprobe_multi` links (Linux 6.6+)
 //! writes one record per hit into a BPF ring buffer. Per-event perf uprobes
 //! were measured first and dropped (bench/kernel/README.md): the kernel
-//! spends ~85 ms tearing down each perf uprobe event, one at a time under a
+//! spends ~90 ms tearing down each perf uprobe event, one at a time under a
 //! global mutex, and inherited events are torn down again at every thread
-//! exit (a thread with 20 inherited events took 1.7 s to join). A
+//! exit (a thread with 10 inherited events took 0.8 s to join). A
 //! uprobe_multi link filters by process (every thread, those created later
 //! included, fork children not), needs one descriptor for any number of
 //! sites, and concurrent link closes share the kernel's grace period.
 //!
 //! * `sys`: the bpf system call and capabilities; `prog`: the BPF program
-//!   and its maps; `ring`: reading the ring; `open`: descriptors;
+//!   and its maps; `flags`: the per-site switches; `links`: attaching and
+//!   replacing links; `ring`: reading the ring; `open`: descriptors;
 //!   `exits`: where functions end; `calibrate`: what a hit costs;
 //!   `closer`: closing links off the hot threads; `reader`: replaying calls.
-//! * Each probe has two links: its entry, and its exit instructions.
-//!   Disabling a probe closes its entry link at once and its exit link once
-//!   no call of it is open (the kernel removes the breakpoints).
+//! * Sites (each probe's entry and exits) are attached in one link per
+//!   object file and generation. Disabling a probe switches its entry off
+//!   at once and its exits once no call of it is open; the links are then
+//!   replaced by links without those sites (the kernel removes the
+//!   breakpoints), at most every 200 ms.
 //! * Fork: the child is a new image. Its atfork handler drops the parent's
-//!   descriptors (copies, cheap to close), creates its own ring, program and
-//!   links for every probe still enabled, and starts its own reader. Calls
+//!   descriptors (copies, cheap to close), creates its own ring, program,
+//!   switches and links for the sites still on, and starts its own reader. Calls
 //!   the child makes inside `fork()` before that are not seen.
-//! * Exec and exit: the image's last snapshot closes every link in parallel
-//!   (a few grace periods instead of one per link); a failed exec leaves
-//!   the image unprobed from there on. A process killed outright (SIGKILL)
-//!   leaves the kernel to close its links one by one.
+//! * Exec and exit: the image's last snapshot closes its links; a failed
+//!   exec leaves the image unprobed from there on.
 //! * Without CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN) the program runs
 //!   unprobed, one line says what is missing, and the snapshot's
 //!   `agent.problem` says why.
