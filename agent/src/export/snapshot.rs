@@ -175,7 +175,12 @@ fn build(agent: &Agent, reason: Reason, signal: Option<i32>) -> Snapshot {
             problem: lock(&agent.problem).clone(),
         },
         process,
-        config: agent.settings.clone(),
+        config: {
+            // The thresholds in force (the kernel backend raises them).
+            let mut c = agent.settings.clone();
+            (c.hotspot.threshold_us, c.hotspot.inherent_threshold_us) = crate::adaptive::score_card::thresholds_us();
+            c
+        },
         overhead: crate::kernel::overhead().unwrap_or(Overhead {
             probe_ns: total as f64 / per_ns,
             inner_ns: inner as f64 / per_ns,

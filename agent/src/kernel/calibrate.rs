@@ -133,7 +133,10 @@ pub enum Failure {
 /// calibration site `index` (generation 0).
 fn attach(objects: &Objects, path: &std::ffi::CStr, offset: u64, index: u32) -> Result<i32, Failure> {
     objects.flags.accept(index, 0);
-    sys::uprobe_multi(objects.prog, path, &[offset], &[flags::cookie(index, 0, false)], crate::sys::getpid()).map_err(|e| match e {
+    let floor = super::open::Budget::new().floor;
+    sys::uprobe_multi(objects.prog, path, &[offset], &[flags::cookie(index, 0, false)], crate::sys::getpid())
+        .map(|fd| super::open::move_fd(fd, floor))
+        .map_err(|e| match e {
         libc::EACCES | libc::EPERM => Failure::Refused(sys::refusal(&format!("attaching a uprobe: {}", sys::strerror(e)))),
         _ => Failure::Unmeasured(format!("cannot attach a uprobe to the calibration leaf: {}", sys::describe_attach_error(e))),
     })

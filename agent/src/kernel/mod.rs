@@ -105,6 +105,7 @@ pub fn start(agent: &'static Agent) -> Result<(), String> {
         }
         Err(calibrate::Failure::Unmeasured(why)) => crate::warn!("{why}; kernel-probe times are not compensated"),
     }
+    raise_thresholds(&state.costs);
     let ring_kib = state.ring.size() / 1024;
     *STATE.lock() = Some(state);
     RUNNING.store(true, Ordering::Release);
@@ -121,6 +122,26 @@ pub fn start(agent: &'static Agent) -> Result<(), String> {
     crate::info!("{installed} probes installed in {ms:.1} ms (kernel backend: BPF uprobe_multi, ring of {ring_kib} KiB)");
     spawn_reader();
     Ok(())
+}
+
+/// A kernel-probed call costs its thread µs (two traps), and how much varies
+/// with load by a good fraction of that: a call shorter than its probe's
+/// cost cannot be told from a cold one. So the score card's thresholds are
+/// raised to at least the calibrated cost of a call (inclusive) and a
+/// quarter of it (inherent); the snapshot's `config.hotspot` shows the
+/// thresholds in force.
+fn raise_thresholds(costs: &calibrate::Costs) {
+    let per_call_us = (costs.emulated.max(costs.stepped) + costs.ret) as f64 / 1000.0;
+    let per_call_us = if costs.measured { per_call_us } else { 8.0 };
+    if let Some((before, after)) = crate::adaptive::score_card::raise_to(per_call_us, per_call_us / 4.0) {
+        crate::info!(
+            "kernel backend: score-card thresholds raised from {:.2}/{:.2} µs to {:.2}/{:.2} µs (inclusive/inherent), the cost of a kernel-probed call",
+            before.0,
+            before.1,
+            after.0,
+            after.1
+        );
+    }
 }
 
 /// The ring, program and drop counter of this image.
