@@ -3,7 +3,7 @@
 and probed side by side in one session), printed as markdown for
 BENCHMARKS.md.
 
-    python3 bench/bench.py [call-cost|install|many|redis|all] [--rounds N] [--probeset FILE]
+    python3 bench/bench.py [call-cost|install|many|redis|kernel|all] [--rounds N] [--probeset FILE]
 
 --probeset adds a redis variant that runs with that probe set (for example
 the one `hotprobe iterate` ran its settled iteration with, iter-N/probes.toml).
@@ -122,6 +122,68 @@ def many(rounds):
     print(f"\nWhole run {a / b:.2f}× bare; {med(disabled):.1f}% of the 2,000 probes disabled by the end.\n")
 
 
+def kernel(rounds):
+    """The kernel backend side by side with bare and inline: per-call cost,
+    and how fast adaptive disabling brings a whole program's cost down."""
+    import json, glob
+    prog = build("bench/call_cost.c", "call_cost")
+    n = "200000"  # a kernel-probed call costs µs: fewer calls than call-cost
+    variants = {
+        "bare": ([prog, n, "0"], bare_env()),
+        "inline, probe active": ([prog, n, "0"], agent_env(HOTPROBE_ADAPTIVE="0", HOTPROBE_INCLUDE="leaf")),
+        "kernel, probe active (entry + ret uprobes)": ([prog, n, "0"], agent_env(HOTPROBE_BACKEND="kernel", HOTPROBE_ADAPTIVE="0", HOTPROBE_INCLUDE="leaf")),
+        "kernel, probe disabled by the score card": ([prog, n, "20000", "500"], agent_env(HOTPROBE_BACKEND="kernel", HOTPROBE_INCLUDE="leaf")),
+    }
+    results = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, (cmd, env) in variants.items():
+            m = re.search(r"([0-9.]+) ns/call", run(cmd, env).stdout)
+            if m:
+                results[name].append(float(m.group(1)))
+    bare = med(results["bare"])
+    print(f"### Kernel backend: per-call cost of a ~3 ns function (`bench/call_cost.c {n}`, {rounds} interleaved rounds, median)\n")
+    print("| variant | ns per call | added to the bare call | × inline's added cost |")
+    print("| --- | ---: | ---: | ---: |")
+    inline_added = med(results["inline, probe active"]) - bare
+    for name, vals in results.items():
+        if vals:
+            v = med(vals)
+            print(f"| {name} | {v:,.1f} | {v - bare:+,.1f} | {(v - bare) / inline_added:,.1f} |")
+    print()
+    many_prog = build("tests/programs/many.c", "many")
+    runs = {
+        "bare": bare_env(),
+        "inline, adaptive on": agent_env(),
+        "kernel, adaptive on": agent_env(HOTPROBE_BACKEND="kernel"),
+        "kernel, adaptive off": agent_env(HOTPROBE_BACKEND="kernel", HOTPROBE_ADAPTIVE="0"),
+    }
+    walls = {k: [] for k in runs}
+    disabled = {k: [] for k in runs}
+    lost = {k: [] for k in runs}
+    for _ in range(rounds):
+        for name, env in runs.items():
+            for f in glob.glob(os.path.join(WORK, "many-*.json")):
+                os.remove(f)
+            t0 = time.monotonic()
+            run([many_prog, "300"], env)
+            walls[name].append(time.monotonic() - t0)
+            snaps = glob.glob(os.path.join(WORK, "many-*.json"))
+            if snaps:
+                s = json.load(open(snaps[0]))
+                fs = [p for p in s["probes"] if re.fullmatch(r"f\d+", p["name"])]
+                disabled[name].append(100.0 * sum(p["state"] == "disabled" and p.get("disabled_at_ns") is not None for p in fs) / max(len(fs), 1))
+                lost[name].append(s["meter"].get("lost_records", 0))
+    b = med(walls["bare"])
+    print(f"### Kernel backend: 2,000 small functions × 4 threads (`tests/programs/many.c 300`, 2.4 M calls; {rounds} interleaved rounds, median)\n")
+    print("| variant | wall s (start to exit) | × bare | probes removed while running | records lost |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name in runs:
+        d = f"{med(disabled[name]):.1f}%" if disabled[name] else "-"
+        l = f"{med(lost[name]):,.0f}" if lost[name] else "-"
+        print(f"| {name} | {med(walls[name]):.2f} | {med(walls[name]) / b:,.0f} | {d} | {l} |")
+    print()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -193,14 +255,14 @@ def redis(rounds, probeset=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "redis", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "redis", "kernel", "all"])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output)")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
     print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
-    for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("redis", redis)):
+    for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("redis", redis), ("kernel", kernel)):
         if a.what in (name, "all"):
             f(a.rounds, a.probeset) if name == "redis" else f(a.rounds)
     shutil.rmtree(WORK, ignore_errors=True)

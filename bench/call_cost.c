@@ -25,7 +25,8 @@ int main(int argc, char **argv) {
     long warm = argc > 2 ? atol(argv[2]) : 200000;
     unsigned long acc = 0;
     for (long i = 0; i < warm; i++) acc += leaf(i);   /* adaptive: time to disable */
-    struct timespec pause = { 0, 50 * 1000 * 1000 };
+    long pause_ms = argc > 3 ? atol(argv[3]) : 50;
+    struct timespec pause = { pause_ms / 1000, (pause_ms % 1000) * 1000 * 1000 };
     nanosleep(&pause, NULL);                           /* the agent thread removes probes */
     double t0 = now_ns();
     for (long i = 0; i < n; i++) acc += leaf(i);

@@ -127,6 +127,7 @@ fn install_object(agent: &Agent, obj: &Loaded, found: &ObjectFunctions) -> (usiz
     let module = obj.path.to_string_lossy().into_owned();
     let mut ready: Vec<(&'static Probe, &[u8])> = Vec::new();
     let mut rejected = 0;
+    let kernel = agent.settings.probes.backend == hotprobe_config::Backend::Kernel;
     for f in selected {
         let address = obj.bias + f.address as usize;
         let meta = Meta {
@@ -146,6 +147,10 @@ fn install_object(agent: &Agent, obj: &Loaded, found: &ObjectFunctions) -> (usiz
         }
         // SAFETY: [address, address + size) lies in an executable, readable segment (checked above).
         let code = unsafe { std::slice::from_raw_parts(address as *const u8, f.size as usize) };
+        if kernel {
+            ready.push((p, code)); // checked by the kernel backend's own rules
+            continue;
+        }
         match hotprobe_x86::analyze_entry(code, address as u64) {
             Ok(_) => ready.push((p, code)),
             Err(r) => {
@@ -154,7 +159,7 @@ fn install_object(agent: &Agent, obj: &Loaded, found: &ObjectFunctions) -> (usiz
             }
         }
     }
-    let installed = install(&ready, obj);
+    let installed = if kernel { crate::kernel::install(&ready, obj, found) } else { install(&ready, obj) };
     (installed, rejected + ready.len() - installed)
 }
 

@@ -193,7 +193,7 @@ pub struct Kernel {
 
 impl Default for Kernel {
     fn default() -> Self {
-        Kernel { ring_pages: 256, drain_ms: 10 }
+        Kernel { ring_pages: 1024, drain_ms: 10 }
     }
 }
 

@@ -29,7 +29,12 @@ pub fn run_pending() {
             patches.push(patch);
         }
     }
-    match crate::arch::x86_64::patch::apply(&patches, crate::arch::x86_64::patch::Direction::Remove) {
+    let removed = if crate::kernel::is_running() {
+        crate::kernel::remove(&flagged) // switches their uprobe sites off
+    } else {
+        crate::arch::x86_64::patch::apply(&patches, crate::arch::x86_64::patch::Direction::Remove)
+    };
+    match removed {
         Ok(_) => {
             for p in &flagged {
                 p.transition(Life::Disabling, Life::Disabled);

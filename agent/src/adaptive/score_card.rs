@@ -24,12 +24,39 @@ static UPPER: AtomicI64 = AtomicI64::new(i64::MAX);
 static ADAPTIVE: AtomicBool = AtomicBool::new(true);
 
 pub fn configure(h: &hotprobe_config::settings::Hotspot) {
-    INCLUSIVE_TICKS.store(crate::meter::clock::ns_to_ticks(h.threshold_us * 1000.0), Ordering::Relaxed);
-    INHERENT_TICKS.store(crate::meter::clock::ns_to_ticks(h.inherent_threshold_us * 1000.0), Ordering::Relaxed);
+    set_thresholds_us(h.threshold_us, h.inherent_threshold_us);
     CREDIT.store(h.credit, Ordering::Relaxed);
     DEBIT.store(h.debit, Ordering::Relaxed);
     UPPER.store(h.upper, Ordering::Relaxed);
     ADAPTIVE.store(h.adaptive, Ordering::Relaxed);
+}
+
+/// The thresholds in force, in µs (inclusive, inherent), as f64 bits.
+static THRESHOLDS_US: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// The thresholds in force (µs): the configured ones, or higher where the
+/// backend cannot measure below (`raise_to`).
+pub fn thresholds_us() -> (f64, f64) {
+    (f64::from_bits(THRESHOLDS_US[0].load(Ordering::Relaxed)), f64::from_bits(THRESHOLDS_US[1].load(Ordering::Relaxed)))
+}
+
+fn set_thresholds_us(inclusive: f64, inherent: f64) {
+    THRESHOLDS_US[0].store(inclusive.to_bits(), Ordering::Relaxed);
+    THRESHOLDS_US[1].store(inherent.to_bits(), Ordering::Relaxed);
+    INCLUSIVE_TICKS.store(crate::meter::clock::ns_to_ticks(inclusive * 1000.0), Ordering::Relaxed);
+    INHERENT_TICKS.store(crate::meter::clock::ns_to_ticks(inherent * 1000.0), Ordering::Relaxed);
+}
+
+/// Raises the thresholds to at least `inclusive_us` / `inherent_us` (a
+/// backend whose probe costs µs: a call it cannot time better than that
+/// must not look warm). Returns the thresholds before and after when raised.
+pub fn raise_to(inclusive_us: f64, inherent_us: f64) -> Option<((f64, f64), (f64, f64))> {
+    let before = thresholds_us();
+    let after = (before.0.max(inclusive_us), before.1.max(inherent_us));
+    (after != before).then(|| {
+        set_thresholds_us(after.0, after.1);
+        (before, after)
+    })
 }
 
 pub fn adaptive() -> bool {

@@ -36,6 +36,7 @@ fn write_inner(reason: Reason, signal: Option<i32>, last: bool) -> Result<PathBu
     if *done {
         return Err("the image's final snapshot is already written".into());
     }
+    crate::kernel::drain_now(); // the kernel backend's records so far
     let snap = build(agent, reason, signal);
     let bytes = snap.to_json();
     let mut id = lock(&agent.identity);
@@ -50,6 +51,11 @@ fn write_inner(reason: Reason, signal: Option<i32>, last: bool) -> Result<PathBu
     id.claimed_path = Some(written.clone());
     *done = last;
     crate::debug!("snapshot ({}) written to {}", reason.as_str(), written.display());
+    if last {
+        drop(id);
+        drop(done);
+        crate::kernel::shut_down(); // the kernel removes the image's uprobes now, not link by link at exit
+    }
     Ok(written)
 }
 
@@ -169,8 +175,17 @@ fn build(agent: &Agent, reason: Reason, signal: Option<i32>) -> Snapshot {
             problem: lock(&agent.problem).clone(),
         },
         process,
-        config: agent.settings.clone(),
-        overhead: Overhead { probe_ns: total as f64 / per_ns, inner_ns: inner as f64 / per_ns, compensated: compensate::is_on() },
+        config: {
+            // The thresholds in force (the kernel backend raises them).
+            let mut c = agent.settings.clone();
+            (c.hotspot.threshold_us, c.hotspot.inherent_threshold_us) = crate::adaptive::score_card::thresholds_us();
+            c
+        },
+        overhead: crate::kernel::overhead().unwrap_or(Overhead {
+            probe_ns: total as f64 / per_ns,
+            inner_ns: inner as f64 / per_ns,
+            compensated: compensate::is_on(),
+        }),
         meter: MeterInfo {
             clock: clock::name().into(),
             tsc_hz: clock::is_tsc().then_some(per_ns * 1e9),
