@@ -34,11 +34,40 @@ fn kernel_ready() -> bool {
         return false;
     };
     let has = |cap: u32| eff & (1u64 << cap) != 0;
-    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
-        return true;
+    if !(has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) {
+        eprintln!("skipped: the kernel backend needs CAP_SYS_ADMIN, or CAP_BPF and CAP_PERFMON (CapEff {eff:016x}); run the tests as root");
+        return false;
     }
-    eprintln!("skipped: the kernel backend needs CAP_SYS_ADMIN, or CAP_BPF and CAP_PERFMON (CapEff {eff:016x}); run the tests as root");
-    false
+    // The machine itself must offer what the backend is built on: BPF
+    // (not filtered out by a container's seccomp) and uprobe_multi links
+    // (Linux 6.6+). Checked here without the agent.
+    if let Some(why) = kernel_lacks_bpf_uprobes() {
+        eprintln!("skipped: this machine cannot run the kernel backend: {why}");
+        return false;
+    }
+    true
+}
+
+fn kernel_lacks_bpf_uprobes() -> Option<String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (6, 6) {
+        return Some(format!("Linux {} has no uprobe_multi links (6.6+)", release.trim()));
+    }
+    // BPF_MAP_CREATE of a one-entry array: union bpf_attr's first four u32s.
+    let mut attr = [0u8; 128];
+    for (i, v) in [2u32, 4, 8, 1].iter().enumerate() {
+        attr[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    // SAFETY: a 128-byte bpf_attr on our stack; the returned descriptor is closed.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_mut_ptr(), attr.len()) };
+    if fd < 0 {
+        return Some(format!("the bpf system call fails: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(fd as i32) };
+    None
 }
 
 /// Tests share the machine: the timing test runs alone (write lock), the
