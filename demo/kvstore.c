@@ -389,7 +389,12 @@ NOINLINE static void cmd_set(struct store *s, const struct request *r, struct st
     st->sets++;
 }
 
+/* A delete of a key that holds nothing writes nothing; otherwise the old
+   value is verified (as a get does) before its tombstone is logged. */
 NOINLINE static void cmd_del(struct store *s, const struct request *r, struct stats *st) {
+    struct value *old = store_get(s, r->key, r->klen);
+    if (!old) return;
+    if (crc32_update(0, old->data, old->len) != old->crc) { fprintf(stderr, "kvstore: corrupt value\n"); exit(3); }
     wal_append(&s->wal, 'D', r->key, r->klen, NULL, 0);
     memtable_put(&s->mem, r->key, r->klen, NULL);
     st->dels++;

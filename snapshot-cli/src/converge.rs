@@ -3,13 +3,14 @@
 
 use crate::error::{CliError, Result};
 use crate::load::load_light;
-use crate::merge::{merge, Merged};
+use crate::merge::{merge, FuncKey, Merged};
 use crate::output::{color_enabled, ColorChoice, Style};
-use crate::stats::{hot_set, inherent_rank_correlation, jaccard};
+use crate::stats::{hot_set, inherent_rank_correlation, jaccard, reaches};
 use crate::table::{Column, Table};
 use hotprobe_config::snapshot::ProbeState;
 use hotprobe_config::ProbeSet;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -17,8 +18,10 @@ pub const AFTER_HELP: &str = "\
 Each directory is one iteration: its *.json snapshots and, if present, the
 probes.toml it ran with. Per iteration: probes installed (functions not
 rejected), the hot set, and against the previous iteration the Jaccard index
-of the hot sets and Spearman's rank correlation of inherent totals (over the
-functions with calls in either; 0 where absent). The hot set has settled when
+of the hot sets and Spearman's rank correlation of inherent totals over the
+functions hot in either (the order of the hotspot table; 0 where absent or
+under 1% of the run's inherent time, so that noise-level functions tie).
+Both are compared as shown, to three decimals. The hot set has settled when
 the last two iterations reach both --min-jaccard and --min-spearman.
 
 Examples:
@@ -139,14 +142,18 @@ pub fn converge(data: &[IterationData], t: Thresholds) -> Convergence {
     for (i, it) in data.iter().enumerate() {
         let m = &it.merged;
         let (jac, spear) = match i.checked_sub(1).map(|p| &data[p].merged) {
-            Some(prev) => (
-                Some(jaccard(&hot_set(prev), &hot_set(m))),
-                Some(inherent_rank_correlation(prev, m)),
-            ),
+            Some(prev) => {
+                let (hot_prev, hot_now) = (hot_set(prev), hot_set(m));
+                let either: BTreeSet<FuncKey> = hot_prev.union(&hot_now).cloned().collect();
+                (
+                    Some(jaccard(&hot_prev, &hot_now)),
+                    Some(inherent_rank_correlation(prev, m, Some(&either))),
+                )
+            }
             None => (None, None),
         };
         meets.push(
-            jac.is_some_and(|j| j >= t.min_jaccard) && spear.is_some_and(|s| s >= t.min_spearman),
+            jac.is_some_and(|j| reaches(j, t.min_jaccard)) && spear.is_some_and(|s| reaches(s, t.min_spearman)),
         );
         iterations.push(Iteration {
             dir: it.dir.clone(),

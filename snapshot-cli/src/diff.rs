@@ -30,9 +30,12 @@ function with calls on either side (0 where it has none).
 --fail-if METRIC OP VALUE (repeatable or comma-separated) exits 1 when any
 holds. Per function (over functions with calls on both sides whose time
 change passes --noise-floor): count, avg, avg_inherent, total, inherent,
-p99, max, with a relative change (`avg_inherent>+10%`) or an absolute one
-(`avg>+500ns`, `count<-1000`). Overall: hot_added, hot_removed, added,
+p50, p99, max, with a relative change (`avg_inherent>+10%`) or an absolute
+one (`avg>+500ns`, `count<-1000`). Overall: hot_added, hot_removed, added,
 removed, changed, jaccard, spearman (`jaccard<0.9`). OP is > >= < <=.
+Times are wall-clock: on a busy machine a preemption adds milliseconds to
+whichever call it lands in and moves averages of short runs; p50 (the
+median inclusive time) is the gate that ignores it.
 
 Examples:
   hotprobe diff before.json after.json
@@ -99,6 +102,7 @@ pub struct Side {
     pub inherent_ns: u64,
     pub avg_ns: Option<f64>,
     pub avg_inherent_ns: Option<f64>,
+    pub p50_ns: u64,
     pub p99_ns: u64,
     pub max_ns: u64,
 }
@@ -113,6 +117,7 @@ impl Side {
             inherent_ns: f.inherent_ns,
             avg_ns: finite(f.avg_ns()),
             avg_inherent_ns: finite(f.avg_inherent_ns()),
+            p50_ns: f.p50_inclusive_ns,
             p99_ns: f.p99_inclusive_ns,
             max_ns: f.max_inclusive_ns,
         }
@@ -129,6 +134,7 @@ impl Side {
             Metric::AvgInherent => self.avg_inherent_ns,
             Metric::Total => Some(self.inclusive_ns as f64),
             Metric::Inherent => Some(self.inherent_ns as f64),
+            Metric::P50 => Some(self.p50_ns as f64),
             Metric::P99 => Some(self.p99_ns as f64),
             Metric::Max => Some(self.max_ns as f64),
             _ => None,
@@ -268,7 +274,7 @@ pub fn compare(a: &Merged, b: &Merged, noise: Noise) -> Diff {
         hot_removed: hot_a.difference(&hot_b).count(),
         changed: funcs.iter().filter(|f| f.changed(noise)).count(),
         jaccard: jaccard(&hot_a, &hot_b),
-        spearman: inherent_rank_correlation(a, b),
+        spearman: inherent_rank_correlation(a, b, None),
         inherent_a_ns: a.total_inherent_ns(),
         inherent_b_ns: b.total_inherent_ns(),
     };

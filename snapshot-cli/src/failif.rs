@@ -14,6 +14,7 @@ pub enum Metric {
     AvgInherent,
     Total,
     Inherent,
+    P50,
     P99,
     Max,
     // Whole comparison.
@@ -26,7 +27,7 @@ pub enum Metric {
     Spearman,
 }
 
-pub const PER_FUNCTION: &str = "count, avg, avg_inherent, total, inherent, p99, max";
+pub const PER_FUNCTION: &str = "count, avg, avg_inherent, total, inherent, p50, p99, max";
 pub const GLOBAL: &str = "hot_added, hot_removed, added, removed, changed, jaccard, spearman";
 
 impl Metric {
@@ -37,6 +38,7 @@ impl Metric {
             "avg_inherent" | "avg_i" => Metric::AvgInherent,
             "total" => Metric::Total,
             "inherent" | "total_inherent" => Metric::Inherent,
+            "p50" | "median" => Metric::P50,
             "p99" => Metric::P99,
             "max" => Metric::Max,
             "hot_added" => Metric::HotAdded,
@@ -58,6 +60,7 @@ impl Metric {
                 | Metric::AvgInherent
                 | Metric::Total
                 | Metric::Inherent
+                | Metric::P50
                 | Metric::P99
                 | Metric::Max
         )

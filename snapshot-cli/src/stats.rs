@@ -66,19 +66,41 @@ pub fn hot_set(m: &Merged) -> BTreeSet<FuncKey> {
         .collect()
 }
 
+/// Share of a run's inherent time under which a function's rank is noise:
+/// such functions tie with the absent ones, so the order of functions of a
+/// few hundred nanoseconds in all (which a busy machine reshuffles from run
+/// to run) does not make a settled hotspot table look unsettled.
+pub const RANK_NOISE_SHARE: f64 = 0.01;
+
 /// Spearman correlation of inherent totals over the union of the functions
-/// that have calls on either side; a function missing (or without calls) on
-/// one side counts 0 there.
-pub fn inherent_rank_correlation(a: &Merged, b: &Merged) -> f64 {
+/// that have calls on either side (only those in `within`, when given); a
+/// function missing (or without calls) on one side, or under
+/// `RANK_NOISE_SHARE` of that side's inherent total, counts 0 there.
+pub fn inherent_rank_correlation(a: &Merged, b: &Merged, within: Option<&BTreeSet<FuncKey>>) -> f64 {
+    let floor = |m: &Merged| m.funcs.iter().map(|f| f.inherent_ns as f64).sum::<f64>() * RANK_NOISE_SHARE;
+    let (floor_a, floor_b) = (floor(a), floor(b));
+    let counted = |f: &&crate::merge::Func| f.count > 0 && within.is_none_or(|w| w.contains(&f.key));
     let mut pairs: BTreeMap<&FuncKey, (f64, f64)> = BTreeMap::new();
-    for f in a.funcs.iter().filter(|f| f.count > 0) {
-        pairs.entry(&f.key).or_default().0 = f.inherent_ns as f64;
+    for f in a.funcs.iter().filter(counted) {
+        pairs.entry(&f.key).or_default().0 = above(f.inherent_ns as f64, floor_a);
     }
-    for f in b.funcs.iter().filter(|f| f.count > 0) {
-        pairs.entry(&f.key).or_default().1 = f.inherent_ns as f64;
+    for f in b.funcs.iter().filter(counted) {
+        pairs.entry(&f.key).or_default().1 = above(f.inherent_ns as f64, floor_b);
     }
     let (xa, xb): (Vec<f64>, Vec<f64>) = pairs.into_values().unzip();
     spearman(&xa, &xb)
+}
+
+/// The value, or 0 under the floor.
+fn above(value: f64, floor: f64) -> f64 {
+    if value < floor { 0.0 } else { value }
+}
+
+/// Whether a statistic shown with three decimals meets a threshold: what the
+/// table shows is what is compared (a Spearman of 0.8999999 is shown, and
+/// taken, as 0.900).
+pub fn reaches(value: f64, min: f64) -> bool {
+    (value * 1000.0).round() / 1000.0 >= min
 }
 
 #[cfg(test)]
@@ -109,5 +131,25 @@ mod tests {
         );
         assert_eq!(spearman(&[5.0, 5.0], &[5.0, 5.0]), 1.0);
         assert_eq!(spearman(&[], &[]), 1.0);
+    }
+
+    #[test]
+    fn functions_under_the_noise_share_tie() {
+        let floored = |v: &[f64]| -> Vec<f64> {
+            let floor = v.iter().sum::<f64>() * RANK_NOISE_SHARE;
+            v.iter().map(|x| above(*x, floor)).collect()
+        };
+        let a = floored(&[900.0, 80.0, 5.0, 3.0, 2.0, 0.0]);
+        assert_eq!(a, [900.0, 80.0, 0.0, 0.0, 0.0, 0.0]);
+        let b = floored(&[900.0, 80.0, 2.0, 3.0, 5.0, 0.0]);
+        assert!((spearman(&a, &b) - 1.0).abs() < 1e-12, "reshuffled noise is not a change");
+        assert!(spearman(&[900.0, 80.0, 5.0, 3.0, 2.0], &[900.0, 80.0, 2.0, 3.0, 5.0]) < 0.9);
+    }
+
+    #[test]
+    fn thresholds_compare_what_is_shown() {
+        let one_swap_of_five = spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 2.0, 3.0, 5.0, 4.0]);
+        assert!(reaches(one_swap_of_five, 0.9), "{one_swap_of_five} shows as 0.900");
+        assert!(!reaches(0.8994, 0.9));
     }
 }

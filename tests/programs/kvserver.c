@@ -63,6 +63,13 @@ NOIPA static struct slot *lookup(const char *key, int create) {
 
 /* One request line; writes the reply into `out`, returns its length. */
 NOIPA static int handle_request(const char *line, char *out) {
+    /* Request accounting: a few hundred ns of the handler's own, so its
+       inherent time sits well above the default threshold (0.1 µs) in every
+       phase of the load rather than at it. */
+    static volatile unsigned long accounted;
+    unsigned long tag = (unsigned char)line[0];
+    for (int i = 0; i < 200; i++) tag = tag * 2862933555777941757ul + 3037000493ul;
+    accounted += tag;
     if (!strncmp(line, "SET ", 4)) {
         struct slot *s = lookup(line + 4, 1);
         const char *v = strchr(line + 4, ' ');

@@ -63,6 +63,18 @@ fn snapshots(dir: &Path) -> Vec<Snapshot> {
         .collect()
 }
 
+/// The Jaccard column of the convergence table, one per iteration (the first
+/// has none and reads as 0).
+fn convergence_jaccards(stdout: &str) -> Vec<f64> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Convergence"))
+        .skip(2)
+        .take_while(|l| l.split_whitespace().next().is_some_and(|c| c.parse::<u32>().is_ok()))
+        .map(|l| l.split_whitespace().nth(5).and_then(|j| j.parse().ok()).unwrap_or(0.0))
+        .collect()
+}
+
 /// Checks a converged results directory: iterations 1..=n with snapshots,
 /// probe sets from the second on, iteration.toml, summary.md, flame graph.
 fn assert_converged(out: &Output, results: &Path, exe: &str) -> usize {
@@ -80,11 +92,18 @@ fn assert_converged(out: &Output, results: &Path, exe: &str) -> usize {
         n >= 3,
         "the loop stops early only after 3 iterations, ran {n}"
     );
+    // The hot set itself settles by iteration 3 (Jaccard with the previous
+    // iteration ≥ 0.9 from then on); the rank order of inherent totals may
+    // take one more iteration on a loaded machine (preemption lands in
+    // whichever function runs); the tests allow 6.
+    let jaccards = convergence_jaccards(&stdout);
+    assert_eq!(jaccards.len(), n, "one convergence row per iteration:\n{stdout}");
     assert!(
-        n < 5,
-        "a steady workload settles by iteration 3 or 4; ran {n}:\n{}",
+        jaccards[2..].iter().all(|j| *j >= 0.9),
+        "a steady workload's hot set settles by iteration 3:\n{}",
         show(out)
     );
+    assert!(n <= 6, "ran {n} iterations of 6");
     for i in 1..=n {
         let dir = results.join(format!("iter-{i}"));
         let snaps = snapshots(&dir);
@@ -131,12 +150,14 @@ fn single_command_converges() {
         &[
             "--out",
             results.to_str().unwrap(),
+            "--iterations",
+            "6",
             "--throughput-regex",
             r"throughput: ([0-9.]+) requests/s",
             "--",
             prog.to_str().unwrap(),
             "--requests",
-            "60000",
+            "150000",
             "--keys",
             "5000",
         ],
@@ -152,7 +173,7 @@ fn single_command_converges() {
     }
     // The command's output went to the iteration directory.
     let cmd_out = std::fs::read_to_string(results.join("iter-1/command.stdout")).unwrap();
-    assert!(cmd_out.contains("requests 65000"), "{cmd_out}");
+    assert!(cmd_out.contains("requests 155000"), "{cmd_out}");
     let record = std::fs::read_to_string(results.join(format!("iter-{n}/iteration.toml"))).unwrap();
     assert!(
         record.contains("throughput = [") && record.contains("run = "),
@@ -160,7 +181,7 @@ fn single_command_converges() {
     );
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("iteration 2/5: refining") && stderr.contains("iteration 1/5: running"),
+        stderr.contains("iteration 2/6: refining") && stderr.contains("iteration 1/6: running"),
         "plain progress lines: {stderr}"
     );
 }
@@ -182,7 +203,7 @@ ready_timeout_s = 20
 [load]
 command = "{srv} load {port} 40000"
 [loop]
-iterations = 5
+iterations = 6
 out = "{results}"
 "#,
             srv = srv.display(),

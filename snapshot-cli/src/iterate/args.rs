@@ -19,8 +19,9 @@ Iteration 1 probes every function --modules/--include/--exclude/--config
 select; iteration N+1 runs with the probe set `hotprobe refine` writes from
 iteration N (same policy flags). After each iteration from the third on,
 the loop stops once the hot set has settled: Jaccard index of the last two
-hot sets ≥ --min-jaccard (0.9) and Spearman's rank correlation of inherent
-totals ≥ --min-spearman (0.9), as `hotprobe converge` computes them.
+hot sets ≥ --min-jaccard (0.9) and Spearman's rank correlation of the
+inherent totals of the functions hot in either ≥ --min-spearman (0.9), as
+`hotprobe converge` computes them.
 
 Results (--out DIR, default hotprobe-results/<date-time>/): workload.toml
 (the effective workload), iter-N/ with the snapshots ({exe}-{pid}.json),
