@@ -38,17 +38,34 @@ NOIPA long tiny(long x) {
     return x * 3 + 1;
 }
 
+static long thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Wall time this thread spent off the CPU since (wall0, cpu0): what
+   preemption added to the calls measured in between. */
+static long off_cpu_since(long wall0, long cpu0) {
+    long off = (now_ns() - wall0) - (thread_cpu_ns() - cpu0);
+    return off > 0 ? off : 0;
+}
+
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 200;
     long tiny_calls = argc > 2 ? atol(argv[2]) : 1000000;
+    long wall0 = now_ns(), cpu0 = thread_cpu_ns();
     for (int i = 0; i < rounds; i++) {
         long t0 = now_ns();
         outer();
         outer_total += now_ns() - t0;
     }
     fprintf(stderr, "truth outer %ld inner %ld\n", outer_total, inner_total);
+    fprintf(stderr, "outer off-cpu %ld\n", off_cpu_since(wall0, cpu0));
     long s = 0;
+    wall0 = now_ns(), cpu0 = thread_cpu_ns();
     for (long i = 0; i < tiny_calls; i++) s += tiny(i);
+    fprintf(stderr, "tiny off-cpu %ld\n", off_cpu_since(wall0, cpu0));
     printf("done %ld\n", s & 1);
     return 0;
 }

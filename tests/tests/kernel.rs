@@ -313,9 +313,25 @@ fn truth_of(ran: &Ran) -> (f64, f64) {
     (v[0], v[1])
 }
 
-/// What one bare + probed pair of spin.c runs measured, against the truth
-/// of the bare run. `None` when every time is within 10%.
-fn spin_attempt(s: &Scratch, prog: &Path, args: &[&str]) -> (Option<String>, Ran) {
+/// How one bare + probed pair of spin.c runs compared with the truth.
+enum Attempt {
+    /// Every time within 10%.
+    Within,
+    /// Off by more than 10% with neither run preempted for long: a miss.
+    Off(String),
+    /// Off by more than 10%, but a run spent over 2% of its timed loop off
+    /// the CPU, so the bare truth and the probed run saw different machines.
+    Disturbed(String),
+}
+
+/// The time a spin.c run says it spent off the CPU in a phase (`outer`, `tiny`).
+fn off_cpu(ran: &Ran, phase: &str) -> f64 {
+    let key = format!("{phase} off-cpu ");
+    ran.stderr().lines().find_map(|l| l.strip_prefix(key.as_str()).and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("no off-cpu line in {:?}", ran.stderr()))
+}
+
+/// One bare + probed pair of spin.c runs, against the truth of the bare run.
+fn spin_attempt(s: &Scratch, prog: &Path, args: &[&str]) -> (Attempt, Ran) {
     // The truth comes from a bare run: the probed run's own clock reads
     // around each call include the uprobes' cost, which the agent removes.
     let bare = Run::new(prog, s.path()).args(args).bare().run();
@@ -329,8 +345,9 @@ fn spin_attempt(s: &Scratch, prog: &Path, args: &[&str]) -> (Option<String>, Ran
     let (outer_truth, inner_truth) = (outer_total / 200.0, inner_total / 400.0);
     let outer_own_truth = outer_truth - 2.0 * inner_truth;
     let per = |total: u64, n: u64| total as f64 / n as f64;
+    let (bare_off, probed_off) = (off_cpu(&bare, "outer"), off_cpu(&ran, "outer"));
     let report = format!(
-        "outer incl {:.0} inh {:.0}, inner incl {:.0} inh {:.0}, p50 {} max {}; truth outer {outer_truth:.0} (own {outer_own_truth:.0}) inner {inner_truth:.0}; probe cost {} ns",
+        "outer incl {:.0} inh {:.0}, inner incl {:.0} inh {:.0}, p50 {} max {}; truth outer {outer_truth:.0} (own {outer_own_truth:.0}) inner {inner_truth:.0}; probe cost {} ns; off the CPU: bare {bare_off:.0} ns, probed {probed_off:.0} ns",
         per(outer.inclusive_ns, 200),
         per(outer.inherent_ns, 200),
         per(inner.inclusive_ns, 400),
@@ -339,12 +356,20 @@ fn spin_attempt(s: &Scratch, prog: &Path, args: &[&str]) -> (Option<String>, Ran
         inner.max_inclusive_ns,
         snap.overhead.probe_ns
     );
+    // The median ignores the few calls a preemption lands in: it must hold
+    // whatever the machine does.
+    assert!(within(inner.p50_inclusive_ns as f64, 50_000.0, 0.10), "median off by more than 10%: {report}");
     let ok = within(per(outer.inclusive_ns, 200), outer_truth, 0.10)
         && within(per(outer.inherent_ns, 200), outer_own_truth, 0.10)
         && within(per(inner.inclusive_ns, 400), inner_truth, 0.10)
-        && within(per(inner.inherent_ns, 400), inner_truth, 0.10)
-        && within(inner.p50_inclusive_ns as f64, 50_000.0, 0.10);
-    (if ok { None } else { Some(report) }, ran)
+        && within(per(inner.inherent_ns, 400), inner_truth, 0.10);
+    let disturbed = bare_off > outer_total * 0.02 || probed_off > per(outer.inclusive_ns, 1) * 0.02;
+    let attempt = match (ok, disturbed) {
+        (true, _) => Attempt::Within,
+        (false, false) => Attempt::Off(report),
+        (false, true) => Attempt::Disturbed(report),
+    };
+    (attempt, ran)
 }
 
 #[test]
@@ -355,18 +380,24 @@ fn known_durations_within_ten_percent_and_exact_contexts() {
     let args = ["200", "10000"];
     // The truth and the probed run are two runs: a preemption in one and
     // not the other (a loaded machine) moves a mean by more than 10%. So
-    // the bound gets three pairs of runs; a wrong compensation fails all.
-    let mut misses = vec![];
+    // the means get three undisturbed pairs of runs (a wrong compensation
+    // fails all); pairs a preemption disturbed are retried, up to eight in
+    // all, and when every pair was disturbed only the medians (checked in
+    // each attempt) could be held to the truth.
+    let (mut misses, mut disturbed) = (vec![], vec![]);
     let ran = loop {
-        let (miss, ran) = spin_attempt(&s, &prog, &args);
-        match miss {
-            None => break ran,
-            Some(report) => {
-                eprintln!("spin: off by more than 10%, trying again: {report}");
-                misses.push(report)
-            }
+        let (attempt, ran) = spin_attempt(&s, &prog, &args);
+        match attempt {
+            Attempt::Within => break ran,
+            Attempt::Off(report) => misses.push(report),
+            Attempt::Disturbed(report) => disturbed.push(report),
         }
-        assert!(misses.len() < 3, "times off by more than 10% in three runs:\n{}", misses.join("\n"));
+        assert!(misses.len() < 3, "times off by more than 10% in three undisturbed runs:\n{}", misses.join("\n"));
+        if misses.len() + disturbed.len() >= 8 {
+            eprintln!("spin: the machine preempted every pair; the means went unchecked:\n{}", disturbed.join("\n"));
+            break ran;
+        }
+        eprintln!("spin: off by more than 10%, trying again");
     };
     let snap = ran.snapshot();
     assert_clean(snap);
