@@ -122,10 +122,11 @@ pub struct Probes {
 /// documented in the README with the measurements behind them: a probed
 /// call costs 60–90 ns on the project's machine, so an inherent threshold
 /// of 0.1 µs (about 1.5× that) takes out functions whose own time is within
-/// a small multiple of the probe's cost; 0.5 µs inclusive (Satoris' 5:1
-/// ratio) keeps a native server's request path — redis's `call`
-/// (median 0.6 µs) and `processCommand` (0.9 µs) — hot, where Satoris' JVM
-/// values (10 µs / 2 µs) would disable it.
+/// a small multiple of the probe's cost; 0.3 µs inclusive keeps a native
+/// server's request path — redis's `call` (0.35–0.55 µs a call) and
+/// `processCommand` (0.5–0.85 µs) — hot, where Satoris' JVM values
+/// (10 µs / 2 µs) would disable it, and so did 0.5 µs once the machine got
+/// faster (README, "Why these score-card defaults").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Hotspot {
@@ -143,7 +144,7 @@ impl Default for Hotspot {
     fn default() -> Self {
         Hotspot {
             adaptive: true,
-            threshold_us: 0.5,
+            threshold_us: 0.3,
             inherent_threshold_us: 0.1,
             credit: 1,
             debit: 2,
@@ -670,7 +671,7 @@ mod tests {
     fn settings_round_trip_through_json() {
         let s = Settings::default();
         let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v["hotspot"]["threshold_us"], 0.5);
+        assert_eq!(v["hotspot"]["threshold_us"], 0.3);
         assert_eq!(v["target"]["follow"], "all");
         let back: Settings = serde_json::from_value(v).unwrap();
         assert_eq!(back.hotspot, s.hotspot);
