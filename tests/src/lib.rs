@@ -203,6 +203,16 @@ impl Ran {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
 
+    /// The nanoseconds a test program says (a stderr line `PHASE off-cpu N`,
+    /// as spin.c writes) its thread spent off the CPU in a phase.
+    pub fn off_cpu_ns(&self, phase: &str) -> f64 {
+        let key = format!("{phase} off-cpu ");
+        self.stderr()
+            .lines()
+            .find_map(|l| l.strip_prefix(key.as_str()).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no `{key}` line in {:?}", self.stderr()))
+    }
+
     /// The only snapshot of the run.
     pub fn snapshot(&self) -> &Snapshot {
         assert_eq!(self.snapshots.len(), 1, "expected one snapshot, got {:?}\nstderr: {}", self.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>(), self.stderr());

@@ -324,12 +324,6 @@ enum Attempt {
     Disturbed(String),
 }
 
-/// The time a spin.c run says it spent off the CPU in a phase (`outer`, `tiny`).
-fn off_cpu(ran: &Ran, phase: &str) -> f64 {
-    let key = format!("{phase} off-cpu ");
-    ran.stderr().lines().find_map(|l| l.strip_prefix(key.as_str()).and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("no off-cpu line in {:?}", ran.stderr()))
-}
-
 /// One bare + probed pair of spin.c runs, against the truth of the bare run.
 fn spin_attempt(s: &Scratch, prog: &Path, args: &[&str]) -> (Attempt, Ran) {
     // The truth comes from a bare run: the probed run's own clock reads
@@ -345,7 +339,7 @@ fn spin_attempt(s: &Scratch, prog: &Path, args: &[&str]) -> (Attempt, Ran) {
     let (outer_truth, inner_truth) = (outer_total / 200.0, inner_total / 400.0);
     let outer_own_truth = outer_truth - 2.0 * inner_truth;
     let per = |total: u64, n: u64| total as f64 / n as f64;
-    let (bare_off, probed_off) = (off_cpu(&bare, "outer"), off_cpu(&ran, "outer"));
+    let (bare_off, probed_off) = (bare.off_cpu_ns("outer"), ran.off_cpu_ns("outer"));
     let report = format!(
         "outer incl {:.0} inh {:.0}, inner incl {:.0} inh {:.0}, p50 {} max {}; truth outer {outer_truth:.0} (own {outer_own_truth:.0}) inner {inner_truth:.0}; probe cost {} ns; off the CPU: bare {bare_off:.0} ns, probed {probed_off:.0} ns",
         per(outer.inclusive_ns, 200),

@@ -57,8 +57,7 @@ fn known_durations_inclusive_inherent_percentiles_and_contexts() {
     // it) is wall time the calls really took, so it is left out of the bound.
     let tiny_per_call = |run: &Ran| {
         let t = probe(run.snapshot(), "tiny");
-        let off_cpu: f64 = run.stderr().lines().find_map(|l| l.strip_prefix("tiny off-cpu ")).and_then(|v| v.trim().parse().ok()).expect("off-cpu line");
-        (per(t.inclusive_ns, t.count), off_cpu / t.count as f64, run.snapshot().overhead.probe_ns)
+        (per(t.inclusive_ns, t.count), run.off_cpu_ns("tiny") / t.count as f64, run.snapshot().overhead.probe_ns)
     };
     let mut tiny_runs = vec![tiny_per_call(&ran)];
     let fast_enough = |r: &(f64, f64, f64)| r.0 - r.1 < 10.0;
