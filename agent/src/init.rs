@@ -21,9 +21,16 @@ fn loaded_as_agent() -> bool {
 }
 
 pub fn read_exe_and_argv() -> (String, Vec<String>) {
-    let exe = std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let argv = std::fs::read("/proc/self/cmdline")
-        .map(|b| b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     (exe, argv)
 }
@@ -37,7 +44,9 @@ pub fn started_as() -> Option<String> {
         return None;
     }
     // SAFETY: AT_EXECFN points at a NUL-terminated string on the initial stack.
-    let path = unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned();
+    let path = unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned();
     Some(path.rsplit('/').next().unwrap_or(&path).to_string()).filter(|n| !n.is_empty())
 }
 
@@ -73,7 +82,8 @@ pub fn start() {
     };
     crate::log::set_level(settings.agent.log);
     let (exe, argv) = read_exe_and_argv();
-    let exe_name = started_as().unwrap_or_else(|| crate::export::snapshot::exe_name(&exe).to_string());
+    let exe_name =
+        started_as().unwrap_or_else(|| crate::export::snapshot::exe_name(&exe).to_string());
     if !is_root_image() && !settings.target.follow.allows(&exe_name) {
         crate::info!("{exe_name} is not followed (target.follow); the agent stays off");
         return;
@@ -133,14 +143,24 @@ fn start_engine(agent: &'static Agent) {
                 agent.set_problem(why);
                 return;
             }
-            let main_code = crate::install::loaded_objects().into_iter().find(|o| o.is_main).map(|o| {
-                (o.code.iter().map(|c| c.0).min().unwrap_or(0), o.code.iter().map(|c| c.1).max().unwrap_or(0))
-            });
+            let main_code = crate::install::loaded_objects()
+                .into_iter()
+                .find(|o| o.is_main)
+                .map(|o| {
+                    (
+                        o.code.iter().map(|c| c.0).min().unwrap_or(0),
+                        o.code.iter().map(|c| c.1).max().unwrap_or(0),
+                    )
+                });
             let calibration_start = crate::sys::monotonic_ns();
             match main_code.and_then(crate::meter::calibrate::run) {
-                Some((inner, total)) => crate::debug!("probe cost {total:.1} ns per call, {inner:.1} ns inside the call's window"),
+                Some((inner, total)) => crate::debug!(
+                    "probe cost {total:.1} ns per call, {inner:.1} ns inside the call's window"
+                ),
                 None if crate::install::patching_refused() => return,
-                None => crate::warn!("could not calibrate the probe's cost; times are not compensated"),
+                None => {
+                    crate::warn!("could not calibrate the probe's cost; times are not compensated")
+                }
             }
             if let Err(e) = crate::install::init_selector(agent) {
                 crate::error!("{e}; the program runs unprobed");
@@ -161,7 +181,9 @@ fn start_engine(agent: &'static Agent) {
             );
         }
         hotprobe_config::Backend::Kernel => {
-            if let Err(why) = crate::install::init_selector(agent).and_then(|_| crate::kernel::start(agent)) {
+            if let Err(why) =
+                crate::install::init_selector(agent).and_then(|_| crate::kernel::start(agent))
+            {
                 crate::error!("{why}; the program runs unprobed");
                 agent.set_problem(why);
             }
@@ -179,7 +201,10 @@ fn output_dir_problem(template: &std::path::Path) -> Option<String> {
     // SAFETY: c is a valid NUL-terminated path.
     if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
         let err = std::io::Error::last_os_error();
-        return Some(format!("snapshot directory {} is not writable: {err}", dir.display()));
+        return Some(format!(
+            "snapshot directory {} is not writable: {err}",
+            dir.display()
+        ));
     }
     None
 }

@@ -36,14 +36,20 @@ static SEEN: Mutex<Option<HashSet<(PathBuf, usize)>>> = Mutex::new(None);
 static SELECTOR: Mutex<Option<Selector>> = Mutex::new(None);
 
 pub fn loaded_objects() -> Vec<Loaded> {
-    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> i32 {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> i32 {
         // SAFETY: the loader passes a valid info; data is our Vec.
         let (info, out) = unsafe { (&*info, &mut *(data as *mut Vec<Loaded>)) };
         let name = if info.dlpi_name.is_null() {
             String::new()
         } else {
             // SAFETY: a NUL-terminated name owned by the loader.
-            unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(info.dlpi_name) }
+                .to_string_lossy()
+                .into_owned()
         };
         let mut code = Vec::new();
         for i in 0..info.dlpi_phnum as usize {
@@ -58,9 +64,18 @@ pub fn loaded_objects() -> Vec<Loaded> {
         if code.is_empty() || (name.is_empty() && !is_main) || name.starts_with("linux-vdso") {
             return 0;
         }
-        let path = if is_main { std::fs::read_link("/proc/self/exe").unwrap_or_default() } else { PathBuf::from(&name) };
+        let path = if is_main {
+            std::fs::read_link("/proc/self/exe").unwrap_or_default()
+        } else {
+            PathBuf::from(&name)
+        };
         let path = std::fs::canonicalize(&path).unwrap_or(path);
-        out.push(Loaded { path, bias: info.dlpi_addr as usize, is_main, code });
+        out.push(Loaded {
+            path,
+            bias: info.dlpi_addr as usize,
+            is_main,
+            code,
+        });
         0
     }
     let mut out: Vec<Loaded> = Vec::new();
@@ -83,18 +98,26 @@ pub fn probe_new_objects(agent: &Agent) -> (usize, usize) {
     let fresh: Vec<Loaded> = {
         let mut seen = lock(&SEEN);
         let seen = seen.get_or_insert_with(HashSet::new);
-        objects.into_iter().filter(|o| seen.insert((o.path.clone(), o.bias))).collect()
+        objects
+            .into_iter()
+            .filter(|o| seen.insert((o.path.clone(), o.bias)))
+            .collect()
     };
     let mut totals = (0, 0);
     for obj in fresh {
         if hotprobe_discover::module_exclusion(&obj.path).is_some() {
             continue;
         }
-        let wanted = lock(&SELECTOR).as_ref().is_some_and(|s| s.wants_module(&obj.path, obj.is_main));
+        let wanted = lock(&SELECTOR)
+            .as_ref()
+            .is_some_and(|s| s.wants_module(&obj.path, obj.is_main));
         if !wanted {
             continue;
         }
-        match hotprobe_discover::discover_with(&obj.path, &hotprobe_discover::DiscoverOptions::lean()) {
+        match hotprobe_discover::discover_with(
+            &obj.path,
+            &hotprobe_discover::DiscoverOptions::lean(),
+        ) {
             Ok(found) => {
                 let (i, r) = install_object(agent, &obj, &found);
                 totals.0 += i;
@@ -108,11 +131,26 @@ pub fn probe_new_objects(agent: &Agent) -> (usize, usize) {
 
 /// Probe-set entries that matched nothing, once every object was offered.
 pub fn warn_unmatched_probe_set() {
-    let unmatched = lock(&SELECTOR).as_ref().map(|s| s.unmatched_probe_set_entries()).unwrap_or_default();
+    let unmatched = lock(&SELECTOR)
+        .as_ref()
+        .map(|s| s.unmatched_probe_set_entries())
+        .unwrap_or_default();
     if !unmatched.is_empty() {
-        let names: Vec<String> = unmatched.iter().take(5).map(|e| format!("{}:{}", e.module, e.symbol)).collect();
-        let more = if unmatched.len() > 5 { format!(" and {} more", unmatched.len() - 5) } else { String::new() };
-        crate::warn!("{} probe-set entries matched no function: {}{more}", unmatched.len(), names.join(", "));
+        let names: Vec<String> = unmatched
+            .iter()
+            .take(5)
+            .map(|e| format!("{}:{}", e.module, e.symbol))
+            .collect();
+        let more = if unmatched.len() > 5 {
+            format!(" and {} more", unmatched.len() - 5)
+        } else {
+            String::new()
+        };
+        crate::warn!(
+            "{} probe-set entries matched no function: {}{more}",
+            unmatched.len(),
+            names.join(", ")
+        );
     }
 }
 
@@ -122,7 +160,10 @@ fn within(code: &[(usize, usize)], lo: usize, hi: usize) -> bool {
 
 /// Creates, checks and installs the probes of one object's selected functions.
 fn install_object(agent: &Agent, obj: &Loaded, found: &ObjectFunctions) -> (usize, usize) {
-    let selected = lock(&SELECTOR).as_ref().map(|s| s.select(found, obj.is_main)).unwrap_or_default();
+    let selected = lock(&SELECTOR)
+        .as_ref()
+        .map(|s| s.select(found, obj.is_main))
+        .unwrap_or_default();
     let initial = agent.settings.hotspot.initial;
     let module = obj.path.to_string_lossy().into_owned();
     let mut ready: Vec<(&'static Probe, &[u8])> = Vec::new();
@@ -159,7 +200,11 @@ fn install_object(agent: &Agent, obj: &Loaded, found: &ObjectFunctions) -> (usiz
             }
         }
     }
-    let installed = if kernel { crate::kernel::install(&ready, obj, found) } else { install(&ready, obj) };
+    let installed = if kernel {
+        crate::kernel::install(&ready, obj, found)
+    } else {
+        install(&ready, obj)
+    };
     (installed, rejected + ready.len() - installed)
 }
 
@@ -182,7 +227,8 @@ pub fn install(ready: &[(&'static Probe, &[u8])], obj: &Loaded) -> usize {
     for &(p, code) in ready {
         match batch.add(p as *const Probe as usize, p.meta.address, code) {
             Ok((tramp, resume)) => {
-                p.resume.store(resume, core::sync::atomic::Ordering::Relaxed);
+                p.resume
+                    .store(resume, core::sync::atomic::Ordering::Relaxed);
                 let patch = Patch::new(p.meta.address, tramp, resume);
                 *lock(&p.patch) = Some(patch.clone());
                 patches.push(patch);
@@ -223,14 +269,24 @@ fn reject_all<'a>(probes: impl Iterator<Item = &'a Probe>, why: &str) {
 
 /// After a dlclose: probes of objects no longer loaded are marked as such.
 pub fn forget_unloaded() {
-    let loaded: HashSet<(PathBuf, usize)> = loaded_objects().into_iter().map(|o| (o.path, o.bias)).collect();
+    let loaded: HashSet<(PathBuf, usize)> = loaded_objects()
+        .into_iter()
+        .map(|o| (o.path, o.bias))
+        .collect();
     let mut seen = lock(&SEEN);
     let Some(seen) = seen.as_mut() else { return };
-    let gone: Vec<(PathBuf, usize)> = seen.iter().filter(|k| !loaded.contains(*k)).cloned().collect();
+    let gone: Vec<(PathBuf, usize)> = seen
+        .iter()
+        .filter(|k| !loaded.contains(*k))
+        .cloned()
+        .collect();
     for (path, _) in &gone {
         seen.retain(|k| &k.0 != path || loaded.contains(k));
         let module = path.to_string_lossy();
-        for p in probe::all().into_iter().filter(|p| p.meta.module == module && p.life() != Life::Rejected) {
+        for p in probe::all()
+            .into_iter()
+            .filter(|p| p.meta.module == module && p.life() != Life::Rejected)
+        {
             p.bypass.store(1, core::sync::atomic::Ordering::Release);
             p.settled.store(true, core::sync::atomic::Ordering::Relaxed);
             p.reject("module unloaded (dlclose)".into());
@@ -239,5 +295,7 @@ pub fn forget_unloaded() {
 }
 
 pub fn module_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

@@ -36,7 +36,10 @@ pub fn emit(level: LogLevel, args: fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
     }
-    let mut line = LineBuffer { bytes: [0; 1024], len: 0 };
+    let mut line = LineBuffer {
+        bytes: [0; 1024],
+        len: 0,
+    };
     let _ = line.write_str("hotprobe: ");
     let _ = line.write_fmt(args);
     line.bytes[line.len] = b'\n';

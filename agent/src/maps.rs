@@ -23,7 +23,13 @@ fn parse_line(line: &str) -> Option<Mapping> {
     let _inode = parts.next()?;
     let path = parts.next().unwrap_or("").trim().to_string();
     let (lo, hi) = range.split_once('-')?;
-    Some(Mapping { start: usize::from_str_radix(lo, 16).ok()?, end: usize::from_str_radix(hi, 16).ok()?, perms, offset, path })
+    Some(Mapping {
+        start: usize::from_str_radix(lo, 16).ok()?,
+        end: usize::from_str_radix(hi, 16).ok()?,
+        perms,
+        offset,
+        path,
+    })
 }
 
 /// A free, page-aligned range of `len` bytes such that every address in
@@ -47,7 +53,11 @@ pub fn free_range_near(lo: usize, hi: usize, len: usize, reach: usize) -> Option
             if start < gap_lo || start + len > gap_hi {
                 continue;
             }
-            let dist = if start >= hi { start + len - lo } else { hi - start };
+            let dist = if start >= hi {
+                start + len - lo
+            } else {
+                hi - start
+            };
             if best.is_none_or(|(d, _)| dist < d) {
                 best = Some((dist, start));
             }

@@ -23,8 +23,12 @@ pub static SPAWNING: AtomicBool = AtomicBool::new(false);
 const TICK_MS: i32 = 20;
 
 pub fn start() {
-    let Some((wr, ww)) = crate::fds::pipe() else { return };
-    let Some((ar, aw)) = crate::fds::pipe() else { return };
+    let Some((wr, ww)) = crate::fds::pipe() else {
+        return;
+    };
+    let Some((ar, aw)) = crate::fds::pipe() else {
+        return;
+    };
     WAKE_R.store(wr, Ordering::Relaxed);
     WAKE_W.store(ww, Ordering::Relaxed);
     ACK_R.store(ar, Ordering::Relaxed);
@@ -46,24 +50,39 @@ fn spawn() {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         SPAWNING.store(true, Ordering::Relaxed);
-        let spawned = std::thread::Builder::new().name("hotprobe".into()).spawn(move || run(generation));
+        let spawned = std::thread::Builder::new()
+            .name("hotprobe".into())
+            .spawn(move || run(generation));
         SPAWNING.store(false, Ordering::Relaxed);
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
         if let Err(e) = spawned {
-            crate::warn!("cannot start the agent thread: {e}; probes will not be removed at runtime");
+            crate::warn!(
+                "cannot start the agent thread: {e}; probes will not be removed at runtime"
+            );
         }
     }
 }
 
 fn run(generation: i32) {
     WORKER_TID.store(crate::sys::gettid(), Ordering::Relaxed);
-    let interval_ns = crate::state::agent().map_or(0.0, |a| a.settings.snapshot.interval_s * 1e9) as u64;
+    let interval_ns =
+        crate::state::agent().map_or(0.0, |a| a.settings.snapshot.interval_s * 1e9) as u64;
     let mut next_interval = crate::sys::monotonic_ns() + interval_ns;
     while GENERATION.load(Ordering::Relaxed) == generation {
-        let listener_fd = crate::state::lock(&LISTENER).as_ref().map_or(-1, |l| l.as_raw_fd());
+        let listener_fd = crate::state::lock(&LISTENER)
+            .as_ref()
+            .map_or(-1, |l| l.as_raw_fd());
         let mut fds = [
-            libc::pollfd { fd: WAKE_R.load(Ordering::Relaxed), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: listener_fd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: WAKE_R.load(Ordering::Relaxed),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: listener_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: fds is a valid array of two pollfds.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, TICK_MS) };
@@ -76,7 +95,8 @@ fn run(generation: i32) {
             }
             if fds[1].revents & libc::POLLNVAL != 0 {
                 // The program closed our descriptor (daemons close everything): open anew.
-                *crate::state::lock(&LISTENER) = crate::export::control::listen(crate::sys::getpid()).ok();
+                *crate::state::lock(&LISTENER) =
+                    crate::export::control::listen(crate::sys::getpid()).ok();
             }
             if !crate::state::is_active() {
                 return;
@@ -103,7 +123,13 @@ fn accept_control() {
 fn serve_signal_requests() {
     let mut buf = [0u8; 16];
     // SAFETY: buf is a valid buffer; the pipe is ours.
-    let n = unsafe { libc::read(WAKE_R.load(Ordering::Relaxed), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe {
+        libc::read(
+            WAKE_R.load(Ordering::Relaxed),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     for &sig in buf.iter().take(n.max(0) as usize) {
         if crate::state::is_active() {
             match crate::export::snapshot::write_final(Reason::Signal, Some(sig as i32)) {
@@ -130,7 +156,11 @@ pub fn snapshot_from_signal(sig: i32) -> bool {
         if libc::write(WAKE_W.load(Ordering::Relaxed), byte.as_ptr().cast(), 1) != 1 {
             return false;
         }
-        let mut pfd = libc::pollfd { fd: ACK_R.load(Ordering::Relaxed), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: ACK_R.load(Ordering::Relaxed),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         if libc::poll(&mut pfd, 1, 10_000) != 1 {
             return false;
         }

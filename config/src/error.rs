@@ -16,7 +16,10 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Default => write!(f, "built-in default"),
-            Origin::File { path, line: Some(l) } => write!(f, "{}:{}", path.display(), l),
+            Origin::File {
+                path,
+                line: Some(l),
+            } => write!(f, "{}:{}", path.display(), l),
             Origin::File { path, line: None } => write!(f, "{}", path.display()),
             Origin::Env { var } => write!(f, "environment variable {var}"),
         }
@@ -34,10 +37,20 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(origin: Origin, key: impl Into<String>, problem: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn new(
+        origin: Origin,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
         // One stderr line per problem: parsers' multi-line messages are folded.
         let fold = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
-        ConfigError { origin, key: key.into(), problem: fold(problem.into()), hint: hint.into() }
+        ConfigError {
+            origin,
+            key: key.into(),
+            problem: fold(problem.into()),
+            hint: hint.into(),
+        }
     }
 }
 
@@ -59,5 +72,9 @@ impl std::error::Error for ConfigError {}
 
 /// 1-based line of a byte offset in `text`.
 pub fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }

@@ -66,7 +66,10 @@ impl GlobList {
             builder.add(glob);
         }
         let set = builder.build().map_err(|e| e.to_string())?;
-        Ok(GlobList { patterns: patterns.to_vec(), set })
+        Ok(GlobList {
+            patterns: patterns.to_vec(),
+            set,
+        })
     }
 
     pub fn patterns(&self) -> &[String] {

@@ -33,36 +33,62 @@ pub struct ProbeSetEntry {
 
 impl ProbeSet {
     pub fn new(source: impl Into<String>, probes: Vec<ProbeSetEntry>) -> ProbeSet {
-        ProbeSet { schema: PROBESET_SCHEMA.into(), source: source.into(), probes }
+        ProbeSet {
+            schema: PROBESET_SCHEMA.into(),
+            source: source.into(),
+            probes,
+        }
     }
 
     /// Reads and checks a probe-set file; errors name the file, line and key.
     pub fn read(path: &Path) -> Result<ProbeSet, ConfigError> {
-        let at = |line| Origin::File { path: path.to_path_buf(), line };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(at(None), "", format!("cannot read probe set: {e}"), "check HOTPROBE_PROBESET / target.probe_set"))?;
+        let at = |line| Origin::File {
+            path: path.to_path_buf(),
+            line,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                at(None),
+                "",
+                format!("cannot read probe set: {e}"),
+                "check HOTPROBE_PROBESET / target.probe_set",
+            )
+        })?;
         Self::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<ProbeSet, ConfigError> {
-        let at = |line| Origin::File { path: path.to_path_buf(), line };
+        let at = |line| Origin::File {
+            path: path.to_path_buf(),
+            line,
+        };
         let de = toml::Deserializer::new(text);
         let set: ProbeSet = serde_path_to_error::deserialize(de).map_err(|err| {
             let key = err.path().to_string();
             let inner = err.into_inner();
             ConfigError::new(
                 at(inner.span().map(|s| line_of(text, s.start))),
-                if key == "." { String::new() } else { key.replace(".$__serde_spanned_private_value", "") },
+                if key == "." {
+                    String::new()
+                } else {
+                    key.replace(".$__serde_spanned_private_value", "")
+                },
                 inner.message().to_string(),
                 "regenerate it with `hotprobe refine`",
             )
         })?;
         if set.schema != PROBESET_SCHEMA {
-            let line = text.lines().position(|l| l.trim_start().starts_with("schema")).map(|i| i + 1);
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("schema"))
+                .map(|i| i + 1);
             return Err(ConfigError::new(
                 at(line),
                 "schema",
-                format!("unknown probe-set schema `{}` (this hotprobe reads `{PROBESET_SCHEMA}`)", set.schema),
+                format!(
+                    "unknown probe-set schema `{}` (this hotprobe reads `{PROBESET_SCHEMA}`)",
+                    set.schema
+                ),
                 "regenerate it with `hotprobe refine`",
             ));
         }
@@ -87,8 +113,18 @@ mod tests {
         let set = ProbeSet::new(
             "snap.json",
             vec![
-                ProbeSetEntry { module: "b".into(), symbol: "f".into(), name: "f".into(), offset: None },
-                ProbeSetEntry { module: "a".into(), symbol: "g".into(), name: String::new(), offset: Some(12) },
+                ProbeSetEntry {
+                    module: "b".into(),
+                    symbol: "f".into(),
+                    name: "f".into(),
+                    offset: None,
+                },
+                ProbeSetEntry {
+                    module: "a".into(),
+                    symbol: "g".into(),
+                    name: String::new(),
+                    offset: Some(12),
+                },
             ],
         );
         let text = set.to_toml();
@@ -99,7 +135,11 @@ mod tests {
 
     #[test]
     fn wrong_schema_is_refused_with_line() {
-        let e = ProbeSet::parse("# x\nschema = \"hotprobe.probeset/9\"\n", Path::new("p.toml")).unwrap_err();
+        let e = ProbeSet::parse(
+            "# x\nschema = \"hotprobe.probeset/9\"\n",
+            Path::new("p.toml"),
+        )
+        .unwrap_err();
         assert_eq!(e.key, "schema");
         assert!(e.to_string().starts_with("p.toml:2:"), "{e}");
     }

@@ -60,7 +60,9 @@ impl Follow {
         match self {
             Follow::All => true,
             Follow::None => false,
-            Follow::Only(globs) => GlobList::new(globs).map(|g| g.is_match(exe_file_name)).unwrap_or(false),
+            Follow::Only(globs) => GlobList::new(globs)
+                .map(|g| g.is_match(exe_file_name))
+                .unwrap_or(false),
         }
     }
 }
@@ -164,7 +166,10 @@ pub struct SnapshotSettings {
 
 impl Default for SnapshotSettings {
     fn default() -> Self {
-        SnapshotSettings { path: "hotprobe-{exe}-{pid}.json".into(), interval_s: 0.0 }
+        SnapshotSettings {
+            path: "hotprobe-{exe}-{pid}.json".into(),
+            interval_s: 0.0,
+        }
     }
 }
 
@@ -178,7 +183,9 @@ pub struct Meter {
 
 impl Default for Meter {
     fn default() -> Self {
-        Meter { contexts_cap: 100_000 }
+        Meter {
+            contexts_cap: 100_000,
+        }
     }
 }
 
@@ -194,7 +201,10 @@ pub struct Kernel {
 
 impl Default for Kernel {
     fn default() -> Self {
-        Kernel { ring_pages: 1024, drain_ms: 10 }
+        Kernel {
+            ring_pages: 1024,
+            drain_ms: 10,
+        }
     }
 }
 
@@ -251,7 +261,9 @@ impl Settings {
                 let path = cwd.join(p);
                 if !path.is_file() {
                     return Err(ConfigError::new(
-                        Origin::Env { var: "HOTPROBE_CONFIG".into() },
+                        Origin::Env {
+                            var: "HOTPROBE_CONFIG".into(),
+                        },
                         "",
                         format!("config file {} does not exist", path.display()),
                         "set HOTPROBE_CONFIG to an existing TOML file or unset it",
@@ -264,7 +276,10 @@ impl Settings {
         if let Some(path) = file {
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 ConfigError::new(
-                    Origin::File { path: path.clone(), line: None },
+                    Origin::File {
+                        path: path.clone(),
+                        line: None,
+                    },
                     "",
                     format!("cannot read: {e}"),
                     "check the file's permissions",
@@ -289,7 +304,10 @@ impl Settings {
             let inner = err.into_inner();
             let message = inner.message().to_string();
             let (problem, hint) = if message.starts_with("unknown field") {
-                (message.clone(), "remove it or check its spelling against the README".to_string())
+                (
+                    message.clone(),
+                    "remove it or check its spelling against the README".to_string(),
+                )
             } else if key == "." || key.is_empty() {
                 (message.clone(), "fix the TOML syntax".to_string())
             } else {
@@ -306,9 +324,14 @@ impl Settings {
     /// Overlays the `HOTPROBE_*` variables. A variable set to "" is unset.
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         for (var, key) in ENV_KEYS {
-            let Some(value) = env(var).filter(|v| !v.is_empty()) else { continue };
-            let origin = Origin::Env { var: (*var).to_string() };
-            let bad = |problem: String, hint: &str| ConfigError::new(origin.clone(), *key, problem, hint);
+            let Some(value) = env(var).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let origin = Origin::Env {
+                var: (*var).to_string(),
+            };
+            let bad =
+                |problem: String, hint: &str| ConfigError::new(origin.clone(), *key, problem, hint);
             match *key {
                 "target.modules" => self.target.modules = split_list(&value),
                 "target.include" => self.target.include = split_list(&value),
@@ -316,23 +339,37 @@ impl Settings {
                 "target.probe_set" => self.target.probe_set = value.clone(),
                 "target.follow" => self.target.follow = Follow::parse(&value),
                 "hotspot.adaptive" => {
-                    self.hotspot.adaptive = parse_bool(&value)
-                        .ok_or_else(|| bad(format!("`{value}` is not a boolean"), "use 1/0, true/false or yes/no"))?
+                    self.hotspot.adaptive = parse_bool(&value).ok_or_else(|| {
+                        bad(
+                            format!("`{value}` is not a boolean"),
+                            "use 1/0, true/false or yes/no",
+                        )
+                    })?
                 }
                 "probes.backend" => {
-                    self.probes.backend = parse_backend(&value)
-                        .ok_or_else(|| bad(format!("unknown backend `{value}`"), "use `inline` or `kernel`"))?
+                    self.probes.backend = parse_backend(&value).ok_or_else(|| {
+                        bad(
+                            format!("unknown backend `{value}`"),
+                            "use `inline` or `kernel`",
+                        )
+                    })?
                 }
                 "snapshot.path" => self.snapshot.path = value.clone(),
                 "snapshot.interval_s" => {
-                    self.snapshot.interval_s = value
-                        .trim()
-                        .parse::<f64>()
-                        .map_err(|_| bad(format!("`{value}` is not a number of seconds"), "use e.g. 10 or 0.5"))?
+                    self.snapshot.interval_s = value.trim().parse::<f64>().map_err(|_| {
+                        bad(
+                            format!("`{value}` is not a number of seconds"),
+                            "use e.g. 10 or 0.5",
+                        )
+                    })?
                 }
                 "agent.log" => {
-                    self.agent.log = parse_log_level(&value)
-                        .ok_or_else(|| bad(format!("unknown log level `{value}`"), "use error, warn, info or debug"))?
+                    self.agent.log = parse_log_level(&value).ok_or_else(|| {
+                        bad(
+                            format!("unknown log level `{value}`"),
+                            "use error, warn, info or debug",
+                        )
+                    })?
                 }
                 _ => unreachable!("every ENV_KEYS key is handled"),
             }
@@ -345,10 +382,19 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let h = &self.hotspot;
         let origin_of = |key: &str| self.origins.get(key).cloned().unwrap_or(Origin::Default);
-        let fail = |key: &str, problem: String, hint: &str| Err(ConfigError::new(origin_of(key), key, problem, hint));
-        for (key, v) in [("hotspot.threshold_us", h.threshold_us), ("hotspot.inherent_threshold_us", h.inherent_threshold_us)] {
+        let fail = |key: &str, problem: String, hint: &str| {
+            Err(ConfigError::new(origin_of(key), key, problem, hint))
+        };
+        for (key, v) in [
+            ("hotspot.threshold_us", h.threshold_us),
+            ("hotspot.inherent_threshold_us", h.inherent_threshold_us),
+        ] {
             if !(v >= 0.0) || !v.is_finite() {
-                return fail(key, format!("{v} is not a threshold"), "use a number of microseconds ≥ 0");
+                return fail(
+                    key,
+                    format!("{v} is not a threshold"),
+                    "use a number of microseconds ≥ 0",
+                );
             }
         }
         for (key, v) in [("hotspot.credit", h.credit), ("hotspot.debit", h.debit)] {
@@ -357,28 +403,60 @@ impl Settings {
             }
         }
         if h.initial <= 0 {
-            return fail("hotspot.initial", format!("{} must be above 0", h.initial), "a probe starting at 0 is disabled at once");
+            return fail(
+                "hotspot.initial",
+                format!("{} must be above 0", h.initial),
+                "a probe starting at 0 is disabled at once",
+            );
         }
         if h.lower <= 0 {
-            return fail("hotspot.lower", format!("{} must be above 0", h.lower), "use a whole number > 0");
+            return fail(
+                "hotspot.lower",
+                format!("{} must be above 0", h.lower),
+                "use a whole number > 0",
+            );
         }
         if h.upper < h.lower {
-            return fail("hotspot.upper", format!("upper {} is below lower {}", h.upper, h.lower), "make upper ≥ lower");
+            return fail(
+                "hotspot.upper",
+                format!("upper {} is below lower {}", h.upper, h.lower),
+                "make upper ≥ lower",
+            );
         }
         if h.upper <= h.initial {
-            return fail("hotspot.upper", format!("upper {} is not above initial {}", h.upper, h.initial), "make upper > initial");
+            return fail(
+                "hotspot.upper",
+                format!("upper {} is not above initial {}", h.upper, h.initial),
+                "make upper > initial",
+            );
         }
         if !(self.snapshot.interval_s >= 0.0) || !self.snapshot.interval_s.is_finite() {
-            return fail("snapshot.interval_s", format!("{} is not an interval", self.snapshot.interval_s), "use seconds ≥ 0 (0 = off)");
+            return fail(
+                "snapshot.interval_s",
+                format!("{} is not an interval", self.snapshot.interval_s),
+                "use seconds ≥ 0 (0 = off)",
+            );
         }
         if self.snapshot.path.trim().is_empty() {
-            return fail("snapshot.path", "is empty".into(), "give a path template such as hotprobe-{exe}-{pid}.json");
+            return fail(
+                "snapshot.path",
+                "is empty".into(),
+                "give a path template such as hotprobe-{exe}-{pid}.json",
+            );
         }
         if self.meter.contexts_cap == 0 {
-            return fail("meter.contexts_cap", "must be above 0".into(), "use e.g. 100000");
+            return fail(
+                "meter.contexts_cap",
+                "must be above 0".into(),
+                "use e.g. 100000",
+            );
         }
         if !self.kernel.ring_pages.is_power_of_two() {
-            return fail("kernel.ring_pages", format!("{} is not a power of two", self.kernel.ring_pages), "use e.g. 64 or 256");
+            return fail(
+                "kernel.ring_pages",
+                format!("{} is not a power of two", self.kernel.ring_pages),
+                "use e.g. 64 or 256",
+            );
         }
         for key in ["target.modules", "target.include", "target.exclude"] {
             let list = match key {
@@ -392,7 +470,11 @@ impl Settings {
         }
         if let Follow::Only(globs) = &self.target.follow {
             if let Err(e) = GlobList::new(globs) {
-                return fail("target.follow", e, "use all, none, or globs over executable names");
+                return fail(
+                    "target.follow",
+                    e,
+                    "use all, none, or globs over executable names",
+                );
             }
         }
         Ok(())
@@ -407,13 +489,19 @@ impl Settings {
 /// The dotted key of a serde path, without the private segments of
 /// `toml::Spanned`; unknown-field errors name the field in the message.
 fn unknown_field_key(path: &str, message: &str) -> String {
-    let path = path.replace(".$__serde_spanned_private_value", "").replace("$__serde_spanned_private_value", "");
+    let path = path
+        .replace(".$__serde_spanned_private_value", "")
+        .replace("$__serde_spanned_private_value", "");
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some(name) = rest.split('`').next() {
             if path == name || path.ends_with(&format!(".{name}")) {
                 return path;
             }
-            return if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
+            return if path.is_empty() {
+                name.to_string()
+            } else {
+                format!("{path}.{name}")
+            };
         }
     }
     path
@@ -521,7 +609,13 @@ mod file {
     }
 
     /// Copies one optional spanned value into the settings, remembering its origin.
-    fn set<T: Clone>(s: &mut Settings, at: &At, key: &str, from: &Option<Spanned<T>>, to: impl FnOnce(&mut Settings, T)) {
+    fn set<T: Clone>(
+        s: &mut Settings,
+        at: &At,
+        key: &str,
+        from: &Option<Spanned<T>>,
+        to: impl FnOnce(&mut Settings, T),
+    ) {
         if let Some(v) = from {
             to(s, v.get_ref().clone());
             s.origins.insert(key.to_string(), at(Some(v.span())));
@@ -531,45 +625,88 @@ mod file {
     impl File {
         pub fn apply(self, s: &mut Settings, at: &At) -> Result<(), ConfigError> {
             if let Some(t) = &self.target {
-                set(s, at, "target.modules", &t.modules, |s, v| s.target.modules = v);
-                set(s, at, "target.include", &t.include, |s, v| s.target.include = v);
-                set(s, at, "target.exclude", &t.exclude, |s, v| s.target.exclude = v);
-                set(s, at, "target.probe_set", &t.probe_set, |s, v| s.target.probe_set = v);
-                set(s, at, "target.follow", &t.follow, |s, v| s.target.follow = v);
+                set(s, at, "target.modules", &t.modules, |s, v| {
+                    s.target.modules = v
+                });
+                set(s, at, "target.include", &t.include, |s, v| {
+                    s.target.include = v
+                });
+                set(s, at, "target.exclude", &t.exclude, |s, v| {
+                    s.target.exclude = v
+                });
+                set(s, at, "target.probe_set", &t.probe_set, |s, v| {
+                    s.target.probe_set = v
+                });
+                set(s, at, "target.follow", &t.follow, |s, v| {
+                    s.target.follow = v
+                });
             }
             if let Some(p) = &self.probes {
                 if let Some(b) = &p.backend {
                     s.probes.backend = parse_backend(b.get_ref()).ok_or_else(|| {
-                        ConfigError::new(at(Some(b.span())), "probes.backend", format!("unknown backend `{}`", b.get_ref()), "use \"inline\" or \"kernel\"")
+                        ConfigError::new(
+                            at(Some(b.span())),
+                            "probes.backend",
+                            format!("unknown backend `{}`", b.get_ref()),
+                            "use \"inline\" or \"kernel\"",
+                        )
                     })?;
-                    s.origins.insert("probes.backend".into(), at(Some(b.span())));
+                    s.origins
+                        .insert("probes.backend".into(), at(Some(b.span())));
                 }
             }
             if let Some(h) = &self.hotspot {
-                set(s, at, "hotspot.adaptive", &h.adaptive, |s, v| s.hotspot.adaptive = v);
-                set(s, at, "hotspot.threshold_us", &h.threshold_us, |s, v| s.hotspot.threshold_us = v);
-                set(s, at, "hotspot.inherent_threshold_us", &h.inherent_threshold_us, |s, v| s.hotspot.inherent_threshold_us = v);
-                set(s, at, "hotspot.credit", &h.credit, |s, v| s.hotspot.credit = v);
+                set(s, at, "hotspot.adaptive", &h.adaptive, |s, v| {
+                    s.hotspot.adaptive = v
+                });
+                set(s, at, "hotspot.threshold_us", &h.threshold_us, |s, v| {
+                    s.hotspot.threshold_us = v
+                });
+                set(
+                    s,
+                    at,
+                    "hotspot.inherent_threshold_us",
+                    &h.inherent_threshold_us,
+                    |s, v| s.hotspot.inherent_threshold_us = v,
+                );
+                set(s, at, "hotspot.credit", &h.credit, |s, v| {
+                    s.hotspot.credit = v
+                });
                 set(s, at, "hotspot.debit", &h.debit, |s, v| s.hotspot.debit = v);
-                set(s, at, "hotspot.initial", &h.initial, |s, v| s.hotspot.initial = v);
+                set(s, at, "hotspot.initial", &h.initial, |s, v| {
+                    s.hotspot.initial = v
+                });
                 set(s, at, "hotspot.lower", &h.lower, |s, v| s.hotspot.lower = v);
                 set(s, at, "hotspot.upper", &h.upper, |s, v| s.hotspot.upper = v);
             }
             if let Some(n) = &self.snapshot {
                 set(s, at, "snapshot.path", &n.path, |s, v| s.snapshot.path = v);
-                set(s, at, "snapshot.interval_s", &n.interval_s, |s, v| s.snapshot.interval_s = v);
+                set(s, at, "snapshot.interval_s", &n.interval_s, |s, v| {
+                    s.snapshot.interval_s = v
+                });
             }
             if let Some(m) = &self.meter {
-                set(s, at, "meter.contexts_cap", &m.contexts_cap, |s, v| s.meter.contexts_cap = v);
+                set(s, at, "meter.contexts_cap", &m.contexts_cap, |s, v| {
+                    s.meter.contexts_cap = v
+                });
             }
             if let Some(k) = &self.kernel {
-                set(s, at, "kernel.ring_pages", &k.ring_pages, |s, v| s.kernel.ring_pages = v);
-                set(s, at, "kernel.drain_ms", &k.drain_ms, |s, v| s.kernel.drain_ms = v);
+                set(s, at, "kernel.ring_pages", &k.ring_pages, |s, v| {
+                    s.kernel.ring_pages = v
+                });
+                set(s, at, "kernel.drain_ms", &k.drain_ms, |s, v| {
+                    s.kernel.drain_ms = v
+                });
             }
             if let Some(a) = &self.agent {
                 if let Some(l) = &a.log {
                     s.agent.log = parse_log_level(l.get_ref()).ok_or_else(|| {
-                        ConfigError::new(at(Some(l.span())), "agent.log", format!("unknown log level `{}`", l.get_ref()), "use error, warn, info or debug")
+                        ConfigError::new(
+                            at(Some(l.span())),
+                            "agent.log",
+                            format!("unknown log level `{}`", l.get_ref()),
+                            "use error, warn, info or debug",
+                        )
                     })?;
                     s.origins.insert("agent.log".into(), at(Some(l.span())));
                 }
@@ -585,7 +722,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -597,17 +737,28 @@ mod tests {
 
     #[test]
     fn precedence_defaults_file_env() {
-        let s = load("[hotspot]\nthreshold_us = 5.0\ninitial = 50\n[target]\ninclude = [\"a*\", \"b*\"]\n", &[("HOTPROBE_INCLUDE", "c*")]).unwrap();
+        let s = load(
+            "[hotspot]\nthreshold_us = 5.0\ninitial = 50\n[target]\ninclude = [\"a*\", \"b*\"]\n",
+            &[("HOTPROBE_INCLUDE", "c*")],
+        )
+        .unwrap();
         assert_eq!(s.hotspot.threshold_us, 5.0, "file beats default");
         assert_eq!(s.hotspot.initial, 50);
         assert_eq!(s.hotspot.debit, 2, "default kept");
         assert_eq!(s.target.include, vec!["c*"], "env replaces the file's list");
-        assert!(matches!(s.origins["hotspot.threshold_us"], Origin::File { line: Some(2), .. }));
+        assert!(matches!(
+            s.origins["hotspot.threshold_us"],
+            Origin::File { line: Some(2), .. }
+        ));
     }
 
     #[test]
     fn empty_env_counts_as_unset() {
-        let s = load("[target]\ninclude = [\"a*\"]\n", &[("HOTPROBE_INCLUDE", "")]).unwrap();
+        let s = load(
+            "[target]\ninclude = [\"a*\"]\n",
+            &[("HOTPROBE_INCLUDE", "")],
+        )
+        .unwrap();
         assert_eq!(s.target.include, vec!["a*"]);
     }
 
@@ -615,37 +766,62 @@ mod tests {
     fn unknown_key_names_line_and_key() {
         let e = load("[hotspot]\nthreshold_us = 5.0\nthreshhold = 3\n", &[]).unwrap_err();
         assert_eq!(e.key, "hotspot.threshhold");
-        assert!(matches!(e.origin, Origin::File { line: Some(3), .. }), "{e}");
-        assert!(e.to_string().contains("hotprobe.toml:3: key `hotspot.threshhold`"), "{e}");
+        assert!(
+            matches!(e.origin, Origin::File { line: Some(3), .. }),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("hotprobe.toml:3: key `hotspot.threshhold`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn wrong_type_names_line_and_key() {
         let e = load("[snapshot]\n\n[hotspot]\nupper = \"lots\"\n", &[]).unwrap_err();
         assert_eq!(e.key, "hotspot.upper");
-        assert!(matches!(e.origin, Origin::File { line: Some(4), .. }), "{e}");
+        assert!(
+            matches!(e.origin, Origin::File { line: Some(4), .. }),
+            "{e}"
+        );
     }
 
     #[test]
     fn negative_threshold_is_refused() {
         let e = load("[hotspot]\ninherent_threshold_us = -1.0\n", &[]).unwrap_err();
         assert_eq!(e.key, "hotspot.inherent_threshold_us");
-        assert!(matches!(e.origin, Origin::File { line: Some(2), .. }), "{e}");
+        assert!(
+            matches!(e.origin, Origin::File { line: Some(2), .. }),
+            "{e}"
+        );
     }
 
     #[test]
     fn broken_toml_names_the_line() {
         let e = load("[hotspot\nupper = 3\n", &[]).unwrap_err();
-        assert!(matches!(e.origin, Origin::File { line: Some(1), .. }), "{e}");
+        assert!(
+            matches!(e.origin, Origin::File { line: Some(1), .. }),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_env_values_name_the_variable() {
         let e = load("", &[("HOTPROBE_ADAPTIVE", "maybe")]).unwrap_err();
-        assert_eq!(e.origin, Origin::Env { var: "HOTPROBE_ADAPTIVE".into() });
+        assert_eq!(
+            e.origin,
+            Origin::Env {
+                var: "HOTPROBE_ADAPTIVE".into()
+            }
+        );
         let e = load("", &[("HOTPROBE_BACKEND", "ebpf")]).unwrap_err();
         assert_eq!(e.key, "probes.backend");
-        let s = load("", &[("HOTPROBE_ADAPTIVE", "no"), ("HOTPROBE_BACKEND", "kernel")]).unwrap();
+        let s = load(
+            "",
+            &[("HOTPROBE_ADAPTIVE", "no"), ("HOTPROBE_BACKEND", "kernel")],
+        )
+        .unwrap();
         assert!(!s.hotspot.adaptive);
         assert_eq!(s.probes.backend, Backend::Kernel);
     }
@@ -653,8 +829,14 @@ mod tests {
     #[test]
     fn missing_named_config_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let e = Settings::load(&env_of(&[("HOTPROBE_CONFIG", "nope.toml")]), dir.path()).unwrap_err();
-        assert_eq!(e.origin, Origin::Env { var: "HOTPROBE_CONFIG".into() });
+        let e =
+            Settings::load(&env_of(&[("HOTPROBE_CONFIG", "nope.toml")]), dir.path()).unwrap_err();
+        assert_eq!(
+            e.origin,
+            Origin::Env {
+                var: "HOTPROBE_CONFIG".into()
+            }
+        );
     }
 
     #[test]

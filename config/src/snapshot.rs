@@ -146,7 +146,9 @@ impl Default for MeterInfo {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeState {
     Hot,
@@ -252,8 +254,11 @@ impl std::error::Error for ReadError {}
 impl Snapshot {
     /// Reads a snapshot file and checks its schema.
     pub fn read(path: &Path) -> Result<Snapshot, ReadError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| ReadError { path: path.into(), field: None, problem: format!("cannot read: {e}") })?;
+        let bytes = std::fs::read(path).map_err(|e| ReadError {
+            path: path.into(),
+            field: None,
+            problem: format!("cannot read: {e}"),
+        })?;
         Self::from_slice(&bytes, path)
     }
 
@@ -264,7 +269,11 @@ impl Snapshot {
                 Ok(_) => "not a hotprobe snapshot (the file is JSON but not an object)".to_string(),
                 Err(e) => format!("not JSON ({e})"),
             };
-            return Err(ReadError { path: path.into(), field: None, problem });
+            return Err(ReadError {
+                path: path.into(),
+                field: None,
+                problem,
+            });
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         match serde_path_to_error::deserialize::<_, Snapshot>(&mut de) {
@@ -275,12 +284,20 @@ impl Snapshot {
                 let schema_error = schema_problem(bytes, path);
                 if schema_error.field.is_some() || err.inner().is_syntax() || err.inner().is_eof() {
                     if err.inner().is_syntax() || err.inner().is_eof() {
-                        return Err(ReadError { path: path.into(), field: None, problem: format!("not JSON ({})", err.inner()) });
+                        return Err(ReadError {
+                            path: path.into(),
+                            field: None,
+                            problem: format!("not JSON ({})", err.inner()),
+                        });
                     }
                     return Err(schema_error);
                 }
                 let field = err.path().to_string();
-                Err(ReadError { path: path.into(), field: Some(field).filter(|f| f != "."), problem: err.into_inner().to_string() })
+                Err(ReadError {
+                    path: path.into(),
+                    field: Some(field).filter(|f| f != "."),
+                    problem: err.into_inner().to_string(),
+                })
             }
         }
     }
@@ -297,17 +314,25 @@ fn schema_problem(bytes: &[u8], path: &Path) -> ReadError {
     struct Head {
         schema: Option<serde_json::Value>,
     }
-    let err = |field: Option<&str>, problem: String| ReadError { path: path.into(), field: field.map(String::from), problem };
+    let err = |field: Option<&str>, problem: String| ReadError {
+        path: path.into(),
+        field: field.map(String::from),
+        problem,
+    };
     let Ok(head) = serde_json::from_slice::<Head>(bytes) else {
         return err(None, "not a hotprobe snapshot".into());
     };
     match head.schema {
         None => err(Some("schema"), "missing: not a hotprobe snapshot".into()),
         Some(serde_json::Value::String(s)) if s == SNAPSHOT_SCHEMA => err(None, String::new()),
-        Some(serde_json::Value::String(s)) if s.starts_with("hotprobe.snapshot/") => {
-            err(Some("schema"), format!("unknown snapshot schema `{s}`; this hotprobe reads `{SNAPSHOT_SCHEMA}`"))
-        }
-        Some(other) => err(Some("schema"), format!("`{other}` is not a hotprobe snapshot schema")),
+        Some(serde_json::Value::String(s)) if s.starts_with("hotprobe.snapshot/") => err(
+            Some("schema"),
+            format!("unknown snapshot schema `{s}`; this hotprobe reads `{SNAPSHOT_SCHEMA}`"),
+        ),
+        Some(other) => err(
+            Some("schema"),
+            format!("`{other}` is not a hotprobe snapshot schema"),
+        ),
     }
 }
 
@@ -328,9 +353,14 @@ mod tests {
         assert!(e.to_string().starts_with("a.json: not JSON"), "{e}");
         let e = Snapshot::from_slice(br#"{"hello":1}"#, Path::new("b.json")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("schema"));
-        let e = Snapshot::from_slice(br#"{"schema":"hotprobe.snapshot/7"}"#, Path::new("c.json")).unwrap_err();
+        let e = Snapshot::from_slice(br#"{"schema":"hotprobe.snapshot/7"}"#, Path::new("c.json"))
+            .unwrap_err();
         assert!(e.problem.contains("unknown snapshot schema"), "{e}");
-        let e = Snapshot::from_slice(br#"{"schema":"hotprobe.snapshot/1","probes":[{"id":1},{"count":"many"}]}"#, Path::new("d.json")).unwrap_err();
+        let e = Snapshot::from_slice(
+            br#"{"schema":"hotprobe.snapshot/1","probes":[{"id":1},{"count":"many"}]}"#,
+            Path::new("d.json"),
+        )
+        .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("probes[1].count"), "{e}");
         let e = Snapshot::from_slice(b"[1,2]", Path::new("e.json")).unwrap_err();
         assert!(e.problem.contains("not a hotprobe snapshot"), "{e}");
@@ -339,7 +369,13 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut s = Snapshot::default();
-        s.probes.push(ProbeRecord { id: 1, name: "f".into(), state: ProbeState::Hot, count: 9, ..Default::default() });
+        s.probes.push(ProbeRecord {
+            id: 1,
+            name: "f".into(),
+            state: ProbeState::Hot,
+            count: 9,
+            ..Default::default()
+        });
         let back = Snapshot::from_slice(s.to_json().as_bytes(), Path::new("x")).unwrap();
         assert_eq!(back, s);
     }

@@ -153,7 +153,8 @@ pub fn converge(data: &[IterationData], t: Thresholds) -> Convergence {
             None => (None, None),
         };
         meets.push(
-            jac.is_some_and(|j| reaches(j, t.min_jaccard)) && spear.is_some_and(|s| reaches(s, t.min_spearman)),
+            jac.is_some_and(|j| reaches(j, t.min_jaccard))
+                && spear.is_some_and(|s| reaches(s, t.min_spearman)),
         );
         iterations.push(Iteration {
             dir: it.dir.clone(),

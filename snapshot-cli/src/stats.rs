@@ -76,10 +76,16 @@ pub const RANK_NOISE_SHARE: f64 = 0.01;
 /// that have calls on either side (only those in `within`, when given); a
 /// function missing (or without calls) on one side, or under
 /// `RANK_NOISE_SHARE` of that side's inherent total, counts 0 there.
-pub fn inherent_rank_correlation(a: &Merged, b: &Merged, within: Option<&BTreeSet<FuncKey>>) -> f64 {
-    let floor = |m: &Merged| m.funcs.iter().map(|f| f.inherent_ns as f64).sum::<f64>() * RANK_NOISE_SHARE;
+pub fn inherent_rank_correlation(
+    a: &Merged,
+    b: &Merged,
+    within: Option<&BTreeSet<FuncKey>>,
+) -> f64 {
+    let floor =
+        |m: &Merged| m.funcs.iter().map(|f| f.inherent_ns as f64).sum::<f64>() * RANK_NOISE_SHARE;
     let (floor_a, floor_b) = (floor(a), floor(b));
-    let counted = |f: &&crate::merge::Func| f.count > 0 && within.is_none_or(|w| w.contains(&f.key));
+    let counted =
+        |f: &&crate::merge::Func| f.count > 0 && within.is_none_or(|w| w.contains(&f.key));
     let mut pairs: BTreeMap<&FuncKey, (f64, f64)> = BTreeMap::new();
     for f in a.funcs.iter().filter(counted) {
         pairs.entry(&f.key).or_default().0 = above(f.inherent_ns as f64, floor_a);
@@ -93,7 +99,11 @@ pub fn inherent_rank_correlation(a: &Merged, b: &Merged, within: Option<&BTreeSe
 
 /// The value, or 0 under the floor.
 fn above(value: f64, floor: f64) -> f64 {
-    if value < floor { 0.0 } else { value }
+    if value < floor {
+        0.0
+    } else {
+        value
+    }
 }
 
 /// Whether a statistic shown with three decimals meets a threshold: what the
@@ -142,14 +152,20 @@ mod tests {
         let a = floored(&[900.0, 80.0, 5.0, 3.0, 2.0, 0.0]);
         assert_eq!(a, [900.0, 80.0, 0.0, 0.0, 0.0, 0.0]);
         let b = floored(&[900.0, 80.0, 2.0, 3.0, 5.0, 0.0]);
-        assert!((spearman(&a, &b) - 1.0).abs() < 1e-12, "reshuffled noise is not a change");
+        assert!(
+            (spearman(&a, &b) - 1.0).abs() < 1e-12,
+            "reshuffled noise is not a change"
+        );
         assert!(spearman(&[900.0, 80.0, 5.0, 3.0, 2.0], &[900.0, 80.0, 2.0, 3.0, 5.0]) < 0.9);
     }
 
     #[test]
     fn thresholds_compare_what_is_shown() {
         let one_swap_of_five = spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 2.0, 3.0, 5.0, 4.0]);
-        assert!(reaches(one_swap_of_five, 0.9), "{one_swap_of_five} shows as 0.900");
+        assert!(
+            reaches(one_swap_of_five, 0.9),
+            "{one_swap_of_five} shows as 0.900"
+        );
         assert!(!reaches(0.8994, 0.9));
     }
 }

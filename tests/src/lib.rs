@@ -15,7 +15,10 @@ use std::process::{Command, Output, Stdio};
 pub fn build_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test-binary>
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 fn built(name: &str) -> PathBuf {
@@ -25,7 +28,9 @@ fn built(name: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{name} is not built: run `cargo build --release --workspace` first (scripts/test.sh does)");
+    panic!(
+        "{name} is not built: run `cargo build --release --workspace` first (scripts/test.sh does)"
+    );
 }
 
 pub fn agent_path() -> PathBuf {
@@ -53,7 +58,12 @@ impl Default for Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::Builder::new().prefix("hotprobe-test-").tempdir().expect("tempdir") }
+        Scratch {
+            dir: tempfile::Builder::new()
+                .prefix("hotprobe-test-")
+                .tempdir()
+                .expect("tempdir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -82,23 +92,39 @@ impl Scratch {
         let mut cmd = match ext {
             "c" => {
                 let mut c = Command::new("gcc");
-                c.args(["-g", "-o"]).arg(&out_path).arg(src).args(flags).arg("-lpthread");
+                c.args(["-g", "-o"])
+                    .arg(&out_path)
+                    .arg(src)
+                    .args(flags)
+                    .arg("-lpthread");
                 c
             }
             "cc" | "cpp" => {
                 let mut c = Command::new("g++");
-                c.args(["-g", "-o"]).arg(&out_path).arg(src).args(flags).arg("-lpthread");
+                c.args(["-g", "-o"])
+                    .arg(&out_path)
+                    .arg(src)
+                    .args(flags)
+                    .arg("-lpthread");
                 c
             }
             "rs" => {
                 let mut c = Command::new("rustc");
-                c.args(["--edition", "2021", "-g", "-o"]).arg(&out_path).arg(src).args(flags);
+                c.args(["--edition", "2021", "-g", "-o"])
+                    .arg(&out_path)
+                    .arg(src)
+                    .args(flags);
                 c
             }
             _ => panic!("unknown source kind {}", src.display()),
         };
         let output = cmd.output().expect("run the compiler");
-        assert!(output.status.success(), "compiling {} failed:\n{}", src.display(), String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "compiling {} failed:\n{}",
+            src.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
         out_path
     }
 }
@@ -123,7 +149,14 @@ pub struct Ran {
 impl Run {
     /// A run in `cwd` (also where snapshots go unless HOTPROBE_OUTPUT is set).
     pub fn new(program: &Path, cwd: &Path) -> Run {
-        Run { program: program.to_path_buf(), args: vec![], env: BTreeMap::new(), cwd: cwd.to_path_buf(), agent: true, stdin: None }
+        Run {
+            program: program.to_path_buf(),
+            args: vec![],
+            env: BTreeMap::new(),
+            cwd: cwd.to_path_buf(),
+            agent: true,
+            stdin: None,
+        }
     }
 
     pub fn args(mut self, args: &[&str]) -> Run {
@@ -165,8 +198,14 @@ impl Run {
         let before = snapshot_files(&self.cwd);
         let mut cmd = self.command();
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", self.program.display()));
+        cmd.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.program.display()));
         if let Some(bytes) = &self.stdin {
             use std::io::Write;
             let mut input = child.stdin.take().unwrap();
@@ -177,7 +216,8 @@ impl Run {
             .into_iter()
             .filter(|p| !before.contains(p))
             .map(|p| {
-                let s = Snapshot::read(&p).unwrap_or_else(|e| panic!("agent wrote an unreadable snapshot: {e}"));
+                let s = Snapshot::read(&p)
+                    .unwrap_or_else(|e| panic!("agent wrote an unreadable snapshot: {e}"));
                 (p, s)
             })
             .collect();
@@ -188,7 +228,12 @@ impl Run {
 /// The `*.json` files in a directory, sorted.
 pub fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -209,20 +254,39 @@ impl Ran {
         let key = format!("{phase} off-cpu ");
         self.stderr()
             .lines()
-            .find_map(|l| l.strip_prefix(key.as_str()).and_then(|v| v.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(key.as_str())
+                    .and_then(|v| v.trim().parse().ok())
+            })
             .unwrap_or_else(|| panic!("no `{key}` line in {:?}", self.stderr()))
     }
 
     /// The only snapshot of the run.
     pub fn snapshot(&self) -> &Snapshot {
-        assert_eq!(self.snapshots.len(), 1, "expected one snapshot, got {:?}\nstderr: {}", self.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>(), self.stderr());
+        assert_eq!(
+            self.snapshots.len(),
+            1,
+            "expected one snapshot, got {:?}\nstderr: {}",
+            self.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>(),
+            self.stderr()
+        );
         &self.snapshots[0].1
     }
 
     /// Asserts the same stdout and exit status as `bare`.
     pub fn assert_same_as(&self, bare: &Ran) {
-        assert_eq!(self.stdout(), bare.stdout(), "stdout differs under the agent; stderr:\n{}", self.stderr());
-        assert_eq!(self.output.status.code(), bare.output.status.code(), "exit code differs; stderr:\n{}", self.stderr());
+        assert_eq!(
+            self.stdout(),
+            bare.stdout(),
+            "stdout differs under the agent; stderr:\n{}",
+            self.stderr()
+        );
+        assert_eq!(
+            self.output.status.code(),
+            bare.output.status.code(),
+            "exit code differs; stderr:\n{}",
+            self.stderr()
+        );
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&self.output.status),
             std::os::unix::process::ExitStatusExt::signal(&bare.output.status),
@@ -240,10 +304,17 @@ pub fn probe<'a>(snap: &'a Snapshot, name: &str) -> &'a ProbeRecord {
 }
 
 pub fn find_probe<'a>(snap: &'a Snapshot, name: &str) -> Option<&'a ProbeRecord> {
-    snap.probes.iter().find(|p| p.name == name || p.symbol == name)
+    snap.probes
+        .iter()
+        .find(|p| p.name == name || p.symbol == name)
 }
 
 /// Runs the `hotprobe` CLI.
 pub fn cli(args: &[&str], cwd: &Path) -> Output {
-    Command::new(cli_path()).args(args).current_dir(cwd).env("NO_COLOR", "1").output().expect("run hotprobe")
+    Command::new(cli_path())
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run hotprobe")
 }

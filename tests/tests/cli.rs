@@ -354,7 +354,10 @@ fn diff_names_the_function_made_slower_and_the_gate_fails() {
     let median = cli(&["diff", a, b, "--fail-if", "p50>+10%"], s.path());
     assert_eq!(median.status.code(), Some(1), "{}", text(&median.stdout));
     let err = text(&median.stderr);
-    assert!(err.contains("tunable"), "the gate names the function: {err}");
+    assert!(
+        err.contains("tunable"),
+        "the gate names the function: {err}"
+    );
     assert!(!err.contains("steady"), "steady did not change: {err}");
     let malformed = cli(&["diff", a, b, "--fail-if", "avg_inherent>>1"], s.path());
     assert_eq!(malformed.status.code(), Some(2));

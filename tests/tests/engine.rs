@@ -10,14 +10,25 @@ use std::path::Path;
 /// status; returns the probed run.
 fn run_both(s: &Scratch, prog: &Path, args: &[&str]) -> Ran {
     let bare = Run::new(prog, s.path()).args(args).bare().run();
-    let ran = Run::new(prog, s.path()).args(args).env("HOTPROBE_ADAPTIVE", "0").run();
+    let ran = Run::new(prog, s.path())
+        .args(args)
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .run();
     ran.assert_same_as(&bare);
     ran
 }
 
 fn count(snap: &Snapshot, name: &str) -> u64 {
     let p = probe(snap, name);
-    assert!(matches!(p.state, ProbeState::Active | ProbeState::Hot | ProbeState::Disabled), "{name} is {:?}: {:?}", p.state, p.reason);
+    assert!(
+        matches!(
+            p.state,
+            ProbeState::Active | ProbeState::Hot | ProbeState::Disabled
+        ),
+        "{name} is {:?}: {:?}",
+        p.state,
+        p.reason
+    );
     p.count
 }
 
@@ -45,7 +56,14 @@ fn exact_counts_and_unchanged_results_in_every_build() {
         assert_eq!(count(snap, "top"), 1, "{label}");
         assert_eq!(count(snap, "middle"), 1000, "{label}");
         assert_eq!(count(snap, "leaf"), 3000, "{label}");
-        for f in ["with_doubles", "many_args", "ld_value", "two_values", "varargs_sum", "main"] {
+        for f in [
+            "with_doubles",
+            "many_args",
+            "ld_value",
+            "two_values",
+            "varargs_sum",
+            "main",
+        ] {
             assert_eq!(count(snap, f), 1, "{label} {f}");
         }
         let leaf = probe(snap, "leaf");
@@ -66,7 +84,11 @@ fn cxx_exceptions_thrown_caught_and_rethrown_through_probed_frames() {
         assert_eq!(count(snap, "catch_and_rethrow(int)"), 100);
         // 100 × (5 + 1) throwing frames, plus 3 × (3 + 1) in catch_inside.
         assert_eq!(count(snap, "thrower(int)"), 600 + 12);
-        assert_eq!(probe(snap, "thrower(int)").abandoned, 612, "every thrower frame is left by the exception");
+        assert_eq!(
+            probe(snap, "thrower(int)").abandoned,
+            612,
+            "every thrower frame is left by the exception"
+        );
         assert_eq!(probe(snap, "catch_and_rethrow(int)").abandoned, 100);
         assert_eq!(probe(snap, "pass_through(int)").abandoned, 100);
         assert_eq!(probe(snap, "catcher(int)").abandoned, 0);
@@ -97,8 +119,16 @@ fn profiling_signal_handler_calls_probed_functions_exactly() {
     let prog = s.build("sigprof.c", "sigprof", &["-O2"]);
     let ran = run_both(&s, &prog, &["2000"]);
     let snap = ran.snapshot();
-    let handled: u64 = ran.stderr().lines().find_map(|l| l.strip_prefix("handled: ")).and_then(|v| v.trim().parse().ok()).expect("handled count");
-    assert!(handled > 10, "the timer should have fired often, fired {handled}");
+    let handled: u64 = ran
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("handled: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("handled count");
+    assert!(
+        handled > 10,
+        "the timer should have fired often, fired {handled}"
+    );
     assert_eq!(count(snap, "in_handler"), handled);
     assert_eq!(count(snap, "worker"), 2000);
     assert_eq!(count(snap, "worker_leaf"), 2_000_000);
@@ -113,8 +143,16 @@ fn many_short_lived_threads() {
     assert_eq!(count(&snap, "thread_body"), 400);
     assert_eq!(count(&snap, "thread_leaf"), 400 * 100 + 1);
     assert_eq!(count(&snap, "exits_early"), 1);
-    assert_eq!(probe(&snap, "exits_early").abandoned, 1, "pthread_exit leaves the frame");
-    assert!(snap.meter.threads >= 402, "threads seen: {}", snap.meter.threads);
+    assert_eq!(
+        probe(&snap, "exits_early").abandoned,
+        1,
+        "pthread_exit leaves the frame"
+    );
+    assert!(
+        snap.meter.threads >= 402,
+        "threads seen: {}",
+        snap.meter.threads
+    );
     assert_clean(&snap);
 }
 
@@ -124,19 +162,50 @@ fn fork_vfork_and_exec_each_image_has_its_own_snapshot() {
     let prog = s.build("forks.c", "forks", &["-O2"]);
     let bare = Run::new(&prog, s.path()).bare().run();
     // Children named `forks` are followed; /bin/true, exec'd by the vfork child, is not.
-    let ran = Run::new(&prog, s.path()).env("HOTPROBE_ADAPTIVE", "0").env("HOTPROBE_FOLLOW", "forks").run();
+    let ran = Run::new(&prog, s.path())
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .env("HOTPROBE_FOLLOW", "forks")
+        .run();
     ran.assert_same_as(&bare);
-    assert_eq!(ran.snapshots.len(), 3, "parent, fork child, exec'd image: {:?}", ran.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>());
+    assert_eq!(
+        ran.snapshots.len(),
+        3,
+        "parent, fork child, exec'd image: {:?}",
+        ran.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>()
+    );
     let by_count: Vec<u64> = {
-        let mut v: Vec<u64> = ran.snapshots.iter().map(|(_, s)| count(s, "counted")).collect();
+        let mut v: Vec<u64> = ran
+            .snapshots
+            .iter()
+            .map(|(_, s)| count(s, "counted"))
+            .collect();
         v.sort();
         v
     };
-    assert_eq!(by_count, vec![5, 5, 7], "parent 3+2 (vfork child not metered), fork child 5, exec'd image 7");
-    let parent = ran.snapshots.iter().map(|x| &x.1).find(|s| s.process.reason == hotprobe_config::snapshot::Reason::Exec).expect("exec snapshot");
-    let exec_image = ran.snapshots.iter().map(|x| &x.1).find(|s| s.process.argv.len() == 2).expect("exec'd image");
+    assert_eq!(
+        by_count,
+        vec![5, 5, 7],
+        "parent 3+2 (vfork child not metered), fork child 5, exec'd image 7"
+    );
+    let parent = ran
+        .snapshots
+        .iter()
+        .map(|x| &x.1)
+        .find(|s| s.process.reason == hotprobe_config::snapshot::Reason::Exec)
+        .expect("exec snapshot");
+    let exec_image = ran
+        .snapshots
+        .iter()
+        .map(|x| &x.1)
+        .find(|s| s.process.argv.len() == 2)
+        .expect("exec'd image");
     assert_eq!(parent.process.pid, exec_image.process.pid);
-    let child = ran.snapshots.iter().map(|x| &x.1).find(|s| s.process.forked_from.is_some()).expect("fork child");
+    let child = ran
+        .snapshots
+        .iter()
+        .map(|x| &x.1)
+        .find(|s| s.process.forked_from.is_some())
+        .expect("fork child");
     assert_eq!(child.process.forked_from, Some(parent.process.pid));
     for (_, snap) in &ran.snapshots {
         assert_clean(snap);
@@ -148,13 +217,25 @@ fn follow_none_probes_only_the_process_the_user_started() {
     let s = Scratch::new();
     let prog = s.build("forks.c", "forks", &["-O2"]);
     let bare = Run::new(&prog, s.path()).bare().run();
-    let ran = Run::new(&prog, s.path()).env("HOTPROBE_ADAPTIVE", "0").env("HOTPROBE_FOLLOW", "none").run();
+    let ran = Run::new(&prog, s.path())
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .env("HOTPROBE_FOLLOW", "none")
+        .run();
     ran.assert_same_as(&bare);
     // The parent and its exec'd image (same process) write snapshots; the
     // fork child and /bin/true (children) do not.
-    let mut counts: Vec<u64> = ran.snapshots.iter().map(|(_, s)| count(s, "counted")).collect();
+    let mut counts: Vec<u64> = ran
+        .snapshots
+        .iter()
+        .map(|(_, s)| count(s, "counted"))
+        .collect();
     counts.sort();
-    assert_eq!(counts, vec![5, 7], "{:?}", ran.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>());
+    assert_eq!(
+        counts,
+        vec![5, 7],
+        "{:?}",
+        ran.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -167,7 +248,12 @@ fn deep_direct_and_mutual_recursion() {
     let d = probe(&snap, "direct");
     assert_eq!(d.abandoned, 0);
     // Outermost activation only: inclusive time is not counted 20,000 times over.
-    assert!(d.inclusive_ns <= d.max_inclusive_ns + d.max_inclusive_ns / 5, "inclusive {} max {}", d.inclusive_ns, d.max_inclusive_ns);
+    assert!(
+        d.inclusive_ns <= d.max_inclusive_ns + d.max_inclusive_ns / 5,
+        "inclusive {} max {}",
+        d.inclusive_ns,
+        d.max_inclusive_ns
+    );
     assert_clean(&snap);
 }
 
@@ -186,7 +272,10 @@ fn tail_calls_count_as_calls() {
 #[test]
 fn backtrace_sees_the_same_frames_as_bare() {
     let s = Scratch::new();
-    for (label, flags) in [("O0", &["-O0", "-rdynamic"][..]), ("O2", &["-O2", "-fno-omit-frame-pointer"][..])] {
+    for (label, flags) in [
+        ("O0", &["-O0", "-rdynamic"][..]),
+        ("O2", &["-O2", "-fno-omit-frame-pointer"][..]),
+    ] {
         let prog = s.build("backtrace.c", &format!("backtrace-{label}"), flags);
         let snap = run_both(&s, &prog, &[]).snapshot().clone();
         assert_eq!(count(&snap, "innermost"), 1);
@@ -197,7 +286,10 @@ fn backtrace_sees_the_same_frames_as_bare() {
 fn rust_panics_caught_with_catch_unwind() {
     let s = Scratch::new();
     let prog = s.build("panic.rs", "panic", &["-O"]);
-    let ran = Run::new(&prog, s.path()).env("HOTPROBE_ADAPTIVE", "0").env("HOTPROBE_INCLUDE", "panic::*").run();
+    let ran = Run::new(&prog, s.path())
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .env("HOTPROBE_INCLUDE", "panic::*")
+        .run();
     let bare = Run::new(&prog, s.path()).bare().run();
     ran.assert_same_as(&bare);
     let snap = ran.snapshot();
@@ -227,10 +319,22 @@ fn small_functions_are_rejected_with_reasons() {
     let snap = run_both(&s, &prog, &[]).snapshot().clone();
     let tiny = probe(&snap, "tiny");
     assert_eq!(tiny.state, ProbeState::Rejected);
-    assert!(tiny.reason.as_deref().unwrap_or("").contains("too small"), "{:?}", tiny.reason);
+    assert!(
+        tiny.reason.as_deref().unwrap_or("").contains("too small"),
+        "{:?}",
+        tiny.reason
+    );
     let loops = probe(&snap, "loops_into_entry");
     assert_eq!(loops.state, ProbeState::Rejected);
-    assert!(loops.reason.as_deref().unwrap_or("").contains("into the patched bytes"), "{:?}", loops.reason);
+    assert!(
+        loops
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("into the patched bytes"),
+        "{:?}",
+        loops.reason
+    );
     assert_eq!(count(&snap, "big_enough"), 1);
 }
 
@@ -238,7 +342,11 @@ fn small_functions_are_rejected_with_reasons() {
 fn stripped_cxx_program_probed_through_dynsym() {
     let s = Scratch::new();
     let prog = s.build("overloads.cc", "overloads", &["-O2", "-rdynamic"]);
-    let status = std::process::Command::new("strip").arg("--strip-all").arg(&prog).status().unwrap();
+    let status = std::process::Command::new("strip")
+        .arg("--strip-all")
+        .arg(&prog)
+        .status()
+        .unwrap();
     assert!(status.success());
     let snap = run_both(&s, &prog, &[]).snapshot().clone();
     assert_eq!(count(&snap, "shapes::area(int)"), 10);
@@ -258,12 +366,17 @@ fn fast_paths_use_no_vector_register_and_call_nothing() {
         .expect("objdump (binutils) is needed");
     let text = String::from_utf8_lossy(&out.stdout);
     for name in ["hotprobe_enter_fast", "hotprobe_exit_fast"] {
-        let start = text.find(&format!("engine::fast::{name}>:")).unwrap_or_else(|| panic!("{name} not found in the agent"));
+        let start = text
+            .find(&format!("engine::fast::{name}>:"))
+            .unwrap_or_else(|| panic!("{name} not found in the agent"));
         let body = &text[start..];
         let body = &body[..body.find("\n\n").unwrap_or(body.len())];
         assert!(body.lines().count() > 20, "{name} looks empty");
         for line in body.lines().skip(1) {
-            assert!(!line.contains("xmm") && !line.contains("ymm") && !line.contains("zmm"), "{name} uses a vector register: {line}");
+            assert!(
+                !line.contains("xmm") && !line.contains("ymm") && !line.contains("zmm"),
+                "{name} uses a vector register: {line}"
+            );
             assert!(!line.contains("\tcall"), "{name} calls out: {line}");
         }
     }
@@ -276,17 +389,31 @@ fn libraries_loaded_with_dlopen_are_probed_and_dlclose_is_safe() {
     let host = s.build("dlopen_host.c", "dlopen_host", &["-O2", "-ldl"]);
     let lib_arg = lib.to_str().unwrap();
     let bare = Run::new(&host, s.path()).args(&[lib_arg]).bare().run();
-    let ran = Run::new(&host, s.path()).args(&[lib_arg]).env("HOTPROBE_ADAPTIVE", "0").env("HOTPROBE_MODULES", "main,*libplugin*").run();
+    let ran = Run::new(&host, s.path())
+        .args(&[lib_arg])
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .env("HOTPROBE_MODULES", "main,*libplugin*")
+        .run();
     ran.assert_same_as(&bare);
     let snap = ran.snapshot();
     // Two loads of the library: each load is probed on its own.
-    let runs: Vec<_> = snap.probes.iter().filter(|p| p.name == "plugin_run").collect();
-    let steps: u64 = snap.probes.iter().filter(|p| p.name == "plugin_step").map(|p| p.count).sum();
+    let runs: Vec<_> = snap
+        .probes
+        .iter()
+        .filter(|p| p.name == "plugin_run")
+        .collect();
+    let steps: u64 = snap
+        .probes
+        .iter()
+        .filter(|p| p.name == "plugin_step")
+        .map(|p| p.count)
+        .sum();
     assert_eq!(runs.iter().map(|p| p.count).sum::<u64>(), 2, "{runs:?}");
     assert_eq!(steps, 200);
     assert!(runs.iter().all(|p| p.module.ends_with("libplugin.so")));
     assert!(
-        runs.iter().any(|p| p.state == ProbeState::Rejected && p.reason.as_deref().unwrap_or("").contains("unloaded")),
+        runs.iter().any(|p| p.state == ProbeState::Rejected
+            && p.reason.as_deref().unwrap_or("").contains("unloaded")),
         "the first load's probes are marked unloaded: {runs:?}"
     );
 }
@@ -302,7 +429,11 @@ fn probes_removed_live_from_unaligned_code_while_threads_run() {
     let ran = Run::new(&prog, s.path()).args(&["1500"]).run();
     ran.assert_same_as(&bare);
     let snap = ran.snapshot();
-    let disabled = snap.probes.iter().filter(|p| p.state == ProbeState::Disabled).count();
+    let disabled = snap
+        .probes
+        .iter()
+        .filter(|p| p.state == ProbeState::Disabled)
+        .count();
     assert!(disabled >= 1900, "{disabled} probes removed");
 }
 
@@ -314,19 +445,39 @@ fn refused_write_exec_mappings_fall_back_or_run_unprobed() {
     let prog_arg = prog.to_str().unwrap();
     let bare = Run::new(&prog, s.path()).args(&["100"]).bare().run();
     // mprotect(W|X) refused: patches go through /proc/self/mem, counts stay exact.
-    let ran = Run::new(&nowx, s.path()).args(&[prog_arg, "100"]).env("HOTPROBE_ADAPTIVE", "0").run();
+    let ran = Run::new(&nowx, s.path())
+        .args(&[prog_arg, "100"])
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .run();
     ran.assert_same_as(&bare);
-    let of_prog = |ran: &Ran| ran.snapshots.iter().map(|x| x.1.clone()).find(|s| s.process.exe.ends_with("/counts")).expect("the program's snapshot");
+    let of_prog = |ran: &Ran| {
+        ran.snapshots
+            .iter()
+            .map(|x| x.1.clone())
+            .find(|s| s.process.exe.ends_with("/counts"))
+            .expect("the program's snapshot")
+    };
     assert_eq!(count(&of_prog(&ran), "leaf"), 300);
     assert_eq!(ran.stderr(), "", "the fallback is silent");
     // Neither way works: the program runs unprobed, one line says why.
-    let ran = Run::new(&nowx, s.path()).args(&["--no-proc-mem", prog_arg, "100"]).env("HOTPROBE_ADAPTIVE", "0").run();
+    let ran = Run::new(&nowx, s.path())
+        .args(&["--no-proc-mem", prog_arg, "100"])
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .run();
     ran.assert_same_as(&bare);
     let stderr = ran.stderr();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("refuses live patching") && stderr.contains("HOTPROBE_BACKEND=kernel"), "{stderr}");
+    assert!(
+        stderr.contains("refuses live patching") && stderr.contains("HOTPROBE_BACKEND=kernel"),
+        "{stderr}"
+    );
     let snap = of_prog(&ran);
-    assert!(snap.agent.problem.as_deref().unwrap_or("").contains("refuses live patching"));
+    assert!(snap
+        .agent
+        .problem
+        .as_deref()
+        .unwrap_or("")
+        .contains("refuses live patching"));
     assert!(snap.probes.iter().all(|p| p.count == 0));
 }
 
@@ -336,7 +487,11 @@ fn cancelled_threads_run_their_cleanups_and_destructors() {
     let prog = s.build("cancel.c", "cancel", &["-O2"]);
     let snap = run_both(&s, &prog, &[]).snapshot().clone();
     assert_eq!(count(&snap, "blocked"), 4);
-    assert_eq!(probe(&snap, "blocked").abandoned, 4, "cancellation leaves the frames");
+    assert_eq!(
+        probe(&snap, "blocked").abandoned,
+        4,
+        "cancellation leaves the frames"
+    );
     assert_eq!(count(&snap, "after"), 10);
     let prog = s.build("cancel_cxx.cc", "cancel_cxx", &["-O2"]);
     let ran = run_both(&s, &prog, &[]);

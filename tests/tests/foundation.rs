@@ -11,22 +11,48 @@ fn hello(s: &Scratch) -> std::path::PathBuf {
 fn snapshot_reports_the_process_and_effective_settings() {
     let s = Scratch::new();
     let prog = hello(&s);
-    s.write("hotprobe.toml", "[hotspot]\nthreshold_us = 7.5\ninitial = 40\n[target]\nexclude = [\"from_file*\"]\n");
-    let ran = Run::new(&prog, s.path()).args(&["a", "b"]).env("HOTPROBE_EXCLUDE", "from_env*").env("EXIT_CODE", "4").run();
-    let bare = Run::new(&prog, s.path()).args(&["a", "b"]).env("EXIT_CODE", "4").bare().run();
+    s.write(
+        "hotprobe.toml",
+        "[hotspot]\nthreshold_us = 7.5\ninitial = 40\n[target]\nexclude = [\"from_file*\"]\n",
+    );
+    let ran = Run::new(&prog, s.path())
+        .args(&["a", "b"])
+        .env("HOTPROBE_EXCLUDE", "from_env*")
+        .env("EXIT_CODE", "4")
+        .run();
+    let bare = Run::new(&prog, s.path())
+        .args(&["a", "b"])
+        .env("EXIT_CODE", "4")
+        .bare()
+        .run();
     ran.assert_same_as(&bare);
     assert_eq!(ran.output.status.code(), Some(4));
     let snap = ran.snapshot();
     assert_eq!(snap.schema, "hotprobe.snapshot/1");
-    assert_eq!(snap.process.exe, prog.canonicalize().unwrap().to_string_lossy());
-    assert_eq!(snap.process.argv, vec![prog.to_string_lossy().to_string(), "a".into(), "b".into()]);
+    assert_eq!(
+        snap.process.exe,
+        prog.canonicalize().unwrap().to_string_lossy()
+    );
+    assert_eq!(
+        snap.process.argv,
+        vec![prog.to_string_lossy().to_string(), "a".into(), "b".into()]
+    );
     assert_eq!(snap.process.reason, hotprobe_config::snapshot::Reason::Exit);
     assert_eq!(snap.config.hotspot.threshold_us, 7.5, "file beats default");
     assert_eq!(snap.config.hotspot.initial, 40);
     assert_eq!(snap.config.hotspot.debit, 2, "default stays");
-    assert_eq!(snap.config.target.exclude, vec!["from_env*"], "environment beats file");
+    assert_eq!(
+        snap.config.target.exclude,
+        vec!["from_env*"],
+        "environment beats file"
+    );
     assert_eq!(snap.agent.version, env!("CARGO_PKG_VERSION"));
-    let name = ran.snapshots[0].0.file_name().unwrap().to_string_lossy().to_string();
+    let name = ran.snapshots[0]
+        .0
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
     assert_eq!(name, format!("hotprobe-hello-{}.json", snap.process.pid));
 }
 
@@ -36,13 +62,17 @@ fn snapshot_file_is_private_and_follows_the_template() {
     let s = Scratch::new();
     let prog = hello(&s);
     std::fs::create_dir(s.join("out")).unwrap();
-    let ran = Run::new(&prog, s.path()).env("HOTPROBE_OUTPUT", "out/{exe}.json").run();
+    let ran = Run::new(&prog, s.path())
+        .env("HOTPROBE_OUTPUT", "out/{exe}.json")
+        .run();
     assert!(ran.output.status.success());
     let path = s.join("out/hello.json");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // A second image never overwrites the first one's file.
-    Run::new(&prog, s.path()).env("HOTPROBE_OUTPUT", "out/{exe}.json").run();
+    Run::new(&prog, s.path())
+        .env("HOTPROBE_OUTPUT", "out/{exe}.json")
+        .run();
     assert!(s.join("out/hello.1.json").exists());
     let first = hotprobe_config::Snapshot::read(&path).unwrap();
     let second = hotprobe_config::Snapshot::read(&s.join("out/hello.1.json")).unwrap();
@@ -60,10 +90,17 @@ fn assert_fails_open(s: &Scratch, env: &[(&str, &str)], needles: &[&str]) {
     let ran = run.run();
     let bare = Run::new(&prog, s.path()).env("EXIT_CODE", "3").bare().run();
     ran.assert_same_as(&bare);
-    assert!(ran.snapshots.is_empty(), "a snapshot was written despite the bad setting");
+    assert!(
+        ran.snapshots.is_empty(),
+        "a snapshot was written despite the bad setting"
+    );
     let stderr = ran.stderr();
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "want exactly one stderr line, got:\n{stderr}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "want exactly one stderr line, got:\n{stderr}"
+    );
     assert!(lines[0].starts_with("hotprobe: "), "{stderr}");
     for n in needles {
         assert!(lines[0].contains(n), "`{n}` missing from: {stderr}");
@@ -74,13 +111,20 @@ fn assert_fails_open(s: &Scratch, env: &[(&str, &str)], needles: &[&str]) {
 fn broken_toml_fails_open() {
     let s = Scratch::new();
     let cfg = s.write("broken.toml", "[hotspot\nthreshold_us = 1\n");
-    assert_fails_open(&s, &[("HOTPROBE_CONFIG", cfg.to_str().unwrap())], &["broken.toml:1"]);
+    assert_fails_open(
+        &s,
+        &[("HOTPROBE_CONFIG", cfg.to_str().unwrap())],
+        &["broken.toml:1"],
+    );
 }
 
 #[test]
 fn unknown_key_fails_open() {
     let s = Scratch::new();
-    s.write("hotprobe.toml", "[target]\nmodules = [\"main\"]\n\n[hotspot]\nthreshhold_us = 3\n");
+    s.write(
+        "hotprobe.toml",
+        "[target]\nmodules = [\"main\"]\n\n[hotspot]\nthreshhold_us = 3\n",
+    );
     assert_fails_open(&s, &[], &["hotprobe.toml:5", "hotspot.threshhold_us"]);
 }
 
@@ -101,20 +145,32 @@ fn negative_threshold_fails_open() {
 #[test]
 fn bad_environment_value_fails_open() {
     let s = Scratch::new();
-    assert_fails_open(&s, &[("HOTPROBE_BACKEND", "ebpf")], &["HOTPROBE_BACKEND", "probes.backend"]);
+    assert_fails_open(
+        &s,
+        &[("HOTPROBE_BACKEND", "ebpf")],
+        &["HOTPROBE_BACKEND", "probes.backend"],
+    );
 }
 
 #[test]
 fn missing_config_file_fails_open() {
     let s = Scratch::new();
-    assert_fails_open(&s, &[("HOTPROBE_CONFIG", "/nonexistent/hp.toml")], &["HOTPROBE_CONFIG", "/nonexistent/hp.toml"]);
+    assert_fails_open(
+        &s,
+        &[("HOTPROBE_CONFIG", "/nonexistent/hp.toml")],
+        &["HOTPROBE_CONFIG", "/nonexistent/hp.toml"],
+    );
 }
 
 #[test]
 fn probe_set_of_wrong_schema_fails_open() {
     let s = Scratch::new();
     let set = s.write("probes.toml", "schema = \"hotprobe.probeset/2\"\n");
-    assert_fails_open(&s, &[("HOTPROBE_PROBESET", set.to_str().unwrap())], &["probes.toml:1", "schema"]);
+    assert_fails_open(
+        &s,
+        &[("HOTPROBE_PROBESET", set.to_str().unwrap())],
+        &["probes.toml:1", "schema"],
+    );
 }
 
 #[test]
@@ -126,7 +182,11 @@ fn missing_probe_set_fails_open() {
 #[test]
 fn unwritable_output_directory_fails_open() {
     let s = Scratch::new();
-    assert_fails_open(&s, &[("HOTPROBE_OUTPUT", "/proc/hotprobe/{pid}.json")], &["/proc/hotprobe", "HOTPROBE_OUTPUT"]);
+    assert_fails_open(
+        &s,
+        &[("HOTPROBE_OUTPUT", "/proc/hotprobe/{pid}.json")],
+        &["/proc/hotprobe", "HOTPROBE_OUTPUT"],
+    );
 }
 
 #[test]
@@ -134,14 +194,26 @@ fn follow_globs_choose_the_children_not_the_process_started() {
     let s = Scratch::new();
     let prog = hello(&s);
     // The started process is probed whatever the globs say...
-    let ran = Run::new(&prog, s.path()).env("HOTPROBE_FOLLOW", "redis-*").run();
+    let ran = Run::new(&prog, s.path())
+        .env("HOTPROBE_FOLLOW", "redis-*")
+        .run();
     assert_eq!(ran.snapshots.len(), 1);
     // ...and a child that matches no glob stays bare (sh forks `hello`).
     let script = format!("{}; true", prog.display());
-    let ran = Run::new(std::path::Path::new("/bin/sh"), s.path()).args(&["-c", &script]).env("HOTPROBE_FOLLOW", "redis-*").run();
-    let exes: Vec<String> = ran.snapshots.iter().map(|(_, s)| s.process.exe.clone()).collect();
+    let ran = Run::new(std::path::Path::new("/bin/sh"), s.path())
+        .args(&["-c", &script])
+        .env("HOTPROBE_FOLLOW", "redis-*")
+        .run();
+    let exes: Vec<String> = ran
+        .snapshots
+        .iter()
+        .map(|(_, s)| s.process.exe.clone())
+        .collect();
     assert_eq!(ran.snapshots.len(), 1, "{exes:?}");
     assert!(!exes[0].ends_with("/hello"), "{exes:?}");
-    let ran = Run::new(std::path::Path::new("/bin/sh"), s.path()).args(&["-c", &script]).env("HOTPROBE_FOLLOW", "hel*").run();
+    let ran = Run::new(std::path::Path::new("/bin/sh"), s.path())
+        .args(&["-c", &script])
+        .env("HOTPROBE_FOLLOW", "hel*")
+        .run();
     assert_eq!(ran.snapshots.len(), 2, "sh and the followed child");
 }

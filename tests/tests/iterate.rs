@@ -70,8 +70,17 @@ fn convergence_jaccards(stdout: &str) -> Vec<f64> {
         .lines()
         .skip_while(|l| !l.starts_with("Convergence"))
         .skip(2)
-        .take_while(|l| l.split_whitespace().next().is_some_and(|c| c.parse::<u32>().is_ok()))
-        .map(|l| l.split_whitespace().nth(5).and_then(|j| j.parse().ok()).unwrap_or(0.0))
+        .take_while(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|c| c.parse::<u32>().is_ok())
+        })
+        .map(|l| {
+            l.split_whitespace()
+                .nth(5)
+                .and_then(|j| j.parse().ok())
+                .unwrap_or(0.0)
+        })
         .collect()
 }
 
@@ -97,7 +106,11 @@ fn assert_converged(out: &Output, results: &Path, exe: &str) -> usize {
     // take one more iteration on a loaded machine (preemption lands in
     // whichever function runs); the tests allow 6.
     let jaccards = convergence_jaccards(&stdout);
-    assert_eq!(jaccards.len(), n, "one convergence row per iteration:\n{stdout}");
+    assert_eq!(
+        jaccards.len(),
+        n,
+        "one convergence row per iteration:\n{stdout}"
+    );
     assert!(
         jaccards[2..].iter().all(|j| *j >= 0.9),
         "a steady workload's hot set settles by iteration 3:\n{}",

@@ -28,7 +28,10 @@ const CAP_BPF: u32 = 39;
 /// CAP_BPF and CAP_PERFMON, in its effective set.
 fn kernel_ready() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
     let Some(eff) = eff else {
         eprintln!("skipped: cannot read CapEff from /proc/self/status");
         return false;
@@ -50,10 +53,16 @@ fn kernel_ready() -> bool {
 
 fn kernel_lacks_bpf_uprobes() -> Option<String> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if (major, minor) < (6, 6) {
-        return Some(format!("Linux {} has no uprobe_multi links (6.6+)", release.trim()));
+        return Some(format!(
+            "Linux {} has no uprobe_multi links (6.6+)",
+            release.trim()
+        ));
     }
     // BPF_MAP_CREATE of a one-entry array: union bpf_attr's first four u32s.
     let mut attr = [0u8; 128];
@@ -63,7 +72,10 @@ fn kernel_lacks_bpf_uprobes() -> Option<String> {
     // SAFETY: a 128-byte bpf_attr on our stack; the returned descriptor is closed.
     let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_mut_ptr(), attr.len()) };
     if fd < 0 {
-        return Some(format!("the bpf system call fails: {}", std::io::Error::last_os_error()));
+        return Some(format!(
+            "the bpf system call fails: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: our own descriptor.
     unsafe { libc::close(fd as i32) };
@@ -93,7 +105,8 @@ macro_rules! need_kernel {
 
 /// A run under the kernel backend, every probe kept installed.
 fn kernel(run: Run) -> Run {
-    run.env("HOTPROBE_BACKEND", "kernel").env("HOTPROBE_ADAPTIVE", "0")
+    run.env("HOTPROBE_BACKEND", "kernel")
+        .env("HOTPROBE_ADAPTIVE", "0")
 }
 
 /// Runs `prog` bare and under the kernel backend (adaptive off); asserts
@@ -107,17 +120,32 @@ fn run_both(s: &Scratch, prog: &Path, args: &[&str]) -> Ran {
 
 fn count(snap: &Snapshot, name: &str) -> u64 {
     let p = probe(snap, name);
-    assert!(matches!(p.state, ProbeState::Active | ProbeState::Hot | ProbeState::Disabled), "{name} is {:?}: {:?}", p.state, p.reason);
+    assert!(
+        matches!(
+            p.state,
+            ProbeState::Active | ProbeState::Hot | ProbeState::Disabled
+        ),
+        "{name} is {:?}: {:?}",
+        p.state,
+        p.reason
+    );
     p.count
 }
 
 /// The snapshot is the kernel backend's, nothing went unmetered and the
 /// kernel dropped no record (so the counts are exact).
 fn assert_clean(snap: &Snapshot) {
-    assert_eq!(snap.agent.backend, "kernel", "snapshot of pid {}", snap.process.pid);
+    assert_eq!(
+        snap.agent.backend, "kernel",
+        "snapshot of pid {}",
+        snap.process.pid
+    );
     assert_eq!(snap.agent.problem, None, "the backend reported a problem");
     assert_eq!(snap.meter.unmetered, 0, "calls went unmetered");
-    assert_eq!(snap.meter.lost_records, 0, "the kernel dropped records: counts are not exact");
+    assert_eq!(
+        snap.meter.lost_records, 0,
+        "the kernel dropped records: counts are not exact"
+    );
 }
 
 const BUILDS: &[(&str, &[&str])] = &[
@@ -138,7 +166,14 @@ fn exact_counts_and_unchanged_results_in_every_build() {
         assert_eq!(count(snap, "top"), 1, "{label}");
         assert_eq!(count(snap, "middle"), 1000, "{label}");
         assert_eq!(count(snap, "leaf"), 3000, "{label}");
-        for f in ["with_doubles", "many_args", "ld_value", "two_values", "varargs_sum", "main"] {
+        for f in [
+            "with_doubles",
+            "many_args",
+            "ld_value",
+            "two_values",
+            "varargs_sum",
+            "main",
+        ] {
             assert_eq!(count(snap, f), 1, "{label} {f}");
         }
         assert_eq!(probe(snap, "leaf").abandoned, 0, "{label}");
@@ -160,12 +195,24 @@ fn cxx_exceptions_thrown_caught_and_rethrown_through_probed_frames() {
         assert_eq!(count(snap, "catch_and_rethrow(int)"), 100, "{label}");
         // 100 × (5 + 1) throwing frames, plus 3 × (3 + 1) in catch_inside.
         assert_eq!(count(snap, "thrower(int)"), 600 + 12, "{label}");
-        assert_eq!(probe(snap, "thrower(int)").abandoned, 612, "{label}: every thrower frame is left by the exception");
-        assert_eq!(probe(snap, "catch_and_rethrow(int)").abandoned, 100, "{label}");
+        assert_eq!(
+            probe(snap, "thrower(int)").abandoned,
+            612,
+            "{label}: every thrower frame is left by the exception"
+        );
+        assert_eq!(
+            probe(snap, "catch_and_rethrow(int)").abandoned,
+            100,
+            "{label}"
+        );
         assert_eq!(probe(snap, "pass_through(int)").abandoned, 100, "{label}");
         assert_eq!(probe(snap, "catcher(int)").abandoned, 0, "{label}");
         assert_eq!(count(snap, "normal_work(int)"), 1, "{label}");
-        assert_eq!(probe(snap, "main").in_flight + probe(snap, "main").count, 1, "{label}");
+        assert_eq!(
+            probe(snap, "main").in_flight + probe(snap, "main").count,
+            1,
+            "{label}"
+        );
         assert_clean(snap);
     }
 }
@@ -197,7 +244,12 @@ fn deep_direct_and_mutual_recursion() {
     let d = probe(&snap, "direct");
     assert_eq!(d.abandoned, 0);
     // Outermost activation only: inclusive time is not counted 20,000 times over.
-    assert!(d.inclusive_ns <= d.max_inclusive_ns + d.max_inclusive_ns / 5, "inclusive {} max {}", d.inclusive_ns, d.max_inclusive_ns);
+    assert!(
+        d.inclusive_ns <= d.max_inclusive_ns + d.max_inclusive_ns / 5,
+        "inclusive {} max {}",
+        d.inclusive_ns,
+        d.max_inclusive_ns
+    );
     assert_clean(&snap);
 }
 
@@ -218,7 +270,10 @@ fn tail_calls_count_as_calls() {
 fn backtrace_sees_the_same_frames_as_bare() {
     need_kernel!();
     let s = Scratch::new();
-    for (label, flags) in [("O0", &["-O0", "-rdynamic"][..]), ("O2", &["-O2", "-fno-omit-frame-pointer"][..])] {
+    for (label, flags) in [
+        ("O0", &["-O0", "-rdynamic"][..]),
+        ("O2", &["-O2", "-fno-omit-frame-pointer"][..]),
+    ] {
         let prog = s.build("backtrace.c", &format!("backtrace-{label}"), flags);
         let snap = run_both(&s, &prog, &[]).snapshot().clone();
         assert_eq!(count(&snap, "innermost"), 1, "{label}");
@@ -235,7 +290,11 @@ fn many_short_lived_threads() {
     assert_eq!(count(&snap, "thread_body"), 400);
     assert_eq!(count(&snap, "thread_leaf"), 400 * 100 + 1);
     assert_eq!(count(&snap, "exits_early"), 1);
-    assert_eq!(probe(&snap, "exits_early").abandoned, 1, "pthread_exit leaves the frame");
+    assert_eq!(
+        probe(&snap, "exits_early").abandoned,
+        1,
+        "pthread_exit leaves the frame"
+    );
     assert_clean(&snap);
 }
 
@@ -246,16 +305,47 @@ fn fork_vfork_and_exec_each_image_has_its_own_snapshot() {
     let prog = s.build("forks.c", "forks", &["-O2"]);
     let bare = Run::new(&prog, s.path()).bare().run();
     // Children named `forks` are followed; /bin/true, exec'd by the vfork child, is not.
-    let ran = kernel(Run::new(&prog, s.path())).env("HOTPROBE_FOLLOW", "forks").run();
+    let ran = kernel(Run::new(&prog, s.path()))
+        .env("HOTPROBE_FOLLOW", "forks")
+        .run();
     ran.assert_same_as(&bare);
-    assert_eq!(ran.snapshots.len(), 3, "parent, fork child, exec'd image: {:?}\nstderr: {}", ran.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>(), ran.stderr());
-    let mut by_count: Vec<u64> = ran.snapshots.iter().map(|(_, s)| count(s, "counted")).collect();
+    assert_eq!(
+        ran.snapshots.len(),
+        3,
+        "parent, fork child, exec'd image: {:?}\nstderr: {}",
+        ran.snapshots.iter().map(|s| &s.0).collect::<Vec<_>>(),
+        ran.stderr()
+    );
+    let mut by_count: Vec<u64> = ran
+        .snapshots
+        .iter()
+        .map(|(_, s)| count(s, "counted"))
+        .collect();
     by_count.sort();
-    assert_eq!(by_count, vec![5, 5, 7], "parent 3+2 (vfork child not metered), fork child 5, exec'd image 7");
-    let parent = ran.snapshots.iter().map(|x| &x.1).find(|s| s.process.reason == Reason::Exec).expect("exec snapshot");
-    let exec_image = ran.snapshots.iter().map(|x| &x.1).find(|s| s.process.argv.len() == 2).expect("exec'd image");
+    assert_eq!(
+        by_count,
+        vec![5, 5, 7],
+        "parent 3+2 (vfork child not metered), fork child 5, exec'd image 7"
+    );
+    let parent = ran
+        .snapshots
+        .iter()
+        .map(|x| &x.1)
+        .find(|s| s.process.reason == Reason::Exec)
+        .expect("exec snapshot");
+    let exec_image = ran
+        .snapshots
+        .iter()
+        .map(|x| &x.1)
+        .find(|s| s.process.argv.len() == 2)
+        .expect("exec'd image");
     assert_eq!(parent.process.pid, exec_image.process.pid);
-    let child = ran.snapshots.iter().map(|x| &x.1).find(|s| s.process.forked_from.is_some()).expect("fork child");
+    let child = ran
+        .snapshots
+        .iter()
+        .map(|x| &x.1)
+        .find(|s| s.process.forked_from.is_some())
+        .expect("fork child");
     assert_eq!(child.process.forked_from, Some(parent.process.pid));
     assert_eq!(count(child, "counted"), 5, "the fork child's own calls");
     for (_, snap) in &ran.snapshots {
@@ -273,8 +363,16 @@ fn profiling_signal_handler_calls_probed_functions_exactly() {
     // counts CPU time, the kernel's included, so it fires often enough.
     let ran = run_both(&s, &prog, &["50"]);
     let snap = ran.snapshot();
-    let handled: u64 = ran.stderr().lines().find_map(|l| l.strip_prefix("handled: ")).and_then(|v| v.trim().parse().ok()).expect("handled count");
-    assert!(handled > 5, "the timer should have fired often, fired {handled}");
+    let handled: u64 = ran
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("handled: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("handled count");
+    assert!(
+        handled > 5,
+        "the timer should have fired often, fired {handled}"
+    );
     assert_eq!(count(snap, "in_handler"), handled);
     assert_eq!(count(snap, "worker"), 50);
     assert_eq!(count(snap, "worker_leaf"), 50_000);
@@ -288,7 +386,9 @@ fn rust_panics_caught_with_catch_unwind() {
     let s = Scratch::new();
     let prog = s.build("panic.rs", "panic", &["-O"]);
     let bare = Run::new(&prog, s.path()).bare().run();
-    let ran = kernel(Run::new(&prog, s.path())).env("HOTPROBE_INCLUDE", "panic::*").run();
+    let ran = kernel(Run::new(&prog, s.path()))
+        .env("HOTPROBE_INCLUDE", "panic::*")
+        .run();
     ran.assert_same_as(&bare);
     let snap = ran.snapshot();
     assert_eq!(count(snap, "panic::guarded"), 50);
@@ -308,7 +408,11 @@ fn truth_of(ran: &Ran) -> (f64, f64) {
         .stderr()
         .lines()
         .find_map(|l| l.strip_prefix("truth outer "))
-        .map(|l| l.split(" inner ").map(|v| v.trim().parse::<f64>().unwrap()).collect())
+        .map(|l| {
+            l.split(" inner ")
+                .map(|v| v.trim().parse::<f64>().unwrap())
+                .collect()
+        })
         .unwrap_or_else(|| panic!("no truth line in {:?}", ran.stderr()));
     (v[0], v[1])
 }
@@ -352,7 +456,10 @@ fn spin_attempt(s: &Scratch, prog: &Path, args: &[&str]) -> (Attempt, Ran) {
     );
     // The median ignores the few calls a preemption lands in: it must hold
     // whatever the machine does.
-    assert!(within(inner.p50_inclusive_ns as f64, 50_000.0, 0.10), "median off by more than 10%: {report}");
+    assert!(
+        within(inner.p50_inclusive_ns as f64, 50_000.0, 0.10),
+        "median off by more than 10%: {report}"
+    );
     let ok = within(per(outer.inclusive_ns, 200), outer_truth, 0.10)
         && within(per(outer.inherent_ns, 200), outer_own_truth, 0.10)
         && within(per(inner.inclusive_ns, 400), inner_truth, 0.10)
@@ -386,9 +493,16 @@ fn known_durations_within_ten_percent_and_exact_contexts() {
             Attempt::Off(report) => misses.push(report),
             Attempt::Disturbed(report) => disturbed.push(report),
         }
-        assert!(misses.len() < 3, "times off by more than 10% in three undisturbed runs:\n{}", misses.join("\n"));
+        assert!(
+            misses.len() < 3,
+            "times off by more than 10% in three undisturbed runs:\n{}",
+            misses.join("\n")
+        );
         if misses.len() + disturbed.len() >= 8 {
-            eprintln!("spin: the machine preempted every pair; the means went unchecked:\n{}", disturbed.join("\n"));
+            eprintln!(
+                "spin: the machine preempted every pair; the means went unchecked:\n{}",
+                disturbed.join("\n")
+            );
             break ran;
         }
         eprintln!("spin: off by more than 10%, trying again");
@@ -398,13 +512,34 @@ fn known_durations_within_ten_percent_and_exact_contexts() {
     let outer = probe(snap, "outer");
     let inner = probe(snap, "inner");
     assert_eq!(count(snap, "tiny"), 10_000);
-    assert!(inner.p99_inclusive_ns >= inner.p50_inclusive_ns, "p50 {} p99 {}", inner.p50_inclusive_ns, inner.p99_inclusive_ns);
-    assert!(snap.overhead.compensated && snap.overhead.probe_ns > 0.0, "{:?}", snap.overhead);
+    assert!(
+        inner.p99_inclusive_ns >= inner.p50_inclusive_ns,
+        "p50 {} p99 {}",
+        inner.p50_inclusive_ns,
+        inner.p99_inclusive_ns
+    );
+    assert!(
+        snap.overhead.compensated && snap.overhead.probe_ns > 0.0,
+        "{:?}",
+        snap.overhead
+    );
     // Calling contexts and edges are exact counts.
-    let edge = snap.edges.iter().find(|e| e.caller == outer.id && e.callee == inner.id).expect("outer→inner edge");
+    let edge = snap
+        .edges
+        .iter()
+        .find(|e| e.caller == outer.id && e.callee == inner.id)
+        .expect("outer→inner edge");
     assert_eq!(edge.count, 400);
-    let outer_ctx = snap.contexts.iter().find(|c| c.probe == outer.id).expect("outer context");
-    let inner_ctx = snap.contexts.iter().find(|c| c.probe == inner.id).expect("inner context");
+    let outer_ctx = snap
+        .contexts
+        .iter()
+        .find(|c| c.probe == outer.id)
+        .expect("outer context");
+    let inner_ctx = snap
+        .contexts
+        .iter()
+        .find(|c| c.probe == inner.id)
+        .expect("inner context");
     assert_eq!(inner_ctx.parent, Some(outer_ctx.id));
     assert_eq!((outer_ctx.count, inner_ctx.count), (200, 400));
     assert!(!snap.meter.contexts_truncated);
@@ -423,20 +558,41 @@ fn adaptive_engine_closes_cold_probes_while_the_program_runs() {
     let rounds: u64 = 50;
     let arg = rounds.to_string();
     let bare = Run::new(&prog, s.path()).args(&[&arg]).bare().run();
-    let ran = Run::new(&prog, s.path()).args(&[&arg]).env("HOTPROBE_BACKEND", "kernel").env("HOTPROBE_ADAPTIVE", "1").run();
+    let ran = Run::new(&prog, s.path())
+        .args(&[&arg])
+        .env("HOTPROBE_BACKEND", "kernel")
+        .env("HOTPROBE_ADAPTIVE", "1")
+        .run();
     ran.assert_same_as(&bare);
     let snap = ran.snapshot();
     assert_eq!(snap.agent.backend, "kernel");
     assert_eq!(snap.agent.problem, None);
-    let fs: Vec<_> = snap.probes.iter().filter(|p| p.name.starts_with('f') && p.name[1..].parse::<u32>().is_ok()).collect();
+    let fs: Vec<_> = snap
+        .probes
+        .iter()
+        .filter(|p| p.name.starts_with('f') && p.name[1..].parse::<u32>().is_ok())
+        .collect();
     assert_eq!(fs.len(), 2000);
-    let disabled: Vec<_> = fs.iter().filter(|p| p.state == ProbeState::Disabled).collect();
+    let disabled: Vec<_> = fs
+        .iter()
+        .filter(|p| p.state == ProbeState::Disabled)
+        .collect();
     let counts = {
         let mut c: Vec<u64> = fs.iter().map(|p| p.count).collect();
         c.sort();
-        format!("counts min {} median {} max {}", c[0], c[c.len() / 2], c[c.len() - 1])
+        format!(
+            "counts min {} median {} max {}",
+            c[0],
+            c[c.len() / 2],
+            c[c.len() - 1]
+        )
     };
-    eprintln!("adaptive: {} of {} disabled, {counts}, run {:.2} s", disabled.len(), fs.len(), snap.process.duration_ns as f64 / 1e9);
+    eprintln!(
+        "adaptive: {} of {} disabled, {counts}, run {:.2} s",
+        disabled.len(),
+        fs.len(),
+        snap.process.duration_ns as f64 / 1e9
+    );
     assert!(
         disabled.len() * 100 >= fs.len() * 90,
         "only {} of {} disabled ({counts}; run took {:.1} s)",
@@ -445,16 +601,36 @@ fn adaptive_engine_closes_cold_probes_while_the_program_runs() {
         snap.process.duration_ns as f64 / 1e9
     );
     for p in &disabled {
-        assert!(p.disabled_at_ns.is_some() && p.score <= 0, "{}: disabled_at {:?} score {}", p.name, p.disabled_at_ns, p.score);
+        assert!(
+            p.disabled_at_ns.is_some() && p.score <= 0,
+            "{}: disabled_at {:?} score {}",
+            p.name,
+            p.disabled_at_ns,
+            p.score
+        );
     }
     // Closing other probes' links must not lose calls of those still on.
     assert_eq!(snap.meter.lost_records, 0);
-    let short: Vec<_> = fs.iter().filter(|p| p.state != ProbeState::Disabled && p.count != 4 * rounds).map(|p| (&p.name, p.count)).collect();
-    assert!(short.is_empty(), "{} probes still enabled at exit missed calls (each was called {} times): {:?}", short.len(), 4 * rounds, &short[..short.len().min(10)]);
+    let short: Vec<_> = fs
+        .iter()
+        .filter(|p| p.state != ProbeState::Disabled && p.count != 4 * rounds)
+        .map(|p| (&p.name, p.count))
+        .collect();
+    assert!(
+        short.is_empty(),
+        "{} probes still enabled at exit missed calls (each was called {} times): {:?}",
+        short.len(),
+        4 * rounds,
+        &short[..short.len().min(10)]
+    );
     // Closed links stop counting: most disabled probes saw far fewer calls
     // than the program made (a few may be closed only near the end).
     let stopped = disabled.iter().filter(|p| p.count < 4 * rounds).count();
-    assert!(stopped * 100 >= disabled.len() * 90, "only {stopped} of {} disabled probes stopped counting ({counts})", disabled.len());
+    assert!(
+        stopped * 100 >= disabled.len() * 90,
+        "only {stopped} of {} disabled probes stopped counting ({counts})",
+        disabled.len()
+    );
 }
 
 /// Runs `run` with the capabilities `caps` dropped from the bounding set
@@ -481,7 +657,8 @@ fn run_without_capabilities(run: Run, cwd: &Path, caps: &'static [u32]) -> Ran {
         .into_iter()
         .filter(|p| !before.contains(p))
         .map(|p| {
-            let s = Snapshot::read(&p).unwrap_or_else(|e| panic!("agent wrote an unreadable snapshot: {e}"));
+            let s = Snapshot::read(&p)
+                .unwrap_or_else(|e| panic!("agent wrote an unreadable snapshot: {e}"));
             (p, s)
         })
         .collect();
@@ -495,30 +672,82 @@ fn without_the_capabilities_the_program_runs_unprobed_and_one_line_says_why() {
     need_kernel!();
     let s = Scratch::new();
     // The drop works: a child's effective set lacks all three.
-    let status = run_without_capabilities(Run::new(Path::new("/bin/cat"), s.path()).args(&["/proc/self/status"]).bare(), s.path(), DROPPED);
-    let eff = status.stdout().lines().find_map(|l| l.strip_prefix("CapEff:").map(|v| u64::from_str_radix(v.trim(), 16).unwrap())).expect("CapEff");
+    let status = run_without_capabilities(
+        Run::new(Path::new("/bin/cat"), s.path())
+            .args(&["/proc/self/status"])
+            .bare(),
+        s.path(),
+        DROPPED,
+    );
+    let eff = status
+        .stdout()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("CapEff:")
+                .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        })
+        .expect("CapEff");
     for cap in DROPPED {
-        assert_eq!(eff & (1u64 << *cap), 0, "capability {cap} still effective after the drop: {eff:x}");
+        assert_eq!(
+            eff & (1u64 << *cap),
+            0,
+            "capability {cap} still effective after the drop: {eff:x}"
+        );
     }
 
     let prog = s.build("counts.c", "counts", &["-O2"]);
     let bare = Run::new(&prog, s.path()).args(&["100"]).bare().run();
-    let ran = run_without_capabilities(kernel(Run::new(&prog, s.path()).args(&["100"])), s.path(), DROPPED);
+    let ran = run_without_capabilities(
+        kernel(Run::new(&prog, s.path()).args(&["100"])),
+        s.path(),
+        DROPPED,
+    );
     ran.assert_same_as(&bare);
     let stderr = ran.stderr();
     assert_eq!(stderr.lines().count(), 1, "one line, got:\n{stderr}");
     assert!(stderr.ends_with('\n'), "{stderr:?}");
-    assert!(stderr.contains("CAP_PERFMON") && stderr.contains("CAP_BPF") && stderr.contains("CAP_SYS_ADMIN"), "names what is missing: {stderr}");
-    assert!(stderr.starts_with("hotprobe:"), "the agent's prefix: {stderr}");
-    assert!(stderr.contains("lacks") || stderr.contains("missing") || stderr.contains("not permitted"), "says it is missing: {stderr}");
-    assert!(stderr.contains("ambient") || stderr.contains("setpriv") || stderr.contains("as root"), "says how to grant it: {stderr}");
-    assert!(stderr.contains("HOTPROBE_BACKEND=inline"), "names the other backend as a choice, not a fallback: {stderr}");
+    assert!(
+        stderr.contains("CAP_PERFMON")
+            && stderr.contains("CAP_BPF")
+            && stderr.contains("CAP_SYS_ADMIN"),
+        "names what is missing: {stderr}"
+    );
+    assert!(
+        stderr.starts_with("hotprobe:"),
+        "the agent's prefix: {stderr}"
+    );
+    assert!(
+        stderr.contains("lacks") || stderr.contains("missing") || stderr.contains("not permitted"),
+        "says it is missing: {stderr}"
+    );
+    assert!(
+        stderr.contains("ambient") || stderr.contains("setpriv") || stderr.contains("as root"),
+        "says how to grant it: {stderr}"
+    );
+    assert!(
+        stderr.contains("HOTPROBE_BACKEND=inline"),
+        "names the other backend as a choice, not a fallback: {stderr}"
+    );
     // No silent switch to the inline backend: nothing counted.
     for (path, snap) in &ran.snapshots {
         let problem = snap.agent.problem.as_deref().unwrap_or("");
-        assert!(problem.contains("CAP_PERFMON"), "{}: agent.problem is {:?}", path.display(), snap.agent.problem);
+        assert!(
+            problem.contains("CAP_PERFMON"),
+            "{}: agent.problem is {:?}",
+            path.display(),
+            snap.agent.problem
+        );
         assert_eq!(snap.agent.backend, "kernel", "{}", path.display());
-        assert!(snap.probes.iter().all(|p| p.count == 0), "{}: probes counted without the backend: {:?}", path.display(), snap.probes.iter().filter(|p| p.count > 0).map(|p| (&p.name, p.count)).collect::<Vec<_>>());
+        assert!(
+            snap.probes.iter().all(|p| p.count == 0),
+            "{}: probes counted without the backend: {:?}",
+            path.display(),
+            snap.probes
+                .iter()
+                .filter(|p| p.count > 0)
+                .map(|p| (&p.name, p.count))
+                .collect::<Vec<_>>()
+        );
     }
 }
 

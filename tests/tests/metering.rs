@@ -18,17 +18,34 @@ fn within(actual: f64, truth: f64, tolerance: f64) -> bool {
 fn known_durations_inclusive_inherent_percentiles_and_contexts() {
     let s = Scratch::new();
     let prog = s.build("spin.c", "spin", &["-O2"]);
-    let ran = Run::new(&prog, s.path()).args(&["200", "1000000"]).env("HOTPROBE_ADAPTIVE", "0").run();
-    assert_eq!(ran.stdout(), Run::new(&prog, s.path()).args(&["200", "1000000"]).bare().run().stdout());
+    let ran = Run::new(&prog, s.path())
+        .args(&["200", "1000000"])
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .run();
+    assert_eq!(
+        ran.stdout(),
+        Run::new(&prog, s.path())
+            .args(&["200", "1000000"])
+            .bare()
+            .run()
+            .stdout()
+    );
     let snap = ran.snapshot();
     let outer = probe(snap, "outer");
     let inner = probe(snap, "inner");
     assert_eq!((outer.count, inner.count), (200, 400));
     let per = |total: u64, n: u64| total as f64 / n as f64;
     // The program's own timing of its calls (it includes two clock reads per call).
-    let truth: Vec<f64> = ran.stderr().lines().find_map(|l| l.strip_prefix("truth outer ")).map(|l| {
-        l.split(" inner ").map(|v| v.trim().parse::<f64>().unwrap()).collect()
-    }).expect("truth line");
+    let truth: Vec<f64> = ran
+        .stderr()
+        .lines()
+        .find_map(|l| l.strip_prefix("truth outer "))
+        .map(|l| {
+            l.split(" inner ")
+                .map(|v| v.trim().parse::<f64>().unwrap())
+                .collect()
+        })
+        .expect("truth line");
     let (outer_truth, inner_truth) = (truth[0] / 200.0, truth[1] / 400.0);
     let outer_own_truth = outer_truth - 2.0 * inner_truth;
     let report = format!(
@@ -41,13 +58,34 @@ fn known_durations_inclusive_inherent_percentiles_and_contexts() {
         inner.p99_inclusive_ns,
         inner.max_inclusive_ns
     );
-    let report = format!("{report}; truth outer {outer_truth:.0} (own {outer_own_truth:.0}) inner {inner_truth:.0}");
-    assert!(within(per(outer.inclusive_ns, 200), outer_truth, 0.05), "{report}");
-    assert!(within(per(outer.inherent_ns, 200), outer_own_truth, 0.05), "{report}");
-    assert!(within(per(inner.inclusive_ns, 400), inner_truth, 0.05), "{report}");
-    assert!(within(per(inner.inherent_ns, 400), inner_truth, 0.05), "{report}");
-    assert!(within(inner.p50_inclusive_ns as f64, 50_000.0, 0.05), "{report}");
-    assert!(inner.p99_inclusive_ns >= inner.p50_inclusive_ns && inner.max_inclusive_ns as f64 >= inner.p99_inclusive_ns as f64 * 0.96, "{report}");
+    let report = format!(
+        "{report}; truth outer {outer_truth:.0} (own {outer_own_truth:.0}) inner {inner_truth:.0}"
+    );
+    assert!(
+        within(per(outer.inclusive_ns, 200), outer_truth, 0.05),
+        "{report}"
+    );
+    assert!(
+        within(per(outer.inherent_ns, 200), outer_own_truth, 0.05),
+        "{report}"
+    );
+    assert!(
+        within(per(inner.inclusive_ns, 400), inner_truth, 0.05),
+        "{report}"
+    );
+    assert!(
+        within(per(inner.inherent_ns, 400), inner_truth, 0.05),
+        "{report}"
+    );
+    assert!(
+        within(inner.p50_inclusive_ns as f64, 50_000.0, 0.05),
+        "{report}"
+    );
+    assert!(
+        inner.p99_inclusive_ns >= inner.p50_inclusive_ns
+            && inner.max_inclusive_ns as f64 >= inner.p99_inclusive_ns as f64 * 0.96,
+        "{report}"
+    );
     let tiny = probe(snap, "tiny");
     assert_eq!(tiny.count, 1_000_000);
     // Compensation is calibrated at start; when the shared machine's load
@@ -57,21 +95,41 @@ fn known_durations_inclusive_inherent_percentiles_and_contexts() {
     // it) is wall time the calls really took, so it is left out of the bound.
     let tiny_per_call = |run: &Ran| {
         let t = probe(run.snapshot(), "tiny");
-        (per(t.inclusive_ns, t.count), run.off_cpu_ns("tiny") / t.count as f64, run.snapshot().overhead.probe_ns)
+        (
+            per(t.inclusive_ns, t.count),
+            run.off_cpu_ns("tiny") / t.count as f64,
+            run.snapshot().overhead.probe_ns,
+        )
     };
     let mut tiny_runs = vec![tiny_per_call(&ran)];
     let fast_enough = |r: &(f64, f64, f64)| r.0 - r.1 < 10.0;
     while !tiny_runs.iter().any(fast_enough) && tiny_runs.len() < 3 {
-        let again = Run::new(&prog, s.path()).args(&["1", "1000000"]).env("HOTPROBE_ADAPTIVE", "0").env("HOTPROBE_INCLUDE", "tiny").run();
+        let again = Run::new(&prog, s.path())
+            .args(&["1", "1000000"])
+            .env("HOTPROBE_ADAPTIVE", "0")
+            .env("HOTPROBE_INCLUDE", "tiny")
+            .run();
         tiny_runs.push(tiny_per_call(&again));
     }
     assert!(tiny_runs.iter().any(fast_enough), "a few-ns function reported at (ns per call, of which preempted, probe cost): {tiny_runs:?}");
     assert!(snap.overhead.compensated && snap.overhead.probe_ns > 0.0);
     // Calling contexts and edges are exact counts.
-    let edge = snap.edges.iter().find(|e| e.caller == outer.id && e.callee == inner.id).expect("outer→inner edge");
+    let edge = snap
+        .edges
+        .iter()
+        .find(|e| e.caller == outer.id && e.callee == inner.id)
+        .expect("outer→inner edge");
     assert_eq!(edge.count, 400);
-    let outer_ctx = snap.contexts.iter().find(|c| c.probe == outer.id).expect("outer context");
-    let inner_ctx = snap.contexts.iter().find(|c| c.probe == inner.id).expect("inner context");
+    let outer_ctx = snap
+        .contexts
+        .iter()
+        .find(|c| c.probe == outer.id)
+        .expect("outer context");
+    let inner_ctx = snap
+        .contexts
+        .iter()
+        .find(|c| c.probe == inner.id)
+        .expect("inner context");
     assert_eq!(inner_ctx.parent, Some(outer_ctx.id));
     assert_eq!((outer_ctx.count, inner_ctx.count), (200, 400));
     assert!(!snap.meter.contexts_truncated);
@@ -86,13 +144,35 @@ fn adaptive_engine_takes_cold_probes_out_while_the_program_runs() {
     let ran = Run::new(&prog, s.path()).args(&["3000"]).run();
     ran.assert_same_as(&bare);
     let snap = ran.snapshot();
-    let fs: Vec<_> = snap.probes.iter().filter(|p| p.name.starts_with('f') && p.name[1..].parse::<u32>().is_ok()).collect();
+    let fs: Vec<_> = snap
+        .probes
+        .iter()
+        .filter(|p| p.name.starts_with('f') && p.name[1..].parse::<u32>().is_ok())
+        .collect();
     assert_eq!(fs.len(), 2000);
-    let disabled = fs.iter().filter(|p| p.state == ProbeState::Disabled).count();
-    assert!(disabled * 100 >= fs.len() * 95, "only {disabled} of {} disabled", fs.len());
+    let disabled = fs
+        .iter()
+        .filter(|p| p.state == ProbeState::Disabled)
+        .count();
+    assert!(
+        disabled * 100 >= fs.len() * 95,
+        "only {disabled} of {} disabled",
+        fs.len()
+    );
     for p in fs.iter().filter(|p| p.state == ProbeState::Disabled) {
-        assert!(p.disabled_at_ns.is_some() && p.score <= 0, "{}: {:?} {}", p.name, p.disabled_at_ns, p.score);
-        assert!(p.count < 4 * 3000, "{} kept counting after it was disabled: {}", p.name, p.count);
+        assert!(
+            p.disabled_at_ns.is_some() && p.score <= 0,
+            "{}: {:?} {}",
+            p.name,
+            p.disabled_at_ns,
+            p.score
+        );
+        assert!(
+            p.count < 4 * 3000,
+            "{} kept counting after it was disabled: {}",
+            p.name,
+            p.count
+        );
     }
 }
 
@@ -100,14 +180,33 @@ fn adaptive_engine_takes_cold_probes_out_while_the_program_runs() {
 fn adaptive_off_classifies_but_keeps_every_probe_counting() {
     let s = Scratch::new();
     let prog = s.build("many.c", "many", &["-O2"]);
-    let ran = Run::new(&prog, s.path()).args(&["200"]).env("HOTPROBE_ADAPTIVE", "0").run();
+    let ran = Run::new(&prog, s.path())
+        .args(&["200"])
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .run();
     let snap = ran.snapshot();
-    let fs: Vec<_> = snap.probes.iter().filter(|p| p.name.starts_with('f') && p.name[1..].parse::<u32>().is_ok()).collect();
+    let fs: Vec<_> = snap
+        .probes
+        .iter()
+        .filter(|p| p.name.starts_with('f') && p.name[1..].parse::<u32>().is_ok())
+        .collect();
     assert_eq!(fs.len(), 2000);
-    assert!(fs.iter().all(|p| p.count == 4 * 200), "counts are exact with adaptive off");
-    let disabled = fs.iter().filter(|p| p.state == ProbeState::Disabled).count();
-    assert!(disabled * 100 >= fs.len() * 95, "still classified: {disabled} disabled");
-    assert!(fs.iter().all(|p| p.disabled_at_ns.is_none()), "nothing was removed, so nothing is partial");
+    assert!(
+        fs.iter().all(|p| p.count == 4 * 200),
+        "counts are exact with adaptive off"
+    );
+    let disabled = fs
+        .iter()
+        .filter(|p| p.state == ProbeState::Disabled)
+        .count();
+    assert!(
+        disabled * 100 >= fs.len() * 95,
+        "still classified: {disabled} disabled"
+    );
+    assert!(
+        fs.iter().all(|p| p.disabled_at_ns.is_none()),
+        "nothing was removed, so nothing is partial"
+    );
     assert_eq!(snap.meter.unmetered, 0);
 }
 
@@ -121,7 +220,11 @@ fn threads_that_end_while_their_probes_are_disabled() {
     let snap = ran.snapshot();
     let leaf = probe(snap, "thread_leaf");
     assert_eq!(leaf.state, ProbeState::Disabled);
-    assert!(leaf.count > 0 && leaf.count < 2400 * 100, "thread_leaf counted {}", leaf.count);
+    assert!(
+        leaf.count > 0 && leaf.count < 2400 * 100,
+        "thread_leaf counted {}",
+        leaf.count
+    );
     assert!(probe(snap, "thread_body").count <= 2400);
     assert_eq!(snap.meter.unmetered, 0);
     assert!(snap.meter.threads >= 2400);
@@ -134,29 +237,49 @@ struct Live {
     out: BufReader<std::process::ChildStdout>,
 }
 
-fn start_server(s: &Scratch, prog: &Path, args: &[&str], agent: bool, shell_prefix: Option<&str>) -> Live {
+fn start_server(
+    s: &Scratch,
+    prog: &Path,
+    args: &[&str],
+    agent: bool,
+    shell_prefix: Option<&str>,
+) -> Live {
     let mut cmd = match shell_prefix {
         Some(prefix) => {
-            let mut c = Run::new(Path::new("/bin/sh"), s.path()).args(&["-c", &format!("{prefix}; exec \"$0\" \"$@\""), prog.to_str().unwrap()]).args(args);
+            let mut c = Run::new(Path::new("/bin/sh"), s.path())
+                .args(&[
+                    "-c",
+                    &format!("{prefix}; exec \"$0\" \"$@\""),
+                    prog.to_str().unwrap(),
+                ])
+                .args(args);
             if !agent {
                 c = c.bare();
             }
-            c.env("XDG_RUNTIME_DIR", s.path().to_str().unwrap()).command()
+            c.env("XDG_RUNTIME_DIR", s.path().to_str().unwrap())
+                .command()
         }
         None => {
             let mut c = Run::new(prog, s.path()).args(args);
             if !agent {
                 c = c.bare();
             }
-            c.env("XDG_RUNTIME_DIR", s.path().to_str().unwrap()).command()
+            c.env("XDG_RUNTIME_DIR", s.path().to_str().unwrap())
+                .command()
         }
     };
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
     let mut child = cmd.spawn().expect("spawn server");
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    let pid = line.trim().strip_prefix("ready ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no ready line: {line:?}"));
+    let pid = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no ready line: {line:?}"));
     Live { child, pid, out }
 }
 
@@ -175,7 +298,10 @@ impl Live {
 }
 
 fn snapshots_in(dir: &Path) -> Vec<(PathBuf, Snapshot)> {
-    snapshot_files(dir).into_iter().map(|p| (p.clone(), Snapshot::read(&p).unwrap())).collect()
+    snapshot_files(dir)
+        .into_iter()
+        .map(|p| (p.clone(), Snapshot::read(&p).unwrap()))
+        .collect()
 }
 
 #[test]
@@ -218,7 +344,10 @@ fn a_program_handler_is_kept_and_an_ignored_signal_stays_ignored() {
     std::thread::sleep(Duration::from_millis(200));
     kill(live.pid, libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(live.child.try_wait().unwrap().is_none(), "SIGTERM ignored by inheritance must stay ignored");
+    assert!(
+        live.child.try_wait().unwrap().is_none(),
+        "SIGTERM ignored by inheritance must stay ignored"
+    );
     kill(live.pid, libc::SIGKILL);
     live.finish();
 }
@@ -255,7 +384,9 @@ fn snapshots_on_request_are_consistent_while_threads_run_and_reset_works() {
     for i in 0..5 {
         std::thread::sleep(Duration::from_millis(60));
         let reply = ask(&socket, "snapshot");
-        let path = reply.strip_prefix("ok ").unwrap_or_else(|| panic!("reply {reply:?}"));
+        let path = reply
+            .strip_prefix("ok ")
+            .unwrap_or_else(|| panic!("reply {reply:?}"));
         let snap = Snapshot::read(Path::new(path)).unwrap();
         assert_eq!(snap.process.reason, Reason::Request);
         assert_eq!(snap.process.sequence, i + 1);
@@ -266,7 +397,10 @@ fn snapshots_on_request_are_consistent_while_threads_run_and_reset_works() {
     assert_eq!(ask(&socket, "reset"), "ok");
     let reply = ask(&socket, "snapshot");
     let snap = Snapshot::read(Path::new(reply.strip_prefix("ok ").unwrap())).unwrap();
-    assert!(probe(&snap, "handle_request").count < last, "a reset leaves the warm-up out");
+    assert!(
+        probe(&snap, "handle_request").count < last,
+        "a reset leaves the warm-up out"
+    );
     assert!(ask(&socket, "bogus").starts_with("error"));
     kill(live.pid, libc::SIGTERM);
     live.finish();
@@ -277,10 +411,17 @@ fn snapshots_on_request_are_consistent_while_threads_run_and_reset_works() {
 fn interval_snapshots_rewrite_one_file_then_the_final_one() {
     let s = Scratch::new();
     let prog = s.build("spin.c", "spin", &["-O2"]);
-    let ran = Run::new(&prog, s.path()).args(&["3000", "10"]).env("HOTPROBE_INTERVAL", "0.1").run();
+    let ran = Run::new(&prog, s.path())
+        .args(&["3000", "10"])
+        .env("HOTPROBE_INTERVAL", "0.1")
+        .run();
     let snap = ran.snapshot();
     assert_eq!(snap.process.reason, Reason::Exit);
-    assert!(snap.process.sequence >= 3, "interval snapshots before the final one: sequence {}", snap.process.sequence);
+    assert!(
+        snap.process.sequence >= 3,
+        "interval snapshots before the final one: sequence {}",
+        snap.process.sequence
+    );
 }
 
 #[test]
@@ -289,15 +430,37 @@ fn stress_threads_forks_and_signals_through_probes_removed_live() {
     let prog = s.build("stress.c", "stress", &["-O2"]);
     let bare = Run::new(&prog, s.path()).args(&["6", "20000"]).bare().run();
     for adaptive in ["1", "0"] {
-        let ran = Run::new(&prog, s.path()).args(&["6", "20000"]).env("HOTPROBE_ADAPTIVE", adaptive).run();
+        let ran = Run::new(&prog, s.path())
+            .args(&["6", "20000"])
+            .env("HOTPROBE_ADAPTIVE", adaptive)
+            .run();
         ran.assert_same_as(&bare);
-        let parent = ran.snapshots.iter().map(|x| &x.1).find(|s| s.process.forked_from.is_none() && s.config.hotspot.adaptive == (adaptive == "1")).expect("parent snapshot");
+        let parent = ran
+            .snapshots
+            .iter()
+            .map(|x| &x.1)
+            .find(|s| {
+                s.process.forked_from.is_none() && s.config.hotspot.adaptive == (adaptive == "1")
+            })
+            .expect("parent snapshot");
         assert_eq!(parent.meter.unmetered, 0);
         if adaptive == "0" {
-            assert_eq!(probe(parent, "step").count, 6 * 20000 + 200, "exact with adaptive off");
-            let children: Vec<_> = ran.snapshots.iter().map(|x| &x.1).filter(|s| s.process.forked_from == Some(parent.process.pid)).collect();
+            assert_eq!(
+                probe(parent, "step").count,
+                6 * 20000 + 200,
+                "exact with adaptive off"
+            );
+            let children: Vec<_> = ran
+                .snapshots
+                .iter()
+                .map(|x| &x.1)
+                .filter(|s| s.process.forked_from == Some(parent.process.pid))
+                .collect();
             assert_eq!(children.len(), 5);
-            assert!(children.iter().all(|c| probe(c, "step").count == 1000), "each fork child counts its own calls from zero");
+            assert!(
+                children.iter().all(|c| probe(c, "step").count == 1000),
+                "each fork child counts its own calls from zero"
+            );
         }
         for (p, _) in &ran.snapshots {
             std::fs::remove_file(p).unwrap();
@@ -310,7 +473,10 @@ fn a_thread_pays_only_for_the_probes_it_calls() {
     let s = Scratch::new();
     let prog = s.build("parked.c", "parked", &["-O2"]);
     let memory = |threads: &str| {
-        let ran = Run::new(&prog, s.path()).args(&[threads]).env("HOTPROBE_ADAPTIVE", "0").run();
+        let ran = Run::new(&prog, s.path())
+            .args(&[threads])
+            .env("HOTPROBE_ADAPTIVE", "0")
+            .run();
         let snap = ran.snapshot().clone();
         std::fs::remove_file(&ran.snapshots[0].0).unwrap();
         assert_eq!(probe(&snap, "one").count, threads.parse::<u64>().unwrap());
@@ -322,5 +488,8 @@ fn a_thread_pays_only_for_the_probes_it_calls() {
     // candidate too): a few KiB of fixed state (two maps, the first 64-node
     // context chunk) plus at most 256 bytes per probe called. Measured here:
     // about 6.3 KiB per thread.
-    assert!(per_thread < 12.0 * 1024.0, "{per_thread:.0} bytes per thread calling 4 probes");
+    assert!(
+        per_thread < 12.0 * 1024.0,
+        "{per_thread:.0} bytes per thread calling 4 probes"
+    );
 }

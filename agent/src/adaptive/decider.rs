@@ -22,7 +22,10 @@ pub fn run_pending() {
     if !PENDING.swap(false, Ordering::AcqRel) {
         return;
     }
-    let flagged: Vec<_> = probe::all().into_iter().filter(|p| p.life() == Life::Disabling).collect();
+    let flagged: Vec<_> = probe::all()
+        .into_iter()
+        .filter(|p| p.life() == Life::Disabling)
+        .collect();
     let mut patches = Vec::with_capacity(flagged.len());
     for p in &flagged {
         if let Some(patch) = crate::state::lock(&p.patch).clone() {
@@ -38,7 +41,8 @@ pub fn run_pending() {
         Ok(_) => {
             for p in &flagged {
                 p.transition(Life::Disabling, Life::Disabled);
-                *crate::state::lock(&p.reason) = Some("score fell to 0: removed while the program ran".into());
+                *crate::state::lock(&p.reason) =
+                    Some("score fell to 0: removed while the program ran".into());
             }
             REMOVED.fetch_add(flagged.len() as u64, Ordering::Relaxed);
         }
@@ -47,7 +51,8 @@ pub fn run_pending() {
             crate::warn!("cannot remove {} disabled probes: {e}", flagged.len());
             for p in &flagged {
                 p.transition(Life::Disabling, Life::Disabled);
-                *crate::state::lock(&p.reason) = Some(format!("score fell to 0; bytes not restored: {e}"));
+                *crate::state::lock(&p.reason) =
+                    Some(format!("score fell to 0; bytes not restored: {e}"));
             }
         }
     }

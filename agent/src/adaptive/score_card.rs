@@ -37,14 +37,23 @@ static THRESHOLDS_US: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 /// The thresholds in force (µs): the configured ones, or higher where the
 /// backend cannot measure below (`raise_to`).
 pub fn thresholds_us() -> (f64, f64) {
-    (f64::from_bits(THRESHOLDS_US[0].load(Ordering::Relaxed)), f64::from_bits(THRESHOLDS_US[1].load(Ordering::Relaxed)))
+    (
+        f64::from_bits(THRESHOLDS_US[0].load(Ordering::Relaxed)),
+        f64::from_bits(THRESHOLDS_US[1].load(Ordering::Relaxed)),
+    )
 }
 
 fn set_thresholds_us(inclusive: f64, inherent: f64) {
     THRESHOLDS_US[0].store(inclusive.to_bits(), Ordering::Relaxed);
     THRESHOLDS_US[1].store(inherent.to_bits(), Ordering::Relaxed);
-    INCLUSIVE_TICKS.store(crate::meter::clock::ns_to_ticks(inclusive * 1000.0), Ordering::Relaxed);
-    INHERENT_TICKS.store(crate::meter::clock::ns_to_ticks(inherent * 1000.0), Ordering::Relaxed);
+    INCLUSIVE_TICKS.store(
+        crate::meter::clock::ns_to_ticks(inclusive * 1000.0),
+        Ordering::Relaxed,
+    );
+    INHERENT_TICKS.store(
+        crate::meter::clock::ns_to_ticks(inherent * 1000.0),
+        Ordering::Relaxed,
+    );
 }
 
 /// Raises the thresholds to at least `inclusive_us` / `inherent_us` (a
@@ -68,8 +77,16 @@ pub fn adaptive() -> bool {
 pub fn delta(inclusive: u64, inherent: u64) -> i64 {
     let credit = CREDIT.load(Ordering::Relaxed);
     let debit = DEBIT.load(Ordering::Relaxed);
-    let mut delta = if inclusive >= INCLUSIVE_TICKS.load(Ordering::Relaxed) { credit } else { -debit };
-    delta += if inherent >= INHERENT_TICKS.load(Ordering::Relaxed) { credit } else { -debit };
+    let mut delta = if inclusive >= INCLUSIVE_TICKS.load(Ordering::Relaxed) {
+        credit
+    } else {
+        -debit
+    };
+    delta += if inherent >= INHERENT_TICKS.load(Ordering::Relaxed) {
+        credit
+    } else {
+        -debit
+    };
     delta
 }
 
@@ -107,12 +124,16 @@ fn disable(probe: &Probe) {
         if probe.transition(Life::Active, Life::Disabling) {
             probe.settled.store(true, Ordering::Relaxed);
             probe.bypass.store(1, Ordering::Release);
-            probe.disabled_at_ns.store(crate::meter::clock::since_start_ns().max(1), Ordering::Relaxed);
+            probe.disabled_at_ns.store(
+                crate::meter::clock::since_start_ns().max(1),
+                Ordering::Relaxed,
+            );
             super::decider::wake();
         }
     } else if probe.transition(Life::Active, Life::Disabled) {
         // Classified only: it stays installed and its counts stay complete.
         probe.settled.store(true, Ordering::Relaxed);
-        *crate::state::lock(&probe.reason) = Some("score fell to 0 (classified only: adaptive is off)".into());
+        *crate::state::lock(&probe.reason) =
+            Some("score fell to 0 (classified only: adaptive is off)".into());
     }
 }

@@ -8,9 +8,20 @@ const CHUNK: usize = 1 << 20;
 
 /// Maps `len` bytes of zeroed, private read-write memory, or null.
 pub fn map(len: usize, reserve_only: bool) -> *mut u8 {
-    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | if reserve_only { libc::MAP_NORESERVE } else { 0 };
+    let flags = libc::MAP_PRIVATE
+        | libc::MAP_ANONYMOUS
+        | if reserve_only { libc::MAP_NORESERVE } else { 0 };
     // SAFETY: an anonymous mapping with no address hint touches no existing memory.
-    let p = unsafe { libc::mmap(null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+    let p = unsafe {
+        libc::mmap(
+            null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            -1,
+            0,
+        )
+    };
     if p == libc::MAP_FAILED {
         null_mut()
     } else {
@@ -38,7 +49,12 @@ pub struct Arena {
 
 impl Arena {
     pub const fn new() -> Arena {
-        Arena { chunk: null_mut(), used: 0, size: 0, allocated: 0 }
+        Arena {
+            chunk: null_mut(),
+            used: 0,
+            size: 0,
+            allocated: 0,
+        }
     }
 
     /// Zeroed memory of `len` bytes aligned to `align` (a power of two ≤ 4096), or null.

@@ -4,13 +4,13 @@
 //! in steady state, takes a lock or calls into libc; they touch the probe,
 //! this thread's state, one statistics block and one context node.
 
+use crate::adaptive::score_card as score;
 use crate::arch::x86_64::stubs::exit_stub_address;
 use crate::engine::probe::Probe;
 use crate::engine::shadow::{fence, Frame, Shadow, CAPACITY, FOLDED, HOOKED};
 use crate::engine::thread::{current_or_create, ThreadState};
 use crate::meter::contexts::ROOT;
 use crate::meter::stats::bump;
-use crate::adaptive::score_card as score;
 use crate::meter::{clock, compensate};
 use core::sync::atomic::Ordering;
 
@@ -20,7 +20,11 @@ use core::sync::atomic::Ordering;
 /// # Safety
 /// Called only from the entry stub: `probe` is a registered probe, `slot`
 /// the address of the call's return address, `tls` this thread's TLS word.
-pub unsafe extern "C" fn hotprobe_enter(probe: *const Probe, slot: *mut usize, tls: *mut ThreadState) -> usize {
+pub unsafe extern "C" fn hotprobe_enter(
+    probe: *const Probe,
+    slot: *mut usize,
+    tls: *mut ThreadState,
+) -> usize {
     // SAFETY: the trampoline passes a leaked, never-freed probe.
     let probe = unsafe { &*probe };
     let resume = probe.resume.load(Ordering::Relaxed);
@@ -51,7 +55,13 @@ pub unsafe extern "C" fn hotprobe_enter(probe: *const Probe, slot: *mut usize, t
 /// frames the call proves dead. `start` is the entry time, or None to read
 /// the clock last (so the bookkeeping stays outside the call's window).
 /// False when the call cannot be metered (counted in `unmetered`).
-pub fn push(t: &mut ThreadState, probe: &Probe, slot: usize, ret: usize, start: Option<u64>) -> bool {
+pub fn push(
+    t: &mut ThreadState,
+    probe: &Probe,
+    slot: usize,
+    ret: usize,
+    start: Option<u64>,
+) -> bool {
     // SAFETY: `shadow` always points at one of this thread's shadows.
     let pending = unsafe { (*t.shadow).pending() };
     if !pending {
@@ -120,7 +130,11 @@ pub fn push(t: &mut ThreadState, probe: &Probe, slot: usize, ret: usize, start: 
 #[inline(always)]
 fn committed_parent(sh: &Shadow, top: usize) -> Option<*mut Frame> {
     let depth = top >> 1;
-    let committed = if top & 1 != 0 { depth.checked_sub(1)? } else { depth };
+    let committed = if top & 1 != 0 {
+        depth.checked_sub(1)?
+    } else {
+        depth
+    };
     committed.checked_sub(1).map(|i| sh.frame(i))
 }
 
@@ -208,7 +222,8 @@ pub fn pop_and_meter(t: &mut ThreadState, slot: usize, now: u64) -> Option<usize
     // SAFETY: `take_frame` left `shadow` pointing at the shadow the frame came from.
     let sh = unsafe { &mut *t.shadow };
     let window = now.saturating_sub(f.start);
-    let (inclusive, inherent) = compensate::adjust(window, f.child_ticks, f.child_calls, f.desc_calls);
+    let (inclusive, inherent) =
+        compensate::adjust(window, f.child_ticks, f.child_calls, f.desc_calls);
     // SAFETY: the probe is leaked; stats and nodes belong to this thread.
     unsafe {
         let probe = &*f.probe;

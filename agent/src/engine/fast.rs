@@ -30,7 +30,11 @@ macro_rules! set {
 /// # Safety
 /// Called only from the entry stub, as `hotprobe_enter`.
 #[inline(never)]
-pub unsafe extern "C" fn hotprobe_enter_fast(probe: *const Probe, slot: *mut usize, tls: *mut ThreadState) -> usize {
+pub unsafe extern "C" fn hotprobe_enter_fast(
+    probe: *const Probe,
+    slot: *mut usize,
+    tls: *mut ThreadState,
+) -> usize {
     if (tls as usize) <= ENDED {
         return 0;
     }
@@ -57,7 +61,9 @@ pub unsafe extern "C" fn hotprobe_enter_fast(probe: *const Probe, slot: *mut usi
             }
             (*parent).ctx
         };
-        let Some(ctx) = t.tree.find(parent_ctx, probe.id) else { return 0 };
+        let Some(ctx) = t.tree.find(parent_ctx, probe.id) else {
+            return 0;
+        };
         let node = t.tree.node(ctx);
         let stats = (*node).stats;
         if !clock::is_tsc() {
@@ -111,7 +117,8 @@ pub unsafe extern "C" fn hotprobe_exit_fast(slot: *mut usize, tls: *mut ThreadSt
         let probe = &*(*f).probe;
         let s = &mut *(*f).stats;
         let window = now.saturating_sub((*f).start);
-        let (inclusive, inherent) = compensate::adjust(window, (*f).child_ticks, (*f).child_calls, (*f).desc_calls);
+        let (inclusive, inherent) =
+            compensate::adjust(window, (*f).child_ticks, (*f).child_calls, (*f).desc_calls);
         let outermost = s.active == 1;
         let b = bucket(inclusive);
         let scoring = outermost && !probe.settled.load(Ordering::Relaxed);

@@ -3,7 +3,9 @@
 //! all probes of the process.
 
 use crate::meter::histogram::{self, Shared};
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::{Mutex, RwLock};
 
 /// Where a probe is in its life. Stored in `Probe::state`.
@@ -133,7 +135,9 @@ impl Probe {
 
     /// Moves from `from` to `to` if still in `from`.
     pub fn transition(&self, from: Life, to: Life) -> bool {
-        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     pub fn reject(&self, reason: String) {
@@ -146,11 +150,17 @@ impl Probe {
     pub fn shared_hist(&self) -> Option<&Shared> {
         let mut p = self.hist.load(Ordering::Acquire);
         if p.is_null() {
-            let fresh = crate::engine::arena::map(core::mem::size_of::<Shared>(), false) as *mut Shared;
+            let fresh =
+                crate::engine::arena::map(core::mem::size_of::<Shared>(), false) as *mut Shared;
             if fresh.is_null() {
                 return None;
             }
-            match self.hist.compare_exchange(core::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+            match self.hist.compare_exchange(
+                core::ptr::null_mut(),
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => p = fresh,
                 Err(existing) => {
                     crate::engine::arena::unmap(fresh.cast(), core::mem::size_of::<Shared>());
@@ -195,4 +205,3 @@ pub fn is_patch_site(addr: usize) -> bool {
         Err(_) => true,
     }
 }
-

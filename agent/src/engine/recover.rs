@@ -37,7 +37,9 @@ fn committed_depth(sh: &Shadow) -> usize {
 
 fn position(sh: &Shadow, slot: usize) -> Option<usize> {
     // SAFETY: indices below the committed depth are committed frames.
-    (0..committed_depth(sh)).rev().find(|&i| unsafe { (*sh.frame(i)).slot } == slot)
+    (0..committed_depth(sh))
+        .rev()
+        .find(|&i| unsafe { (*sh.frame(i)).slot } == slot)
 }
 
 #[cold]
@@ -46,9 +48,12 @@ fn take_slow(t: &mut ThreadState, slot: usize) -> Option<(Frame, bool)> {
         // A user context ended or was left without a switch we saw: find the shadow
         // that holds the frame and make it current.
         let own: *mut Shadow = &mut t.own_shadow;
-        let candidates = core::iter::once(own).chain(t.context_shadows.iter().copied().filter(|p| !p.is_null()));
+        let candidates =
+            core::iter::once(own).chain(t.context_shadows.iter().copied().filter(|p| !p.is_null()));
         // SAFETY: the candidates are this thread's shadows.
-        let found = candidates.into_iter().find(|&c| position(unsafe { &*c }, slot).is_some())?;
+        let found = candidates
+            .into_iter()
+            .find(|&c| position(unsafe { &*c }, slot).is_some())?;
         t.shadow = found;
         t.switches += 1;
     }

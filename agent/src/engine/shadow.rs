@@ -62,12 +62,19 @@ pub struct Shadow {
 
 impl Shadow {
     pub const fn empty() -> Shadow {
-        Shadow { top: 0, frames: core::ptr::null_mut(), stack_lo: 0, stack_hi: 0, key: 0 }
+        Shadow {
+            top: 0,
+            frames: core::ptr::null_mut(),
+            stack_lo: 0,
+            stack_hi: 0,
+            key: 0,
+        }
     }
 
     /// Maps the frame array (reserved, pages are touched only as used).
     pub fn init(&mut self, key: usize) -> bool {
-        self.frames = crate::engine::arena::map(CAPACITY * core::mem::size_of::<Frame>(), true) as *mut Frame;
+        self.frames =
+            crate::engine::arena::map(CAPACITY * core::mem::size_of::<Frame>(), true) as *mut Frame;
         self.key = key;
         self.top = 0;
         !self.frames.is_null()

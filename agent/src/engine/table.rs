@@ -21,7 +21,12 @@ fn hash(key: u64) -> usize {
 
 impl U64Map {
     pub const fn empty() -> U64Map {
-        U64Map { keys: core::ptr::null_mut(), values: core::ptr::null_mut(), mask: 0, len: 0 }
+        U64Map {
+            keys: core::ptr::null_mut(),
+            values: core::ptr::null_mut(),
+            mask: 0,
+            len: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -56,7 +61,11 @@ impl U64Map {
     pub fn insert(&mut self, arena: &mut Arena, key: u64, value: u64) -> bool {
         debug_assert!(key != EMPTY);
         if self.keys.is_null() || (self.len + 1) * 2 > self.mask + 1 {
-            let cap = if self.keys.is_null() { 64 } else { (self.mask + 1) * 2 };
+            let cap = if self.keys.is_null() {
+                64
+            } else {
+                (self.mask + 1) * 2
+            };
             if !self.grow(arena, cap) {
                 return false;
             }
@@ -94,7 +103,12 @@ impl U64Map {
                 *keys.add(i) = EMPTY;
             }
         }
-        let mut fresh = U64Map { keys, values, mask: cap - 1, len: 0 };
+        let mut fresh = U64Map {
+            keys,
+            values,
+            mask: cap - 1,
+            len: 0,
+        };
         for (k, v) in self.iter() {
             let mut i = hash(k) & fresh.mask;
             // SAFETY: indices stay within the fresh arrays.
@@ -114,7 +128,11 @@ impl U64Map {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let n = if self.keys.is_null() { 0 } else { self.mask + 1 };
+        let n = if self.keys.is_null() {
+            0
+        } else {
+            self.mask + 1
+        };
         (0..n).filter_map(move |i| {
             // SAFETY: i < mask + 1.
             let k = unsafe { *self.keys.add(i) };

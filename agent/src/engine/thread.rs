@@ -9,8 +9,8 @@ use crate::engine::shadow::Shadow;
 use crate::engine::table::U64Map;
 use crate::meter::contexts::Tree;
 use crate::meter::stats::ThreadProbeStats;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::spin_lock::SpinLock;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Contexts (makecontext/swapcontext) a thread can keep shadows for.
@@ -72,8 +72,15 @@ pub fn init() {
 fn main_stack_bounds() -> (usize, usize) {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     for line in maps.lines().filter(|l| l.ends_with("[stack]")) {
-        if let Some((lo, hi)) = line.split_whitespace().next().and_then(|r| r.split_once('-')) {
-            let (lo, hi) = (usize::from_str_radix(lo, 16).unwrap_or(0), usize::from_str_radix(hi, 16).unwrap_or(0));
+        if let Some((lo, hi)) = line
+            .split_whitespace()
+            .next()
+            .and_then(|r| r.split_once('-'))
+        {
+            let (lo, hi) = (
+                usize::from_str_radix(lo, 16).unwrap_or(0),
+                usize::from_str_radix(hi, 16).unwrap_or(0),
+            );
             // The mapping grows down to the rlimit; leave room for that.
             return (lo.saturating_sub(64 << 20), hi);
         }
@@ -166,13 +173,19 @@ impl ThreadState {
 
     #[cold]
     fn new_stats(&mut self, probe: &Probe) -> *mut ThreadProbeStats {
-        let p = self.arena.alloc(core::mem::size_of::<ThreadProbeStats>(), 16) as *mut ThreadProbeStats;
+        let p = self
+            .arena
+            .alloc(core::mem::size_of::<ThreadProbeStats>(), 16)
+            as *mut ThreadProbeStats;
         if p.is_null() {
             return p;
         }
         // SAFETY: fresh zeroed memory; only the probe pointer needs setting.
         unsafe { (*p).probe = probe };
-        if !self.stats.insert(&mut self.arena, probe.id as u64, p as u64) {
+        if !self
+            .stats
+            .insert(&mut self.arena, probe.id as u64, p as u64)
+        {
             return core::ptr::null_mut();
         }
         p
@@ -181,14 +194,21 @@ impl ThreadState {
     /// Every statistics block of this thread.
     pub fn all_stats(&self) -> impl Iterator<Item = &ThreadProbeStats> + '_ {
         // SAFETY: values are pointers to blocks in this thread's arena.
-        self.stats.iter().map(|(_, p)| unsafe { &*(p as *const ThreadProbeStats) })
+        self.stats
+            .iter()
+            .map(|(_, p)| unsafe { &*(p as *const ThreadProbeStats) })
     }
 
     /// Every shadow stack of this thread (its own and its contexts').
     pub fn shadows(&self) -> impl Iterator<Item = &Shadow> + '_ {
         let own = core::iter::once(&self.own_shadow);
         // SAFETY: non-null entries point at shadows in this thread's arena.
-        own.chain(self.context_shadows.iter().filter(|p| !p.is_null()).map(|p| unsafe { &**p }))
+        own.chain(
+            self.context_shadows
+                .iter()
+                .filter(|p| !p.is_null())
+                .map(|p| unsafe { &**p }),
+        )
     }
 
     /// Sets the bounds of the thread's own stack (known for threads we start).
@@ -237,7 +257,9 @@ extern "C" fn thread_ended(value: *mut libc::c_void) {
 /// Merges a thread's counts into its probes, unregisters and frees it.
 pub fn retire(state: *mut ThreadState) {
     let mut reg = registry();
-    let Some(pos) = reg.0.iter().position(|&t| t == state) else { return };
+    let Some(pos) = reg.0.iter().position(|&t| t == state) else {
+        return;
+    };
     reg.0.swap_remove(pos);
     // SAFETY: the state was registered, and is now removed: nobody else reads it.
     let s = unsafe { &mut *state };
@@ -269,7 +291,10 @@ pub fn after_fork_in_child(survivor: *mut ThreadState) {
     for t in others {
         free(t);
     }
-    THREADS_SEEN.store(if survivor as usize > ENDED { 1 } else { 0 }, Ordering::Relaxed);
+    THREADS_SEEN.store(
+        if survivor as usize > ENDED { 1 } else { 0 },
+        Ordering::Relaxed,
+    );
 }
 
 /// Lock/unlock around fork, so the child never inherits a held lock.

@@ -15,7 +15,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
 pub fn socket_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_dir()) {
+    match std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+    {
         Some(d) => d.join("hotprobe"),
         None => PathBuf::from(format!("/tmp/hotprobe-{}", crate::sys::getuid())),
     }
@@ -28,12 +31,17 @@ pub fn socket_path(pid: u32) -> PathBuf {
 /// A private directory of ours, or why not.
 fn private_dir(dir: &std::path::Path) -> Result<(), String> {
     if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| e.to_string())?;
     }
     let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
     if !meta.is_dir() || meta.uid() != crate::sys::getuid() || meta.mode() & 0o077 != 0 {
-        return Err(format!("{} is not a private directory of this user (mode 0700)", dir.display()));
+        return Err(format!(
+            "{} is not a private directory of this user (mode 0700)",
+            dir.display()
+        ));
     }
     Ok(())
 }
@@ -44,7 +52,8 @@ pub fn listen(pid: u32) -> Result<UnixListener, String> {
     private_dir(&dir)?;
     let path = socket_path(pid);
     let _ = std::fs::remove_file(&path); // a stale socket of an earlier image with this pid
-    let listener = UnixListener::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let high = crate::fds::move_high(listener.into_raw_fd());
     // SAFETY: `high` is the descriptor we just moved the listener to.
@@ -56,10 +65,22 @@ pub fn remove_socket(pid: u32) {
 }
 
 fn peer_is_us(stream: &UnixStream) -> bool {
-    let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: 0 };
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: 0,
+    };
     let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: cred/len are valid out-pointers of the right size.
-    let rc = unsafe { libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len) };
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
     rc == 0 && cred.uid == crate::sys::getuid()
 }
 

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 pub fn expand(template: &str, exe_name: &str, pid: u32, unix_s: u64) -> String {
-    template.replace("{exe}", exe_name).replace("{pid}", &pid.to_string()).replace("{ts}", &unix_s.to_string())
+    template
+        .replace("{exe}", exe_name)
+        .replace("{pid}", &pid.to_string())
+        .replace("{ts}", &unix_s.to_string())
 }
 
 /// Makes a relative template absolute against `cwd` (placeholders stay).
@@ -32,10 +35,19 @@ mod tests {
 
     #[test]
     fn expands_and_numbers() {
-        assert_eq!(expand("out/hp-{exe}-{pid}-{ts}.json", "redis", 42, 7), "out/hp-redis-42-7.json");
-        assert_eq!(numbered(Path::new("/a/b.json"), 2), PathBuf::from("/a/b.2.json"));
+        assert_eq!(
+            expand("out/hp-{exe}-{pid}-{ts}.json", "redis", 42, 7),
+            "out/hp-redis-42-7.json"
+        );
+        assert_eq!(
+            numbered(Path::new("/a/b.json"), 2),
+            PathBuf::from("/a/b.2.json")
+        );
         assert_eq!(numbered(Path::new("/a/b"), 1), PathBuf::from("/a/b.1"));
-        assert_eq!(anchor("x.json", Path::new("/w")), PathBuf::from("/w/x.json"));
+        assert_eq!(
+            anchor("x.json", Path::new("/w")),
+            PathBuf::from("/w/x.json")
+        );
         assert_eq!(anchor("/x.json", Path::new("/w")), PathBuf::from("/x.json"));
     }
 }

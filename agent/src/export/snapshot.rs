@@ -5,7 +5,10 @@
 use crate::engine::probe::{self, Life};
 use crate::meter::{clock, compensate, contexts, merge};
 use crate::state::{self, lock, Agent};
-use hotprobe_config::snapshot::{AgentInfo, ContextNode, Edge, MeterInfo, Overhead, ProbeRecord, ProbeState, ProcessInfo, Reason, Snapshot};
+use hotprobe_config::snapshot::{
+    AgentInfo, ContextNode, Edge, MeterInfo, Overhead, ProbeRecord, ProbeState, ProcessInfo,
+    Reason, Snapshot,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -46,11 +49,16 @@ fn write_inner(reason: Reason, signal: Option<i32>, last: bool) -> Result<PathBu
         id.pid,
         id.started_unix_ns / 1_000_000_000,
     ));
-    let written = super::writer::write_snapshot(&wanted, id.claimed_path.as_deref(), bytes.as_bytes())
-        .map_err(|e| format!("cannot write snapshot {}: {e}", wanted.display()))?;
+    let written =
+        super::writer::write_snapshot(&wanted, id.claimed_path.as_deref(), bytes.as_bytes())
+            .map_err(|e| format!("cannot write snapshot {}: {e}", wanted.display()))?;
     id.claimed_path = Some(written.clone());
     *done = last;
-    crate::debug!("snapshot ({}) written to {}", reason.as_str(), written.display());
+    crate::debug!(
+        "snapshot ({}) written to {}",
+        reason.as_str(),
+        written.display()
+    );
     if last {
         drop(id);
         drop(done);
@@ -107,7 +115,12 @@ fn build(agent: &Agent, reason: Reason, signal: Option<i32>) -> Snapshot {
         .map(|(p, v)| {
             let score = p.score.load(core::sync::atomic::Ordering::Relaxed);
             let disabled_at = p.disabled_at_ns.load(core::sync::atomic::Ordering::Relaxed);
-            let q = |x: f64| v.hist.as_ref().and_then(|h| h.quantile(x)).map_or(0, |t| (t / per_ns).round() as u64);
+            let q = |x: f64| {
+                v.hist
+                    .as_ref()
+                    .and_then(|h| h.quantile(x))
+                    .map_or(0, |t| (t / per_ns).round() as u64)
+            };
             ProbeRecord {
                 id: p.id,
                 name: p.name().to_string(),
@@ -134,7 +147,11 @@ fn build(agent: &Agent, reason: Reason, signal: Option<i32>) -> Snapshot {
 
     let mut edges: HashMap<(u32, u32), (u64, u64)> = HashMap::new();
     for n in &view.contexts {
-        if let Some(parent) = view.contexts.get(n.parent as usize).filter(|_| n.parent != contexts::ROOT) {
+        if let Some(parent) = view
+            .contexts
+            .get(n.parent as usize)
+            .filter(|_| n.parent != contexts::ROOT)
+        {
             let e = edges.entry((parent.probe, n.probe)).or_default();
             e.0 += n.count;
             e.1 += n.inclusive;
@@ -149,7 +166,12 @@ fn build(agent: &Agent, reason: Reason, signal: Option<i32>) -> Snapshot {
     }
     let mut edges: Vec<Edge> = edges
         .into_iter()
-        .map(|((caller, callee), (count, incl))| Edge { caller, callee, count, inclusive_ns: ns(incl) })
+        .map(|((caller, callee), (count, incl))| Edge {
+            caller,
+            callee,
+            count,
+            inclusive_ns: ns(incl),
+        })
         .collect();
     edges.sort_by_key(|e| (e.caller, e.callee));
 
@@ -178,7 +200,8 @@ fn build(agent: &Agent, reason: Reason, signal: Option<i32>) -> Snapshot {
         config: {
             // The thresholds in force (the kernel backend raises them).
             let mut c = agent.settings.clone();
-            (c.hotspot.threshold_us, c.hotspot.inherent_threshold_us) = crate::adaptive::score_card::thresholds_us();
+            (c.hotspot.threshold_us, c.hotspot.inherent_threshold_us) =
+                crate::adaptive::score_card::thresholds_us();
             c
         },
         overhead: crate::kernel::overhead().unwrap_or(Overhead {
@@ -194,7 +217,8 @@ fn build(agent: &Agent, reason: Reason, signal: Option<i32>) -> Snapshot {
             untimed: view.untimed,
             lost_records: crate::kernel::lost_records(),
             contexts_truncated: contexts::truncated(),
-            threads: crate::engine::thread::THREADS_SEEN.load(core::sync::atomic::Ordering::Relaxed),
+            threads: crate::engine::thread::THREADS_SEEN
+                .load(core::sync::atomic::Ordering::Relaxed),
         },
         probes,
         edges,

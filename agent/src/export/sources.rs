@@ -25,7 +25,8 @@ pub fn resolve_for(view: &View) -> HashMap<u32, Option<String>> {
     }
     for (module, probes) in by_module {
         let options = hotprobe_discover::DiscoverOptions::default();
-        let mut resolver = hotprobe_discover::SourceResolver::for_path(std::path::Path::new(module), &options);
+        let mut resolver =
+            hotprobe_discover::SourceResolver::for_path(std::path::Path::new(module), &options);
         for p in probes {
             let source = resolver.locate(p.meta.link_address);
             known.insert(p.id, source);

@@ -12,12 +12,20 @@ use std::path::{Path, PathBuf};
 
 fn temp_path(target: &Path) -> PathBuf {
     let dir = target.parent().unwrap_or(Path::new("."));
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    dir.join(format!(".{name}.{}.{}.tmp", crate::sys::getpid(), crate::sys::monotonic_ns()))
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        crate::sys::getpid(),
+        crate::sys::monotonic_ns()
+    ))
 }
 
 fn cstr(p: &Path) -> std::io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has a NUL byte"))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has a NUL byte"))
 }
 
 fn write_temp(target: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
@@ -38,7 +46,11 @@ fn write_temp(target: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
 
 /// Writes `bytes` as this image's snapshot. `claimed` is the file this image
 /// already owns (None before its first snapshot). Returns the path written.
-pub fn write_snapshot(wanted: &Path, claimed: Option<&Path>, bytes: &[u8]) -> std::io::Result<PathBuf> {
+pub fn write_snapshot(
+    wanted: &Path,
+    claimed: Option<&Path>,
+    bytes: &[u8],
+) -> std::io::Result<PathBuf> {
     let tmp = write_temp(claimed.unwrap_or(wanted), bytes)?;
     let result = match claimed {
         Some(own) => std::fs::rename(&tmp, own).map(|_| own.to_path_buf()),
@@ -52,7 +64,11 @@ pub fn write_snapshot(wanted: &Path, claimed: Option<&Path>, bytes: &[u8]) -> st
 fn claim(tmp: &Path, wanted: &Path) -> std::io::Result<PathBuf> {
     let from = cstr(tmp)?;
     for n in 0..10_000u32 {
-        let candidate = if n == 0 { wanted.to_path_buf() } else { super::path::numbered(wanted, n) };
+        let candidate = if n == 0 {
+            wanted.to_path_buf()
+        } else {
+            super::path::numbered(wanted, n)
+        };
         let to = cstr(&candidate)?;
         // SAFETY: both are valid NUL-terminated paths.
         if unsafe { libc::link(from.as_ptr(), to.as_ptr()) } == 0 {
@@ -63,7 +79,10 @@ fn claim(tmp: &Path, wanted: &Path) -> std::io::Result<PathBuf> {
             return Err(err);
         }
     }
-    Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "10,000 snapshots with this name already exist"))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "10,000 snapshots with this name already exist",
+    ))
 }
 
 #[cfg(test)]
@@ -84,7 +103,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&first).unwrap(), "two");
         let mode = std::fs::metadata(&first).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
         assert!(leftovers.is_empty());
     }
 

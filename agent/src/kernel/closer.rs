@@ -22,7 +22,9 @@ pub fn start() {
     for fd in [&WAKE_R, &WAKE_W] {
         super::sys::close(fd.swap(-1, Ordering::Relaxed));
     }
-    let Some((r, w)) = crate::fds::pipe() else { return };
+    let Some((r, w)) = crate::fds::pipe() else {
+        return;
+    };
     WAKE_R.store(r, Ordering::Relaxed);
     WAKE_W.store(w, Ordering::Relaxed);
     if super::agent_thread("hotprobe-close", run).is_none() {
@@ -62,7 +64,11 @@ fn wake() {
 fn run() {
     let r = WAKE_R.load(Ordering::Relaxed);
     loop {
-        let mut pfd = libc::pollfd { fd: r, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: r,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut pfd, 1, 1000) };
         if pfd.revents & libc::POLLIN != 0 {
@@ -96,7 +102,9 @@ pub fn close_now(fds: Vec<i32>) {
         .into_iter()
         .filter_map(|share| {
             let backup = share.clone();
-            match super::agent_thread("hotprobe-close", move || share.into_iter().for_each(super::sys::close)) {
+            match super::agent_thread("hotprobe-close", move || {
+                share.into_iter().for_each(super::sys::close)
+            }) {
                 Some(h) => Some(h),
                 None => {
                     backup.into_iter().for_each(super::sys::close);

@@ -53,7 +53,12 @@ pub enum Operand {
     /// `jmp reg`: the perf register number.
     Register(u32),
     /// `jmp [base + index * scale + disp]` (RIP-relative: disp is absolute).
-    Memory { base: Option<u32>, index: Option<u32>, scale: u32, disp: u64 },
+    Memory {
+        base: Option<u32>,
+        index: Option<u32>,
+        scale: u32,
+        disp: u64,
+    },
     /// Not computable from the sampled registers.
     Unknown,
 }
@@ -80,7 +85,10 @@ pub struct Part<'a> {
 /// The exits of a function made of `parts` (the body first). Runtime
 /// address ranges of all parts count as inside the function.
 pub fn plan(parts: &[Part<'_>]) -> Result<Vec<ExitSpec>, String> {
-    let inside: Vec<(u64, u64)> = parts.iter().map(|p| (p.address, p.address + p.code.len() as u64)).collect();
+    let inside: Vec<(u64, u64)> = parts
+        .iter()
+        .map(|p| (p.address, p.address + p.code.len() as u64))
+        .collect();
     let is_inside = |t: u64| inside.iter().any(|&(lo, hi)| lo <= t && t < hi);
     let mut out = Vec::new();
     for (i, part) in parts.iter().enumerate() {
@@ -120,7 +128,12 @@ fn spec_of(part: &Part<'_>, site: &ExitSite, is_inside: &dyn Fn(u64) -> bool) ->
         ExitKind::IndirectJump => Exit::Indirect(operand_of(&insn)),
     };
     let emulated = is_emulated(&insn, &part.code[site.offset as usize..]);
-    Some(ExitSpec { file_offset: part.file_offset + site.offset, address, exit, emulated })
+    Some(ExitSpec {
+        file_offset: part.file_offset + site.offset,
+        address,
+        exit,
+        emulated,
+    })
 }
 
 fn decode_at(code: &[u8], offset: usize, address: u64) -> Option<Instruction> {
@@ -139,22 +152,44 @@ pub fn entry_is_emulated(code: &[u8], address: u64) -> bool {
 /// and direct `jmp`/`call`/`jcc` without an operand-size prefix. `bytes`
 /// start with the instruction.
 fn is_emulated(insn: &Instruction, bytes: &[u8]) -> bool {
-    const LEGACY_PREFIXES: [u8; 11] = [0x66, 0x67, 0xf0, 0xf2, 0xf3, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65];
-    let operand_size_prefix =
-        bytes.iter().take(insn.len()).take_while(|b| LEGACY_PREFIXES.contains(b)).any(|&b| b == 0x66);
+    const LEGACY_PREFIXES: [u8; 11] = [
+        0x66, 0x67, 0xf0, 0xf2, 0xf3, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65,
+    ];
+    let operand_size_prefix = bytes
+        .iter()
+        .take(insn.len())
+        .take_while(|b| LEGACY_PREFIXES.contains(b))
+        .any(|&b| b == 0x66);
     match insn.mnemonic() {
         Mnemonic::Push => insn.op0_kind() == OpKind::Register && insn.op0_register().is_gpr64(),
         Mnemonic::Nop => insn.len() == 1,
         Mnemonic::Jmp | Mnemonic::Call => {
-            matches!(insn.op0_kind(), OpKind::NearBranch64 | OpKind::NearBranch32 | OpKind::NearBranch16) && !operand_size_prefix
+            matches!(
+                insn.op0_kind(),
+                OpKind::NearBranch64 | OpKind::NearBranch32 | OpKind::NearBranch16
+            ) && !operand_size_prefix
         }
-        _ => insn.condition_code() != ConditionCode::None && is_near_branch(insn) && !operand_size_prefix,
+        _ => {
+            insn.condition_code() != ConditionCode::None
+                && is_near_branch(insn)
+                && !operand_size_prefix
+        }
     }
 }
 
 fn is_near_branch(insn: &Instruction) -> bool {
-    matches!(insn.op0_kind(), OpKind::NearBranch64 | OpKind::NearBranch32 | OpKind::NearBranch16)
-        && !matches!(insn.mnemonic(), Mnemonic::Jrcxz | Mnemonic::Jecxz | Mnemonic::Jcxz | Mnemonic::Loop | Mnemonic::Loope | Mnemonic::Loopne)
+    matches!(
+        insn.op0_kind(),
+        OpKind::NearBranch64 | OpKind::NearBranch32 | OpKind::NearBranch16
+    ) && !matches!(
+        insn.mnemonic(),
+        Mnemonic::Jrcxz
+            | Mnemonic::Jecxz
+            | Mnemonic::Jcxz
+            | Mnemonic::Loop
+            | Mnemonic::Loope
+            | Mnemonic::Loopne
+    )
 }
 
 fn condition_of(insn: &Instruction) -> Option<Condition> {
@@ -195,9 +230,13 @@ fn perf_reg(r: Register) -> Option<u32> {
 
 fn operand_of(insn: &Instruction) -> Operand {
     match insn.op0_kind() {
-        OpKind::Register => perf_reg(insn.op0_register()).map_or(Operand::Unknown, Operand::Register),
+        OpKind::Register => {
+            perf_reg(insn.op0_register()).map_or(Operand::Unknown, Operand::Register)
+        }
         OpKind::Memory => {
-            if matches!(insn.segment_prefix(), Register::FS | Register::GS) || insn.memory_size().size() != 8 {
+            if matches!(insn.segment_prefix(), Register::FS | Register::GS)
+                || insn.memory_size().size() != 8
+            {
                 return Operand::Unknown;
             }
             let base = match insn.memory_base() {
@@ -214,7 +253,12 @@ fn operand_of(insn: &Instruction) -> Operand {
                     None => return Operand::Unknown,
                 },
             };
-            Operand::Memory { base, index, scale: insn.memory_index_scale(), disp: insn.memory_displacement64() }
+            Operand::Memory {
+                base,
+                index,
+                scale: insn.memory_index_scale(),
+                disp: insn.memory_displacement64(),
+            }
         }
         _ => Operand::Unknown,
     }
@@ -274,7 +318,12 @@ pub fn indirect_target(op: &Operand, regs: &[u64], mask: u64) -> Option<u64> {
     let get = |r: u32| sys::reg_index(mask, r).and_then(|i| regs.get(i).copied());
     match *op {
         Operand::Register(r) => get(r),
-        Operand::Memory { base, index, scale, disp } => {
+        Operand::Memory {
+            base,
+            index,
+            scale,
+            disp,
+        } => {
             let mut addr = disp;
             if let Some(b) = base {
                 addr = addr.wrapping_add(get(b)?);
@@ -294,13 +343,19 @@ mod tests {
     use super::*;
 
     fn part(code: &[u8], address: u64) -> Part<'_> {
-        Part { code, address, file_offset: address - 0x1000 }
+        Part {
+            code,
+            address,
+            file_offset: address - 0x1000,
+        }
     }
 
     #[test]
     fn ret_and_tail_jump_are_exits_and_jumps_inside_are_not() {
         // 0: test edi,edi; 2: je +3 (inside); 4: ret; 5: jmp 0x3000 (outside); 10: nop
-        let code = [0x85, 0xff, 0x74, 0x01, 0xc3, 0xe9, 0xf6, 0x1f, 0x00, 0x00, 0x90];
+        let code = [
+            0x85, 0xff, 0x74, 0x01, 0xc3, 0xe9, 0xf6, 0x1f, 0x00, 0x00, 0x90,
+        ];
         let specs = plan(&[part(&code, 0x2000)]).unwrap();
         assert_eq!(specs.len(), 2, "{specs:?}");
         assert_eq!(specs[0].file_offset, 0x1004);
@@ -317,7 +372,10 @@ mod tests {
         let code = [0x85, 0xff, 0x0f, 0x85, 0x00, 0x10, 0x00, 0x00, 0xc3];
         let specs = plan(&[part(&code, 0x2000)]).unwrap();
         assert_eq!(specs.len(), 2);
-        assert_eq!(specs[0].exit, Exit::When(Condition::Flags(ConditionCode::ne)));
+        assert_eq!(
+            specs[0].exit,
+            Exit::When(Condition::Flags(ConditionCode::ne))
+        );
         let c = Condition::Flags(ConditionCode::ne);
         assert!(taken(c, 0, 0));
         assert!(!taken(c, ZF, 0));
@@ -337,24 +395,53 @@ mod tests {
     #[test]
     fn indirect_jumps_name_their_operand() {
         // jmp rax; jmp [rip+0x10]; jmp [rdx+rax*8+0x20]
-        let code = [0xff, 0xe0, 0xff, 0x25, 0x10, 0x00, 0x00, 0x00, 0xff, 0x64, 0xc2, 0x20];
+        let code = [
+            0xff, 0xe0, 0xff, 0x25, 0x10, 0x00, 0x00, 0x00, 0xff, 0x64, 0xc2, 0x20,
+        ];
         let specs = plan(&[part(&code, 0x2000)]).unwrap();
         assert_eq!(specs.len(), 3);
         assert_eq!(specs[0].exit, Exit::Indirect(Operand::Register(reg::AX)));
-        assert_eq!(specs[1].exit, Exit::Indirect(Operand::Memory { base: None, index: None, scale: 1, disp: 0x2008 + 0x10 }));
-        assert_eq!(specs[2].exit, Exit::Indirect(Operand::Memory { base: Some(reg::DX), index: Some(reg::AX), scale: 8, disp: 0x20 }));
+        assert_eq!(
+            specs[1].exit,
+            Exit::Indirect(Operand::Memory {
+                base: None,
+                index: None,
+                scale: 1,
+                disp: 0x2008 + 0x10
+            })
+        );
+        assert_eq!(
+            specs[2].exit,
+            Exit::Indirect(Operand::Memory {
+                base: Some(reg::DX),
+                index: Some(reg::AX),
+                scale: 8,
+                disp: 0x20
+            })
+        );
         // The register form from sampled registers (mask: all GPRs).
         let mut regs = vec![0u64; sys::GPR_MASK.count_ones() as usize];
         regs[sys::reg_index(sys::GPR_MASK, reg::AX).unwrap()] = 0x4242;
-        assert_eq!(indirect_target(&Operand::Register(reg::AX), &regs, sys::GPR_MASK), Some(0x4242));
+        assert_eq!(
+            indirect_target(&Operand::Register(reg::AX), &regs, sys::GPR_MASK),
+            Some(0x4242)
+        );
         // The memory form reads this process's memory.
         let table: [u64; 2] = [0x1111, 0x2222];
         let base = table.as_ptr() as u64;
         regs[sys::reg_index(sys::GPR_MASK, reg::DX).unwrap()] = base;
         regs[sys::reg_index(sys::GPR_MASK, reg::AX).unwrap()] = 1;
-        let op = Operand::Memory { base: Some(reg::DX), index: Some(reg::AX), scale: 8, disp: 0 };
+        let op = Operand::Memory {
+            base: Some(reg::DX),
+            index: Some(reg::AX),
+            scale: 8,
+            disp: 0,
+        };
         assert_eq!(indirect_target(&op, &regs, sys::GPR_MASK), Some(0x2222));
-        assert_eq!(indirect_target(&Operand::Unknown, &regs, sys::GPR_MASK), None);
+        assert_eq!(
+            indirect_target(&Operand::Unknown, &regs, sys::GPR_MASK),
+            None
+        );
     }
 
     #[test]
@@ -375,12 +462,19 @@ mod tests {
             (p, PF, true),
         ];
         for (cc, flags, want) in cases {
-            assert_eq!(taken(Condition::Flags(cc), flags, 0), want, "{cc:?} {flags:#x}");
+            assert_eq!(
+                taken(Condition::Flags(cc), flags, 0),
+                want,
+                "{cc:?} {flags:#x}"
+            );
         }
         assert!(taken(Condition::CxZero { bits32: false }, 0, 0));
         assert!(!taken(Condition::CxZero { bits32: false }, 0, 1 << 40));
         assert!(taken(Condition::CxZero { bits32: true }, 0, 1 << 40));
-        assert!(!taken(Condition::Loop(0), 0, 1), "loop falls through when rcx reaches 0");
+        assert!(
+            !taken(Condition::Loop(0), 0, 1),
+            "loop falls through when rcx reaches 0"
+        );
         assert!(taken(Condition::Loop(0), 0, 5));
         assert!(!taken(Condition::Loop(1), 0, 5), "loope needs ZF");
     }
@@ -390,8 +484,14 @@ mod tests {
         assert!(entry_is_emulated(&[0x55], 0x1000), "push rbp");
         assert!(entry_is_emulated(&[0x41, 0x57], 0x1000), "push r15");
         assert!(entry_is_emulated(&[0x90], 0x1000), "nop");
-        assert!(!entry_is_emulated(&[0xf3, 0x0f, 0x1e, 0xfa], 0x1000), "endbr64 is single-stepped");
-        assert!(!entry_is_emulated(&[0x48, 0x83, 0xec, 0x08], 0x1000), "sub rsp, 8");
+        assert!(
+            !entry_is_emulated(&[0xf3, 0x0f, 0x1e, 0xfa], 0x1000),
+            "endbr64 is single-stepped"
+        );
+        assert!(
+            !entry_is_emulated(&[0x48, 0x83, 0xec, 0x08], 0x1000),
+            "sub rsp, 8"
+        );
         assert!(!entry_is_emulated(&[0x8d, 0x47, 0x01], 0x1000), "lea");
     }
 }

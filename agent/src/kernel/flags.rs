@@ -39,13 +39,25 @@ impl Flags {
         let fd = sys::map_create(sys::BPF_MAP_TYPE_ARRAY, 4, 8, CAPACITY, sys::BPF_F_MMAPABLE)?;
         let fd = super::open::move_fd(fd, floor);
         // SAFETY: a fresh shared mapping of the mmapable array's values.
-        let words = unsafe { libc::mmap(core::ptr::null_mut(), BYTES, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+        let words = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
         if words == libc::MAP_FAILED {
             let e = sys_errno();
             sys::close(fd);
             return Err(e);
         }
-        Ok(Flags { fd, words: words.cast() })
+        Ok(Flags {
+            fd,
+            words: words.cast(),
+        })
     }
 
     fn word(&self, index: u32) -> Option<&AtomicU64> {
@@ -55,7 +67,8 @@ impl Flags {
 
     /// Whether `index` is on.
     pub fn is_on(&self, index: u32) -> bool {
-        self.word(index).is_some_and(|w| w.load(Ordering::Relaxed) != 0)
+        self.word(index)
+            .is_some_and(|w| w.load(Ordering::Relaxed) != 0)
     }
 
     /// Accept hits at `index` from links of `generation`.
@@ -68,7 +81,9 @@ impl Flags {
     /// Moves `index` to `generation` unless it was switched off meanwhile.
     pub fn move_to(&self, index: u32, generation: u32) {
         if let Some(w) = self.word(index) {
-            let _ = w.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| (v != 0).then_some(generation as u64 + 1));
+            let _ = w.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
+                (v != 0).then_some(generation as u64 + 1)
+            });
         }
     }
 
@@ -93,7 +108,9 @@ fn sys_errno() -> i32 {
 
 /// The cookie of site `index` in links of `generation`.
 pub fn cookie(index: u32, generation: u32, wide: bool) -> u64 {
-    index as u64 | ((generation as u64 & 0xffff) << 32) | if wide { super::prog::WIDE_BIT } else { 0 }
+    index as u64
+        | ((generation as u64 & 0xffff) << 32)
+        | if wide { super::prog::WIDE_BIT } else { 0 }
 }
 
 /// (site index, generation) of a cookie.

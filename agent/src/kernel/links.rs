@@ -30,7 +30,9 @@ fn offsets_and_cookies(sites: &[Site], groups: &[Group], generation: u32) -> (Ve
     let mut entries = (Vec::new(), Vec::new());
     for g in groups {
         for (n, i) in g.sites.clone().enumerate() {
-            let Some(site) = sites.get((i - flags::FIRST_SITE) as usize) else { continue };
+            let Some(site) = sites.get((i - flags::FIRST_SITE) as usize) else {
+                continue;
+            };
             let to = if n == 0 { &mut entries } else { &mut exits };
             to.0.push(site.file_offset);
             to.1.push(flags::cookie(i, generation, site.wide()));
@@ -44,14 +46,26 @@ fn offsets_and_cookies(sites: &[Site], groups: &[Group], generation: u32) -> (Ve
 /// Attaches `groups` (sites of the object `path`) in as few links as the
 /// kernel accepts, with cookies of `generation`. Returns the links made and
 /// the probes refused, with why.
-pub fn attach(st: &mut State, path: &Arc<CString>, groups: &[Group], generation: u32) -> (Vec<Link>, Vec<(&'static Probe, String)>) {
+pub fn attach(
+    st: &mut State,
+    path: &Arc<CString>,
+    groups: &[Group],
+    generation: u32,
+) -> (Vec<Link>, Vec<(&'static Probe, String)>) {
     let mut links = Vec::new();
     let mut refused = Vec::new();
     attach_halving(st, path, groups, generation, &mut links, &mut refused);
     (links, refused)
 }
 
-fn attach_halving(st: &mut State, path: &Arc<CString>, groups: &[Group], generation: u32, links: &mut Vec<Link>, refused: &mut Vec<(&'static Probe, String)>) {
+fn attach_halving(
+    st: &mut State,
+    path: &Arc<CString>,
+    groups: &[Group],
+    generation: u32,
+    links: &mut Vec<Link>,
+    refused: &mut Vec<(&'static Probe, String)>,
+) {
     if groups.is_empty() {
         return;
     }
@@ -64,10 +78,18 @@ fn attach_halving(st: &mut State, path: &Arc<CString>, groups: &[Group], generat
     }
     let (offsets, cookies) = offsets_and_cookies(&st.sites, groups, generation);
     match sys::uprobe_multi(st.objects.prog, path, &offsets, &cookies, st.pid) {
-        Ok(fd) => links.push(Link { path: path.clone(), fd: super::open::move_fd(fd, st.budget.floor) }),
+        Ok(fd) => links.push(Link {
+            path: path.clone(),
+            fd: super::open::move_fd(fd, st.budget.floor),
+        }),
         Err(e) => {
             st.budget.give_back(1);
-            if groups.len() == 1 || matches!(e, libc::EMFILE | libc::ENFILE | libc::EPERM | libc::EACCES | libc::ENOMEM) {
+            if groups.len() == 1
+                || matches!(
+                    e,
+                    libc::EMFILE | libc::ENFILE | libc::EPERM | libc::EACCES | libc::ENOMEM
+                )
+            {
                 for g in groups {
                     refused.push((g.probe, sys::describe_attach_error(e)));
                 }
@@ -83,7 +105,9 @@ fn attach_halving(st: &mut State, path: &Arc<CString>, groups: &[Group], generat
 /// Replaces the links (on the closer thread): see the module comment.
 pub fn relink() {
     let t0 = crate::sys::monotonic_ns();
-    let Some((generation, plan, old)) = prepare() else { return };
+    let Some((generation, plan, old)) = prepare() else {
+        return;
+    };
     let sites: usize = plan.iter().map(|p| p.1.len()).sum();
     // The sites' new links, per object file, made without the lock (the
     // reader goes on draining): their hits are not recorded until the
@@ -95,7 +119,11 @@ pub fn relink() {
             Some(st) => st.objects.prog,
             None => return,
         };
-        let fd = if offsets.is_empty() { None } else { sys::uprobe_multi(prog, &path, &offsets, &cookies, pid).ok() };
+        let fd = if offsets.is_empty() {
+            None
+        } else {
+            sys::uprobe_multi(prog, &path, &offsets, &cookies, pid).ok()
+        };
         made.push((path, fd, indices));
     }
     let mut to_close = Vec::new();
@@ -117,11 +145,16 @@ pub fn relink() {
                 st.objects.flags.move_to(i, generation);
             }
             // The old links of this object go.
-            let (gone, kept): (Vec<Link>, Vec<Link>) = core::mem::take(&mut st.links).into_iter().partition(|l| l.path == path && old.contains(&l.fd));
+            let (gone, kept): (Vec<Link>, Vec<Link>) = core::mem::take(&mut st.links)
+                .into_iter()
+                .partition(|l| l.path == path && old.contains(&l.fd));
             st.links = kept;
             to_close.extend(gone.into_iter().map(|l| l.fd));
             if let Some(fd) = fd {
-                st.links.push(Link { path, fd: super::open::move_fd(fd, floor) });
+                st.links.push(Link {
+                    path,
+                    fd: super::open::move_fd(fd, floor),
+                });
                 st.budget.held += 1;
             }
         }

@@ -71,7 +71,10 @@ pub fn is_running() -> bool {
 
 /// Spawns an agent thread: all signals blocked, not wrapped by the
 /// program-thread hook, not probed.
-pub fn agent_thread<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Option<std::thread::JoinHandle<()>> {
+pub fn agent_thread<F: FnOnce() + Send + 'static>(
+    name: &str,
+    f: F,
+) -> Option<std::thread::JoinHandle<()>> {
     // SAFETY: plain signal-mask calls on sets we own.
     unsafe {
         let mut all: libc::sigset_t = core::mem::zeroed();
@@ -79,7 +82,10 @@ pub fn agent_thread<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Option<st
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         crate::worker::SPAWNING.store(true, Ordering::Relaxed);
-        let spawned = std::thread::Builder::new().name(name.into()).stack_size(256 << 10).spawn(f);
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(256 << 10)
+            .spawn(f);
         crate::worker::SPAWNING.store(false, Ordering::Relaxed);
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
         spawned.ok()
@@ -94,7 +100,10 @@ pub fn start(agent: &'static Agent) -> Result<(), String> {
     }
     DRAIN_MS.store(agent.settings.kernel.drain_ms.max(1), Ordering::Relaxed);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    RING_BYTES.store(agent.settings.kernel.ring_pages.max(1) * 4096 * cpus, Ordering::Relaxed);
+    RING_BYTES.store(
+        agent.settings.kernel.ring_pages.max(1) * 4096 * cpus,
+        Ordering::Relaxed,
+    );
     closer::start();
     let mut state = open_state()?;
     match calibrate::run(&state.objects, &mut state.ring) {
@@ -103,7 +112,9 @@ pub fn start(agent: &'static Agent) -> Result<(), String> {
             state.objects.close();
             return Err(why);
         }
-        Err(calibrate::Failure::Unmeasured(why)) => crate::warn!("{why}; kernel-probe times are not compensated"),
+        Err(calibrate::Failure::Unmeasured(why)) => {
+            crate::warn!("{why}; kernel-probe times are not compensated")
+        }
     }
     raise_thresholds(&state.costs);
     let ring_kib = state.ring.size() / 1024;
@@ -133,7 +144,9 @@ pub fn start(agent: &'static Agent) -> Result<(), String> {
 fn raise_thresholds(costs: &calibrate::Costs) {
     let per_call_us = (costs.emulated.max(costs.stepped) + costs.ret) as f64 / 1000.0;
     let per_call_us = if costs.measured { per_call_us } else { 8.0 };
-    if let Some((before, after)) = crate::adaptive::score_card::raise_to(per_call_us, per_call_us / 4.0) {
+    if let Some((before, after)) =
+        crate::adaptive::score_card::raise_to(per_call_us, per_call_us / 4.0)
+    {
         crate::info!(
             "kernel backend: score-card thresholds raised from {:.2}/{:.2} µs to {:.2}/{:.2} µs (inclusive/inherent), the cost of a kernel-probed call",
             before.0,
@@ -147,7 +160,8 @@ fn raise_thresholds(costs: &calibrate::Costs) {
 /// The ring, program and drop counter of this image.
 fn open_state() -> Result<State, String> {
     let mut budget = open::Budget::new();
-    let objects = prog::create(RING_BYTES.load(Ordering::Relaxed) as usize, budget.floor).map_err(|(_, why)| why)?;
+    let objects = prog::create(RING_BYTES.load(Ordering::Relaxed) as usize, budget.floor)
+        .map_err(|(_, why)| why)?;
     let ring = match ring::Ring::map(objects.ring, objects.ring_size) {
         Ok(r) => r,
         Err(e) => {
@@ -167,36 +181,76 @@ struct Plan {
 }
 
 /// The `.cold` parts of `symbol` in `found`.
-fn cold_parts<'a>(found: &'a ObjectFunctions, symbol: &str) -> impl Iterator<Item = &'a hotprobe_discover::Function> + 'a {
+fn cold_parts<'a>(
+    found: &'a ObjectFunctions,
+    symbol: &str,
+) -> impl Iterator<Item = &'a hotprobe_discover::Function> + 'a {
     let prefix = format!("{symbol}.cold");
-    found.excluded.iter().filter(move |e| e.reason == ExcludeReason::ColdPart && e.function.symbol.starts_with(&prefix)).map(|e| &e.function)
+    found
+        .excluded
+        .iter()
+        .filter(move |e| {
+            e.reason == ExcludeReason::ColdPart && e.function.symbol.starts_with(&prefix)
+        })
+        .map(|e| &e.function)
 }
 
-fn plan(probe: &'static Probe, code: &[u8], obj: &Loaded, found: &ObjectFunctions) -> Result<Plan, String> {
+fn plan(
+    probe: &'static Probe,
+    code: &[u8],
+    obj: &Loaded,
+    found: &ObjectFunctions,
+) -> Result<Plan, String> {
     if probe.meta.size == 0 {
         return Err("size unknown: its exit instructions cannot be found".into());
     }
-    let mut parts = vec![exits::Part { code, address: probe.meta.address as u64, file_offset: probe.meta.offset }];
+    let mut parts = vec![exits::Part {
+        code,
+        address: probe.meta.address as u64,
+        file_offset: probe.meta.offset,
+    }];
     for cold in cold_parts(found, &probe.meta.symbol) {
         let address = obj.bias + cold.address as usize;
         let end = address + cold.size as usize;
         if cold.size > 0 && obj.code.iter().any(|&(lo, hi)| lo <= address && end <= hi) {
             // SAFETY: [address, end) lies in an executable, readable segment of the object (checked above).
-            let code = unsafe { core::slice::from_raw_parts(address as *const u8, cold.size as usize) };
-            parts.push(exits::Part { code, address: address as u64, file_offset: cold.offset });
+            let code =
+                unsafe { core::slice::from_raw_parts(address as *const u8, cold.size as usize) };
+            parts.push(exits::Part {
+                code,
+                address: address as u64,
+                file_offset: cold.offset,
+            });
         }
     }
     let specs = exits::plan(&parts)?;
-    let inside: Arc<[(u64, u64)]> = parts.iter().map(|p| (p.address, p.address + p.code.len() as u64)).collect();
-    let mut sites = vec![(Role::Entry, probe.meta.offset, exits::entry_is_emulated(code, probe.meta.address as u64))];
-    sites.extend(specs.into_iter().map(|s| (Role::Exit(s.exit), s.file_offset, s.emulated)));
-    Ok(Plan { probe, sites, inside })
+    let inside: Arc<[(u64, u64)]> = parts
+        .iter()
+        .map(|p| (p.address, p.address + p.code.len() as u64))
+        .collect();
+    let mut sites = vec![(
+        Role::Entry,
+        probe.meta.offset,
+        exits::entry_is_emulated(code, probe.meta.address as u64),
+    )];
+    sites.extend(
+        specs
+            .into_iter()
+            .map(|s| (Role::Exit(s.exit), s.file_offset, s.emulated)),
+    );
+    Ok(Plan {
+        probe,
+        sites,
+        inside,
+    })
 }
 
 /// Probes `ready` (from `install::install_object`) with uprobe links;
 /// rejects what cannot be probed. Returns how many were installed.
 pub fn install(ready: &[(&'static Probe, &[u8])], obj: &Loaded, found: &ObjectFunctions) -> usize {
-    let path = CString::new(obj.path.to_string_lossy().as_bytes()).ok().map(Arc::new);
+    let path = CString::new(obj.path.to_string_lossy().as_bytes())
+        .ok()
+        .map(Arc::new);
     let (Some(path), true) = (path, is_running()) else {
         for (p, _) in ready {
             p.reject("the kernel backend is not running".into());
@@ -218,7 +272,9 @@ pub fn install(ready: &[(&'static Probe, &[u8])], obj: &Loaded, found: &ObjectFu
     let groups = register(st, &path, plans, None);
     let generation = st.generation();
     for grp in &groups {
-        grp.sites.clone().for_each(|i| st.objects.flags.accept(i, generation));
+        grp.sites
+            .clone()
+            .for_each(|i| st.objects.flags.accept(i, generation));
     }
     let (made, refused) = links::attach(st, &path, &groups, generation);
     st.links.extend(made);
@@ -239,14 +295,22 @@ pub fn install(ready: &[(&'static Probe, &[u8])], obj: &Loaded, found: &ObjectFu
 
 /// Adds the plans' sites to the image (switched off); returns their groups.
 /// `costs` carries costs over (fork child); else they come from the calibration.
-fn register(st: &mut State, path: &Arc<CString>, plans: Vec<Plan>, costs: Option<&[(u64, i64)]>) -> Vec<links::Group> {
+fn register(
+    st: &mut State,
+    path: &Arc<CString>,
+    plans: Vec<Plan>,
+    costs: Option<&[(u64, i64)]>,
+) -> Vec<links::Group> {
     let mut groups = Vec::new();
     let mut carried = costs.map(|c| c.iter());
     for pl in plans {
         let p = pl.probe;
         let start = flags::FIRST_SITE + st.sites.len() as u32;
         if start as usize + pl.sites.len() > flags::CAPACITY as usize {
-            p.reject(format!("not probed: the kernel backend's {} probe sites are taken", flags::CAPACITY - flags::FIRST_SITE));
+            p.reject(format!(
+                "not probed: the kernel backend's {} probe sites are taken",
+                flags::CAPACITY - flags::FIRST_SITE
+            ));
             continue;
         }
         let c = st.costs;
@@ -254,13 +318,27 @@ fn register(st: &mut State, path: &Arc<CString>, plans: Vec<Plan>, costs: Option
             let (cost, shift) = match (carried.as_mut().and_then(|it| it.next()), &role) {
                 (Some(&kept), _) => kept,
                 (None, Role::Entry) => (c.entry(emulated), 0),
-                (None, Role::Exit(exit)) => (c.exit(*exit == exits::Exit::Always && !emulated, emulated), c.shift),
+                (None, Role::Exit(exit)) => (
+                    c.exit(*exit == exits::Exit::Always && !emulated, emulated),
+                    c.shift,
+                ),
             };
-            st.sites.push(Site { probe: p, role, path: path.clone(), file_offset: offset, cost, shift, inside: pl.inside.clone() });
+            st.sites.push(Site {
+                probe: p,
+                role,
+                path: path.clone(),
+                file_offset: offset,
+                cost,
+                shift,
+                inside: pl.inside.clone(),
+            });
         }
         let end = flags::FIRST_SITE + st.sites.len() as u32;
         st.probe_sites.insert(p.id, start..end);
-        groups.push(links::Group { probe: p, sites: start..end });
+        groups.push(links::Group {
+            probe: p,
+            sites: start..end,
+        });
     }
     groups
 }
@@ -281,7 +359,9 @@ pub fn remove(flagged: &[&'static Probe]) -> Result<usize, String> {
     let mut g = STATE.lock();
     let Some(st) = g.as_mut() else { return Ok(0) };
     for p in flagged {
-        let Some(range) = st.probe_sites.get(&p.id).cloned() else { continue };
+        let Some(range) = st.probe_sites.get(&p.id).cloned() else {
+            continue;
+        };
         st.objects.flags.off(range.start);
         if range.len() > 1 && !st.closing.contains(&p.id) {
             st.closing.push(p.id);
@@ -309,7 +389,11 @@ pub fn shut_down() {
         return;
     }
     GENERATION.fetch_add(1, Ordering::Relaxed);
-    crate::debug!("reader: {} records in {} ms", reader::STAT_RECORDS.load(Ordering::Relaxed), reader::STAT_NS.load(Ordering::Relaxed) / 1_000_000);
+    crate::debug!(
+        "reader: {} records in {} ms",
+        reader::STAT_RECORDS.load(Ordering::Relaxed),
+        reader::STAT_NS.load(Ordering::Relaxed) / 1_000_000
+    );
     let fds = match STATE.lock().as_mut() {
         Some(st) => {
             LOST_BEFORE.store(st.objects.lost(), Ordering::Relaxed);
@@ -346,7 +430,9 @@ pub fn overhead() -> Option<hotprobe_config::snapshot::Overhead> {
 fn spawn_reader() {
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
     if agent_thread("hotprobe-kernel", move || read_loop(generation)).is_none() {
-        crate::warn!("cannot start the kernel backend's reader thread; records are read only at snapshots");
+        crate::warn!(
+            "cannot start the kernel backend's reader thread; records are read only at snapshots"
+        );
     }
 }
 
@@ -422,7 +508,9 @@ extern "C" fn fork_child() {
         };
         fresh.costs = old.costs;
         // The sites keep their indices; those on in the parent are on here.
-        let on: Vec<bool> = (0..old.sites.len() as u32).map(|n| old.objects.flags.is_on(flags::FIRST_SITE + n)).collect();
+        let on: Vec<bool> = (0..old.sites.len() as u32)
+            .map(|n| old.objects.flags.is_on(flags::FIRST_SITE + n))
+            .collect();
         fresh.sites = core::mem::take(&mut old.sites);
         fresh.probe_sites = core::mem::take(&mut old.probe_sites);
         fresh.closing = core::mem::take(&mut old.closing);
@@ -448,10 +536,17 @@ fn attach_again(st: &mut State, on: &[bool]) {
             .iter()
             .filter(|(_, r)| st.site(r.start).is_some_and(|s| s.path == path))
             .filter_map(|(_, r)| {
-                let live: Vec<u32> = r.clone().filter(|&i| on.get((i - flags::FIRST_SITE) as usize) == Some(&true)).collect();
+                let live: Vec<u32> = r
+                    .clone()
+                    .filter(|&i| on.get((i - flags::FIRST_SITE) as usize) == Some(&true))
+                    .collect();
                 let probe = st.site(r.start)?.probe;
-                live.iter().for_each(|&i| st.objects.flags.accept(i, generation));
-                (!live.is_empty()).then(|| links::Group { probe, sites: r.clone() })
+                live.iter()
+                    .for_each(|&i| st.objects.flags.accept(i, generation));
+                (!live.is_empty()).then(|| links::Group {
+                    probe,
+                    sites: r.clone(),
+                })
             })
             .collect();
         // Off sites inside a group stay off: the BPF program skips them.

@@ -28,7 +28,10 @@ pub fn move_fd(fd: i32, floor: i32) -> i32 {
 }
 
 pub fn nofile() -> (u64, u64) {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: r is a valid out-pointer.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
     (r.rlim_cur, r.rlim_max)
@@ -57,8 +60,16 @@ impl Default for Budget {
 impl Budget {
     pub fn new() -> Budget {
         let (soft, hard) = nofile();
-        let floor = if soft >= 4096 || hard <= soft { 512.min(soft / 2) } else { soft.max(512) };
-        Budget { floor: floor.min(i32::MAX as u64 / 2) as i32, held: 0, raised: false }
+        let floor = if soft >= 4096 || hard <= soft {
+            512.min(soft / 2)
+        } else {
+            soft.max(512)
+        };
+        Budget {
+            floor: floor.min(i32::MAX as u64 / 2) as i32,
+            held: 0,
+            raised: false,
+        }
     }
 
     /// Makes room for `need` more descriptors if the limits allow; returns
@@ -70,7 +81,10 @@ impl Budget {
         if wanted > soft && soft < hard {
             // Raise in steps, not one descriptor at a time.
             let new = (wanted + 256).min(hard);
-            let r = libc::rlimit { rlim_cur: new, rlim_max: hard };
+            let r = libc::rlimit {
+                rlim_cur: new,
+                rlim_max: hard,
+            };
             // SAFETY: setrlimit with a valid struct; raising the soft limit up to the hard one is always allowed.
             if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } == 0 {
                 limit = new;

@@ -43,7 +43,9 @@ mod regs {
     pub const FLAGS: i16 = 144;
     pub const SP: i16 = 152;
     /// The general-purpose registers in perf's order.
-    pub const GPRS: [i16; 16] = [AX, BX, CX, DX, SI, DI, BP, SP, R8, R9, R10, R11, R12, R13, R14, R15];
+    pub const GPRS: [i16; 16] = [
+        AX, BX, CX, DX, SI, DI, BP, SP, R8, R9, R10, R11, R12, R13, R14, R15,
+    ];
 }
 
 mod helper {
@@ -65,12 +67,20 @@ struct Asm {
 }
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
-    code as u64 | ((dst as u64 & 0xf) << 8) | ((src as u64 & 0xf) << 12) | ((off as u16 as u64) << 16) | ((imm as u32 as u64) << 32)
+    code as u64
+        | ((dst as u64 & 0xf) << 8)
+        | ((src as u64 & 0xf) << 12)
+        | ((off as u16 as u64) << 16)
+        | ((imm as u32 as u64) << 32)
 }
 
 impl Asm {
     fn new() -> Asm {
-        Asm { insns: Vec::new(), labels: Vec::new(), fixups: Vec::new() }
+        Asm {
+            insns: Vec::new(),
+            labels: Vec::new(),
+            fixups: Vec::new(),
+        }
     }
     fn label(&mut self) -> usize {
         self.labels.push(None);
@@ -244,7 +254,10 @@ pub fn create(bytes: usize, floor: i32) -> Result<Objects, (bool, String)> {
         Ok(fd) => super::open::move_fd(fd, floor),
         Err(e) => {
             sys::close(ring);
-            return Err((refused(e), format!("cannot create the BPF drop counter: {}", sys::strerror(e))));
+            return Err((
+                refused(e),
+                format!("cannot create the BPF drop counter: {}", sys::strerror(e)),
+            ));
         }
     };
     let flags = match super::flags::Flags::create(floor) {
@@ -252,19 +265,36 @@ pub fn create(bytes: usize, floor: i32) -> Result<Objects, (bool, String)> {
         Err(e) => {
             sys::close(ring);
             sys::close(lost);
-            return Err((refused(e), format!("cannot create the BPF site switches: {}", sys::strerror(e))));
+            return Err((
+                refused(e),
+                format!("cannot create the BPF site switches: {}", sys::strerror(e)),
+            ));
         }
     };
     match sys::prog_load(&program(ring, lost, flags.fd)) {
-        Ok(fd) => Ok(Objects { ring, lost, prog: super::open::move_fd(fd, floor), flags, ring_size: size }),
+        Ok(fd) => Ok(Objects {
+            ring,
+            lost,
+            prog: super::open::move_fd(fd, floor),
+            flags,
+            ring_size: size,
+        }),
         Err((e, log)) => {
             sys::close(ring);
             sys::close(lost);
             sys::close(flags.fd);
             if refused(e) {
-                Err((true, sys::refusal(&format!("loading the BPF program: {}", sys::strerror(e)))))
+                Err((
+                    true,
+                    sys::refusal(&format!("loading the BPF program: {}", sys::strerror(e))),
+                ))
             } else {
-                let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
+                let last = log
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .to_string();
                 Err((false, format!("the kernel refused the backend's BPF program ({}; verifier: {last}); this kernel may lack uprobe_multi (Linux 6.6+)", sys::strerror(e))))
             }
         }
@@ -298,7 +328,10 @@ mod tests {
             if matches!(code, JA | JEQ | JNE | JNE_REG) {
                 let off = ((w >> 16) & 0xffff) as u16 as i16 as i64;
                 let to = i as i64 + 1 + off;
-                assert!(to > i as i64 && (to as usize) < p.len(), "jump at {i} to {to}");
+                assert!(
+                    to > i as i64 && (to as usize) < p.len(),
+                    "jump at {i} to {to}"
+                );
             }
         }
         // It ends with `exit`.

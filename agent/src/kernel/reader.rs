@@ -132,7 +132,9 @@ impl State {
 
     /// The site at `index`.
     pub fn site(&self, index: u32) -> Option<&Site> {
-        index.checked_sub(FIRST_SITE).and_then(|i| self.sites.get(i as usize))
+        index
+            .checked_sub(FIRST_SITE)
+            .and_then(|i| self.sites.get(i as usize))
     }
 
     /// The reader's periodic round. Returns whether the links should be
@@ -171,7 +173,11 @@ impl State {
     }
 
     fn dead_threads(&self) -> Vec<i32> {
-        self.threads.keys().copied().filter(|&tid| !sys::thread_alive(tid)).collect()
+        self.threads
+            .keys()
+            .copied()
+            .filter(|&tid| !sys::thread_alive(tid))
+            .collect()
     }
 
     fn retire(&mut self, tids: &[i32]) {
@@ -183,7 +189,13 @@ impl State {
     }
 
     fn consume(&mut self) {
-        let State { ring, sites, threads, pid, .. } = self;
+        let State {
+            ring,
+            sites,
+            threads,
+            pid,
+            ..
+        } = self;
         let pid = *pid;
         let t0 = crate::sys::monotonic_ns();
         let n = ring.drain(|rec| apply(rec, pid, sites, threads));
@@ -212,7 +224,11 @@ impl State {
             // Probes of unloaded modules (dlclose) are rejected: their sites go.
             let all = crate::engine::probe::all();
             for (&id, range) in &self.probe_sites {
-                if all.get(id as usize).is_some_and(|p| p.life() == Life::Rejected) && range.clone().any(|i| self.objects.flags.is_on(i)) {
+                if all
+                    .get(id as usize)
+                    .is_some_and(|p| p.life() == Life::Rejected)
+                    && range.clone().any(|i| self.objects.flags.is_on(i))
+                {
                     range.clone().for_each(|i| self.objects.flags.off(i));
                     self.dirty = true;
                 }
@@ -235,7 +251,12 @@ impl State {
     /// handler) are forgotten. Returns the descriptors to close.
     pub fn forget_parent(&mut self) -> Vec<i32> {
         let mut fds = self.take_links();
-        fds.extend([self.objects.ring, self.objects.lost, self.objects.prog, self.objects.flags.fd]);
+        fds.extend([
+            self.objects.ring,
+            self.objects.lost,
+            self.objects.prog,
+            self.objects.flags.fd,
+        ]);
         for (_, t) in self.threads.drain() {
             core::mem::forget(t.ext);
         }
@@ -264,7 +285,9 @@ pub static STAT_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU6
 const RELINK_EVERY_NS: u64 = 200_000_000;
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
 }
 
 /// Replays one record.
@@ -278,14 +301,23 @@ fn apply(rec: &[u8], pid: u32, sites: &[Site], threads: &mut HashMap<i32, Track>
         return;
     }
     let (index, generation) = flags::split(cookie);
-    let Some(site) = index.checked_sub(FIRST_SITE).and_then(|i| sites.get(i as usize)) else { return };
+    let Some(site) = index
+        .checked_sub(FIRST_SITE)
+        .and_then(|i| sites.get(i as usize))
+    else {
+        return;
+    };
     let tid = pid_tgid as u32 as i32;
     let time = u64_at(rec, 16);
     let sp = u64_at(rec, 24);
     let track = match threads.entry(tid) {
         std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
         std::collections::hash_map::Entry::Vacant(v) => match External::new(tid) {
-            Some(ext) => v.insert(Track { ext, overhead: 0, last: (0, 0, 0) }),
+            Some(ext) => v.insert(Track {
+                ext,
+                overhead: 0,
+                last: (0, 0, 0),
+            }),
             None => return,
         },
     };

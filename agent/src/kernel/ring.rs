@@ -22,19 +22,44 @@ impl Ring {
     /// Maps the ring of the map `fd` whose data area is `size` bytes.
     pub fn map(fd: i32, size: usize) -> Result<Ring, String> {
         // SAFETY: a fresh shared mapping of the ring's consumer page (read-write, by the kernel's rules).
-        let consumer = unsafe { libc::mmap(core::ptr::null_mut(), PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+        let consumer = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
         if consumer == libc::MAP_FAILED {
-            return Err(format!("cannot map the BPF ring buffer: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "cannot map the BPF ring buffer: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         // SAFETY: the producer page and the data area mapped twice (read-only), as the kernel lays them out.
-        let producer = unsafe { libc::mmap(core::ptr::null_mut(), PAGE + 2 * size, libc::PROT_READ, libc::MAP_SHARED, fd, PAGE as i64) };
+        let producer = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                PAGE + 2 * size,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                PAGE as i64,
+            )
+        };
         if producer == libc::MAP_FAILED {
             let err = std::io::Error::last_os_error();
             // SAFETY: our own mapping above.
             unsafe { libc::munmap(consumer, PAGE) };
             return Err(format!("cannot map the BPF ring buffer: {err}"));
         }
-        Ok(Ring { consumer: consumer.cast(), producer: producer.cast(), size })
+        Ok(Ring {
+            consumer: consumer.cast(),
+            producer: producer.cast(),
+            size,
+        })
     }
 
     fn consumer_pos(&self) -> &AtomicU64 {
@@ -49,7 +74,9 @@ impl Ring {
 
     /// Bytes written and not yet read.
     pub fn pending(&self) -> u64 {
-        self.producer_pos().load(Ordering::Acquire).saturating_sub(self.consumer_pos().load(Ordering::Relaxed))
+        self.producer_pos()
+            .load(Ordering::Acquire)
+            .saturating_sub(self.consumer_pos().load(Ordering::Relaxed))
     }
 
     pub fn size(&self) -> usize {
@@ -69,7 +96,10 @@ impl Ring {
             let at = (pos & mask) as usize;
             // SAFETY: the header is an aligned u32 inside the data area; the kernel
             // publishes it with a release store once the record is committed.
-            let word = unsafe { (*(data.as_ptr().add(at) as *const core::sync::atomic::AtomicU32)).load(Ordering::Acquire) };
+            let word = unsafe {
+                (*(data.as_ptr().add(at) as *const core::sync::atomic::AtomicU32))
+                    .load(Ordering::Acquire)
+            };
             if word & BUSY != 0 {
                 break;
             }

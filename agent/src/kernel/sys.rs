@@ -66,9 +66,19 @@ fn bpf(cmd: i32, attr: &mut Attr) -> Result<i64, i32> {
 pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 /// A new BPF map: its descriptor or the errno.
-pub fn map_create(kind: u32, key_size: u32, value_size: u32, max_entries: u32, flags: u32) -> Result<i32, i32> {
+pub fn map_create(
+    kind: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+) -> Result<i32, i32> {
     let mut a = Attr::new();
-    a.u32(0, kind).u32(4, key_size).u32(8, value_size).u32(12, max_entries).u32(16, flags);
+    a.u32(0, kind)
+        .u32(4, key_size)
+        .u32(8, value_size)
+        .u32(12, max_entries)
+        .u32(16, flags);
     let name = b"hotprobe\0";
     a.0[28..28 + name.len()].copy_from_slice(name);
     bpf(BPF_MAP_CREATE, &mut a).map(|fd| fd as i32)
@@ -78,7 +88,9 @@ pub fn map_create(kind: u32, key_size: u32, value_size: u32, max_entries: u32, f
 pub fn map_lookup_u64(fd: i32, key: u32) -> Option<u64> {
     let mut value = 0u64;
     let mut a = Attr::new();
-    a.u32(0, fd as u32).u64(8, &key as *const u32 as u64).u64(16, &mut value as *mut u64 as u64);
+    a.u32(0, fd as u32)
+        .u64(8, &key as *const u32 as u64)
+        .u64(16, &mut value as *mut u64 as u64);
     bpf(BPF_MAP_LOOKUP_ELEM, &mut a).ok().map(|_| value)
 }
 
@@ -106,7 +118,13 @@ pub fn prog_load(insns: &[u64]) -> Result<i32, (i32, String)> {
 /// Attaches `prog` to the instructions at `offsets` of the file `path`, for
 /// every thread of process `pid` (threads created later included, fork
 /// children not). Each hit runs the program with its `cookie`.
-pub fn uprobe_multi(prog: i32, path: &std::ffi::CStr, offsets: &[u64], cookies: &[u64], pid: u32) -> Result<i32, i32> {
+pub fn uprobe_multi(
+    prog: i32,
+    path: &std::ffi::CStr,
+    offsets: &[u64],
+    cookies: &[u64],
+    pid: u32,
+) -> Result<i32, i32> {
     let mut a = Attr::new();
     a.u32(0, prog as u32)
         .u32(8, BPF_TRACE_UPROBE_MULTI)
@@ -143,10 +161,19 @@ pub fn capabilities() -> (bool, bool, bool) {
         permitted: u32,
         inheritable: u32,
     }
-    let mut header = Header { version: 0x2008_0522, pid: 0 };
+    let mut header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
     let mut data = [Data::default(); 2];
     // SAFETY: capget with a version-3 header fills two data structs.
-    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut Header,
+            data.as_mut_ptr(),
+        )
+    };
     if rc != 0 {
         // Unknown: let the bpf system call decide.
         return (true, true, true);
@@ -164,8 +191,15 @@ pub fn missing_capabilities() -> Option<String> {
     if admin || (bpf && perfmon) {
         return None;
     }
-    let missing: Vec<&str> = [(!bpf, "CAP_BPF"), (!perfmon, "CAP_PERFMON")].iter().filter(|m| m.0).map(|m| m.1).collect();
-    Some(format!("this process lacks {} and CAP_SYS_ADMIN", missing.join(" and ")))
+    let missing: Vec<&str> = [(!bpf, "CAP_BPF"), (!perfmon, "CAP_PERFMON")]
+        .iter()
+        .filter(|m| m.0)
+        .map(|m| m.1)
+        .collect();
+    Some(format!(
+        "this process lacks {} and CAP_SYS_ADMIN",
+        missing.join(" and ")
+    ))
 }
 
 /// The line that says why the kernel refused and how to allow it.
@@ -184,14 +218,18 @@ pub fn describe_attach_error(errno: i32) -> String {
         libc::EMFILE | libc::ENFILE => "out of file descriptors".into(),
         // ENOTSUPP (524, kernel-internal) or EOPNOTSUPP.
         524 | libc::EOPNOTSUPP => "the kernel cannot place a uprobe on this instruction".into(),
-        libc::EINVAL => "the kernel refused the uprobe (EINVAL: not an instruction boundary it accepts)".into(),
+        libc::EINVAL => {
+            "the kernel refused the uprobe (EINVAL: not an instruction boundary it accepts)".into()
+        }
         e => format!("attaching the uprobe failed: {}", strerror(e)),
     }
 }
 
 /// The name the agent gives its own threads starts with this.
 pub fn is_agent_thread(tid: i32) -> bool {
-    let Ok(comm) = std::fs::read(format!("/proc/self/task/{tid}/comm")) else { return false };
+    let Ok(comm) = std::fs::read(format!("/proc/self/task/{tid}/comm")) else {
+        return false;
+    };
     comm.starts_with(b"hotprobe")
 }
 
@@ -204,8 +242,14 @@ pub fn thread_alive(tid: i32) -> bool {
 
 /// Reads `out.len()` bytes of this process's memory at `addr` without faulting.
 pub fn read_own(addr: usize, out: &mut [u8]) -> bool {
-    let local = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() };
-    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: out.len() };
+    let local = libc::iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: out.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: out.len(),
+    };
     // SAFETY: both iovecs describe valid ranges; process_vm_readv reports
     // unmapped remote memory as an error instead of faulting.
     let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };

@@ -29,12 +29,18 @@ fn shadow_for(t: &mut ThreadState, key: usize, stack: Option<(usize, usize)>) ->
             return s;
         }
     }
-    let free = t.context_shadows.iter().position(|s| s.is_null()).or_else(|| {
-        // Full: reuse an empty shadow that is not running.
-        let current = t.shadow;
-        // SAFETY: this thread's shadows.
-        t.context_shadows.iter().position(|&s| s != current && unsafe { (*s).depth() } == 0)
-    });
+    let free = t
+        .context_shadows
+        .iter()
+        .position(|s| s.is_null())
+        .or_else(|| {
+            // Full: reuse an empty shadow that is not running.
+            let current = t.shadow;
+            // SAFETY: this thread's shadows.
+            t.context_shadows
+                .iter()
+                .position(|&s| s != current && unsafe { (*s).depth() } == 0)
+        });
     let Some(i) = free else { return t.shadow };
     if t.context_shadows[i].is_null() {
         let s = t.arena.alloc(core::mem::size_of::<Shadow>(), 64) as *mut Shadow;
@@ -64,11 +70,15 @@ fn stack_of(ucp: *const libc::ucontext_t) -> Option<(usize, usize)> {
     }
     // SAFETY: the program passes a valid ucontext.
     let st = unsafe { (*ucp).uc_stack };
-    (!st.ss_sp.is_null() && st.ss_size > 0).then(|| (st.ss_sp as usize, st.ss_sp as usize + st.ss_size))
+    (!st.ss_sp.is_null() && st.ss_size > 0)
+        .then(|| (st.ss_sp as usize, st.ss_sp as usize + st.ss_size))
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn swapcontext(oucp: *mut libc::ucontext_t, ucp: *const libc::ucontext_t) -> i32 {
+pub unsafe extern "C" fn swapcontext(
+    oucp: *mut libc::ucontext_t,
+    ucp: *const libc::ucontext_t,
+) -> i32 {
     if let Some(t) = this_thread() {
         // SAFETY: the current shadow is this thread's.
         unsafe { (*t.shadow).key = oucp as usize };
@@ -76,7 +86,8 @@ pub unsafe extern "C" fn swapcontext(oucp: *mut libc::ucontext_t, ucp: *const li
         t.shadow = next;
     }
     // SAFETY: the real libc function.
-    let real: extern "C" fn(*mut libc::ucontext_t, *const libc::ucontext_t) -> i32 = unsafe { core::mem::transmute(SWAPCONTEXT.get()) };
+    let real: extern "C" fn(*mut libc::ucontext_t, *const libc::ucontext_t) -> i32 =
+        unsafe { core::mem::transmute(SWAPCONTEXT.get()) };
     real(oucp, ucp)
 }
 
@@ -87,6 +98,7 @@ pub unsafe extern "C" fn setcontext(ucp: *const libc::ucontext_t) -> i32 {
         t.shadow = next;
     }
     // SAFETY: the real libc function.
-    let real: extern "C" fn(*const libc::ucontext_t) -> i32 = unsafe { core::mem::transmute(SETCONTEXT.get()) };
+    let real: extern "C" fn(*const libc::ucontext_t) -> i32 =
+        unsafe { core::mem::transmute(SETCONTEXT.get()) };
     real(ucp)
 }

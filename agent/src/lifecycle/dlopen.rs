@@ -8,9 +8,13 @@ crate::real!(DLCLOSE, "dlclose");
 #[no_mangle]
 pub unsafe extern "C" fn dlopen(file: *const libc::c_char, mode: i32) -> *mut libc::c_void {
     // SAFETY: the real libc function.
-    let real: extern "C" fn(*const libc::c_char, i32) -> *mut libc::c_void = unsafe { core::mem::transmute(DLOPEN.get()) };
+    let real: extern "C" fn(*const libc::c_char, i32) -> *mut libc::c_void =
+        unsafe { core::mem::transmute(DLOPEN.get()) };
     let handle = real(file, mode);
-    if !handle.is_null() && crate::state::is_active() && !crate::arch::x86_64::stubs::in_vfork_child() {
+    if !handle.is_null()
+        && crate::state::is_active()
+        && !crate::arch::x86_64::stubs::in_vfork_child()
+    {
         crate::guard::fail_open("dlopen", (), || {
             if let Some(agent) = crate::state::agent() {
                 let (installed, rejected) = crate::install::probe_new_objects(agent);
@@ -26,7 +30,8 @@ pub unsafe extern "C" fn dlopen(file: *const libc::c_char, mode: i32) -> *mut li
 #[no_mangle]
 pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> i32 {
     // SAFETY: the real libc function.
-    let real: extern "C" fn(*mut libc::c_void) -> i32 = unsafe { core::mem::transmute(DLCLOSE.get()) };
+    let real: extern "C" fn(*mut libc::c_void) -> i32 =
+        unsafe { core::mem::transmute(DLCLOSE.get()) };
     let rc = real(handle);
     if rc == 0 && crate::state::is_active() {
         crate::guard::fail_open("dlclose", (), crate::install::forget_unloaded);

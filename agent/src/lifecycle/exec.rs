@@ -44,7 +44,8 @@ type Argv = *const *const c_char;
 pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
     before_exec();
     // SAFETY: the real libc function with the same signature.
-    let real: extern "C" fn(*const c_char, Argv, Argv) -> c_int = unsafe { core::mem::transmute(EXECVE.get()) };
+    let real: extern "C" fn(*const c_char, Argv, Argv) -> c_int =
+        unsafe { core::mem::transmute(EXECVE.get()) };
     let rc = real(path, argv, envp);
     after_failed_exec();
     rc
@@ -54,7 +55,8 @@ pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> 
 pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
     before_exec();
     // SAFETY: as above.
-    let real: extern "C" fn(*const c_char, Argv) -> c_int = unsafe { core::mem::transmute(EXECV.get()) };
+    let real: extern "C" fn(*const c_char, Argv) -> c_int =
+        unsafe { core::mem::transmute(EXECV.get()) };
     let rc = real(path, argv);
     after_failed_exec();
     rc
@@ -64,7 +66,8 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
     before_exec();
     // SAFETY: as above.
-    let real: extern "C" fn(*const c_char, Argv) -> c_int = unsafe { core::mem::transmute(EXECVP.get()) };
+    let real: extern "C" fn(*const c_char, Argv) -> c_int =
+        unsafe { core::mem::transmute(EXECVP.get()) };
     let rc = real(file, argv);
     after_failed_exec();
     rc
@@ -74,7 +77,8 @@ pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
 pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
     before_exec();
     // SAFETY: as above.
-    let real: extern "C" fn(*const c_char, Argv, Argv) -> c_int = unsafe { core::mem::transmute(EXECVPE.get()) };
+    let real: extern "C" fn(*const c_char, Argv, Argv) -> c_int =
+        unsafe { core::mem::transmute(EXECVPE.get()) };
     let rc = real(file, argv, envp);
     after_failed_exec();
     rc
@@ -84,17 +88,25 @@ pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) ->
 pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
     before_exec();
     // SAFETY: as above.
-    let real: extern "C" fn(c_int, Argv, Argv) -> c_int = unsafe { core::mem::transmute(FEXECVE.get()) };
+    let real: extern "C" fn(c_int, Argv, Argv) -> c_int =
+        unsafe { core::mem::transmute(FEXECVE.get()) };
     let rc = real(fd, argv, envp);
     after_failed_exec();
     rc
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn execveat(dirfd: c_int, path: *const c_char, argv: Argv, envp: Argv, flags: c_int) -> c_int {
+pub unsafe extern "C" fn execveat(
+    dirfd: c_int,
+    path: *const c_char,
+    argv: Argv,
+    envp: Argv,
+    flags: c_int,
+) -> c_int {
     before_exec();
     // SAFETY: as above.
-    let real: extern "C" fn(c_int, *const c_char, Argv, Argv, c_int) -> c_int = unsafe { core::mem::transmute(EXECVEAT.get()) };
+    let real: extern "C" fn(c_int, *const c_char, Argv, Argv, c_int) -> c_int =
+        unsafe { core::mem::transmute(EXECVEAT.get()) };
     let rc = real(dirfd, path, argv, envp, flags);
     after_failed_exec();
     rc
@@ -106,7 +118,12 @@ const LIST_EXECLE: u32 = 2;
 
 /// The `execl*` functions are C-variadic; their naked entries below save
 /// the register arguments and pass them here with the stack arguments.
-unsafe extern "C" fn exec_list(path: *const c_char, regs: *const *const c_char, stack: *const *const c_char, kind: u32) -> c_int {
+unsafe extern "C" fn exec_list(
+    path: *const c_char,
+    regs: *const *const c_char,
+    stack: *const *const c_char,
+    kind: u32,
+) -> c_int {
     const MAX: usize = 4096;
     let mut argv = [core::ptr::null::<c_char>(); MAX + 1];
     let arg = |i: usize| -> *const c_char {

@@ -40,6 +40,7 @@ pub unsafe extern "C" fn _exit(status: i32) -> ! {
 pub unsafe extern "C" fn _Exit(status: i32) -> ! {
     at_exit();
     // SAFETY: as above.
-    let real: extern "C" fn(i32) -> ! = unsafe { core::mem::transmute(UNDERSCORE_CAPITAL_EXIT.get()) };
+    let real: extern "C" fn(i32) -> ! =
+        unsafe { core::mem::transmute(UNDERSCORE_CAPITAL_EXIT.get()) };
     real(status)
 }

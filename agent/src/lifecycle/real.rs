@@ -11,7 +11,10 @@ pub struct Real {
 impl Real {
     /// `name` must end with a NUL byte.
     pub const fn new(name: &'static [u8]) -> Real {
-        Real { name, addr: AtomicUsize::new(0) }
+        Real {
+            name,
+            addr: AtomicUsize::new(0),
+        }
     }
 
     /// The real function's address, or 0 when no other object defines it.
@@ -31,6 +34,7 @@ impl Real {
 #[macro_export]
 macro_rules! real {
     ($id:ident, $sym:literal) => {
-        static $id: $crate::lifecycle::real::Real = $crate::lifecycle::real::Real::new(concat!($sym, "\0").as_bytes());
+        static $id: $crate::lifecycle::real::Real =
+            $crate::lifecycle::real::Real::new(concat!($sym, "\0").as_bytes());
     };
 }

@@ -31,7 +31,9 @@ pub fn install() {
         // SAFETY: querying and setting dispositions with valid sigaction structs.
         unsafe {
             let mut old: libc::sigaction = core::mem::zeroed();
-            if libc::sigaction(sig, core::ptr::null(), &mut old) != 0 || old.sa_sigaction != libc::SIG_DFL {
+            if libc::sigaction(sig, core::ptr::null(), &mut old) != 0
+                || old.sa_sigaction != libc::SIG_DFL
+            {
                 continue;
             }
             let mut act: libc::sigaction = core::mem::zeroed();
@@ -59,7 +61,10 @@ extern "C" fn on_fatal(sig: i32, info: *mut libc::siginfo_t, _context: *mut libc
         // A fault raised by the CPU comes back when the instruction re-runs; others are re-sent.
         let kernel_fault = !info.is_null()
             && (*info).si_code > 0
-            && matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL);
+            && matches!(
+                sig,
+                libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL
+            );
         if !kernel_fault {
             libc::syscall(libc::SYS_tgkill, libc::getpid(), crate::sys::gettid(), sig);
         }

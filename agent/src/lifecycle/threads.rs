@@ -49,10 +49,17 @@ pub unsafe extern "C" fn pthread_create(
     routine: extern "C-unwind" fn(*mut libc::c_void) -> *mut libc::c_void,
     arg: *mut libc::c_void,
 ) -> i32 {
-    type Create = extern "C" fn(*mut libc::pthread_t, *const libc::pthread_attr_t, extern "C-unwind" fn(*mut libc::c_void) -> *mut libc::c_void, *mut libc::c_void) -> i32;
+    type Create = extern "C" fn(
+        *mut libc::pthread_t,
+        *const libc::pthread_attr_t,
+        extern "C-unwind" fn(*mut libc::c_void) -> *mut libc::c_void,
+        *mut libc::c_void,
+    ) -> i32;
     // SAFETY: the real libc function with this signature.
     let real: Create = unsafe { core::mem::transmute(PTHREAD_CREATE.get()) };
-    if !crate::state::is_active() || crate::worker::SPAWNING.load(core::sync::atomic::Ordering::Relaxed) {
+    if !crate::state::is_active()
+        || crate::worker::SPAWNING.load(core::sync::atomic::Ordering::Relaxed)
+    {
         return real(thread, attr, routine, arg);
     }
     let boxed = Box::into_raw(Box::new(Start { routine, arg }));

@@ -94,7 +94,8 @@ crate::real!(PTHREAD_EXIT, "pthread_exit");
 pub unsafe extern "C-unwind" fn _Unwind_RaiseException(exc: *mut UnwindException) -> i32 {
     unhook_all();
     // SAFETY: the real libgcc function with its own signature.
-    let real: extern "C-unwind" fn(*mut UnwindException) -> i32 = unsafe { core::mem::transmute(RAISE.get()) };
+    let real: extern "C-unwind" fn(*mut UnwindException) -> i32 =
+        unsafe { core::mem::transmute(RAISE.get()) };
     let rc = real(exc);
     // No handler was found: the stack is unchanged, every frame still live.
     rehook_from(0);
@@ -105,7 +106,8 @@ pub unsafe extern "C-unwind" fn _Unwind_RaiseException(exc: *mut UnwindException
 pub unsafe extern "C-unwind" fn _Unwind_Resume(exc: *mut UnwindException) -> ! {
     unhook_all();
     // SAFETY: as above; _Unwind_Resume does not return.
-    let real: extern "C-unwind" fn(*mut UnwindException) -> ! = unsafe { core::mem::transmute(RESUME.get()) };
+    let real: extern "C-unwind" fn(*mut UnwindException) -> ! =
+        unsafe { core::mem::transmute(RESUME.get()) };
     real(exc)
 }
 
@@ -113,7 +115,8 @@ pub unsafe extern "C-unwind" fn _Unwind_Resume(exc: *mut UnwindException) -> ! {
 pub unsafe extern "C-unwind" fn _Unwind_Resume_or_Rethrow(exc: *mut UnwindException) -> i32 {
     unhook_all();
     // SAFETY: as above.
-    let real: extern "C-unwind" fn(*mut UnwindException) -> i32 = unsafe { core::mem::transmute(RESUME_OR_RETHROW.get()) };
+    let real: extern "C-unwind" fn(*mut UnwindException) -> i32 =
+        unsafe { core::mem::transmute(RESUME_OR_RETHROW.get()) };
     let rc = real(exc);
     rehook_from(0);
     rc
@@ -124,20 +127,26 @@ pub unsafe extern "C" fn _Unwind_SetIP(context: *mut UnwindContext, ip: usize) {
     let get_cfa = GET_CFA.get();
     if get_cfa != 0 {
         // SAFETY: the real libgcc function.
-        let cfa: extern "C" fn(*mut UnwindContext) -> usize = unsafe { core::mem::transmute(get_cfa) };
+        let cfa: extern "C" fn(*mut UnwindContext) -> usize =
+            unsafe { core::mem::transmute(get_cfa) };
         // The landing frame's own return slot is just below its CFA.
         rehook_from(cfa(context).wrapping_sub(8));
     }
     // SAFETY: as above.
-    let real: extern "C" fn(*mut UnwindContext, usize) = unsafe { core::mem::transmute(SET_IP.get()) };
+    let real: extern "C" fn(*mut UnwindContext, usize) =
+        unsafe { core::mem::transmute(SET_IP.get()) };
     real(context, ip)
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn _Unwind_Backtrace(trace: *mut libc::c_void, arg: *mut libc::c_void) -> i32 {
+pub unsafe extern "C" fn _Unwind_Backtrace(
+    trace: *mut libc::c_void,
+    arg: *mut libc::c_void,
+) -> i32 {
     unhook_all();
     // SAFETY: as above.
-    let real: extern "C" fn(*mut libc::c_void, *mut libc::c_void) -> i32 = unsafe { core::mem::transmute(UNWIND_BACKTRACE.get()) };
+    let real: extern "C" fn(*mut libc::c_void, *mut libc::c_void) -> i32 =
+        unsafe { core::mem::transmute(UNWIND_BACKTRACE.get()) };
     let rc = real(trace, arg);
     rehook_from(0);
     rc
@@ -153,7 +162,8 @@ pub unsafe extern "C" fn backtrace(buffer: *mut *mut libc::c_void, size: i32) ->
     }
     unhook_all();
     // SAFETY: as above.
-    let real: extern "C" fn(*mut *mut libc::c_void, i32) -> i32 = unsafe { core::mem::transmute(BACKTRACE.get()) };
+    let real: extern "C" fn(*mut *mut libc::c_void, i32) -> i32 =
+        unsafe { core::mem::transmute(BACKTRACE.get()) };
     let mut frames = [core::ptr::null_mut::<libc::c_void>(); 257];
     let want = (size as usize + 1).min(frames.len());
     let got = real(frames.as_mut_ptr(), want as i32).max(0) as usize;
@@ -168,7 +178,8 @@ pub unsafe extern "C" fn backtrace(buffer: *mut *mut libc::c_void, size: i32) ->
 pub unsafe extern "C-unwind" fn pthread_exit(retval: *mut libc::c_void) -> ! {
     unhook_all();
     // SAFETY: as above; pthread_exit does not return.
-    let real: extern "C-unwind" fn(*mut libc::c_void) -> ! = unsafe { core::mem::transmute(PTHREAD_EXIT.get()) };
+    let real: extern "C-unwind" fn(*mut libc::c_void) -> ! =
+        unsafe { core::mem::transmute(PTHREAD_EXIT.get()) };
     real(retval)
 }
 
@@ -187,14 +198,18 @@ pub unsafe extern "C" fn pthread_cancel(thread: libc::pthread_t) -> i32 {
         let stub = exit_stub_address();
         crate::engine::thread::with_threads(|threads| {
             for t in threads.iter().filter(|t| t.pthread == thread) {
-                t.count_only.store(true, core::sync::atomic::Ordering::SeqCst);
+                t.count_only
+                    .store(true, core::sync::atomic::Ordering::SeqCst);
                 for sh in t.shadows() {
                     for f in sh.live_frames() {
                         // SAFETY: registered states stay valid under the registry lock; the
                         // slots of live hooked frames are on the target's live stack.
                         unsafe {
                             let slot = (*f).slot as *mut usize;
-                            if (*f).flags & HOOKED != 0 && (*f).ret != 0 && core::ptr::read_volatile(slot) == stub {
+                            if (*f).flags & HOOKED != 0
+                                && (*f).ret != 0
+                                && core::ptr::read_volatile(slot) == stub
+                            {
                                 core::ptr::write_volatile(slot, (*f).ret);
                             }
                         }
@@ -204,6 +219,7 @@ pub unsafe extern "C" fn pthread_cancel(thread: libc::pthread_t) -> i32 {
         });
     });
     // SAFETY: the real libc function.
-    let real: extern "C" fn(libc::pthread_t) -> i32 = unsafe { core::mem::transmute(PTHREAD_CANCEL.get()) };
+    let real: extern "C" fn(libc::pthread_t) -> i32 =
+        unsafe { core::mem::transmute(PTHREAD_CANCEL.get()) };
     real(thread)
 }

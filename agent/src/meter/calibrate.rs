@@ -26,7 +26,9 @@ const ROUNDS: usize = 5;
 const PLACEMENTS: usize = 2;
 
 /// leaf/twin: `mov rax, rdi; add rax, 1; imul rax, rax; ret`, padded to 16.
-const LEAF: [u8; 16] = [0x48, 0x89, 0xf8, 0x48, 0x83, 0xc0, 0x01, 0x48, 0x0f, 0xaf, 0xc0, 0xc3, 0x90, 0x90, 0x90, 0x90];
+const LEAF: [u8; 16] = [
+    0x48, 0x89, 0xf8, 0x48, 0x83, 0xc0, 0x01, 0x48, 0x0f, 0xaf, 0xc0, 0xc3, 0x90, 0x90, 0x90, 0x90,
+];
 const LEAF_AT: usize = 0;
 const TWIN_AT: usize = 16;
 const LOOP_LEAF_AT: usize = 32;
@@ -34,7 +36,10 @@ const LOOP_TWIN_AT: usize = 64;
 
 /// `push rbx; mov rbx, rdi; L: mov rdi, rbx; call <target>; dec rbx; jnz L; pop rbx; ret`
 fn call_loop(at: usize, target: usize) -> [u8; 22] {
-    let mut code = [0x53, 0x48, 0x89, 0xfb, 0x48, 0x89, 0xdf, 0xe8, 0, 0, 0, 0, 0x48, 0xff, 0xcb, 0x75, 0xf3, 0x5b, 0xc3, 0x90, 0x90, 0x90];
+    let mut code = [
+        0x53, 0x48, 0x89, 0xfb, 0x48, 0x89, 0xdf, 0xe8, 0, 0, 0, 0, 0x48, 0xff, 0xcb, 0x75, 0xf3,
+        0x5b, 0xc3, 0x90, 0x90, 0x90,
+    ];
     let rel = (target as i64 - (at as i64 + 12)) as i32;
     code[8..12].copy_from_slice(&rel.to_le_bytes());
     code
@@ -46,7 +51,11 @@ pub fn run(near: (usize, usize)) -> Option<(f64, f64)> {
     compensate::set(0, 0);
     let best = std::thread::Builder::new()
         .name("hotprobe-cal".into())
-        .spawn(move || (0..PLACEMENTS).filter_map(|_| measure(near)).min_by_key(|&(_, total)| total))
+        .spawn(move || {
+            (0..PLACEMENTS)
+                .filter_map(|_| measure(near))
+                .min_by_key(|&(_, total)| total)
+        })
         .ok()?
         .join()
         .ok()??;
@@ -60,19 +69,35 @@ fn place_code(near: (usize, usize)) -> Option<usize> {
     let base = crate::maps::free_range_near(near.0, near.1, 4096, 1 << 30)?;
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
-    let p = unsafe { libc::mmap(base as *mut libc::c_void, 4096, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+    let p = unsafe {
+        libc::mmap(
+            base as *mut libc::c_void,
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            -1,
+            0,
+        )
+    };
     if p == libc::MAP_FAILED || p as usize != base {
         return None;
     }
     let mut page = [0xCCu8; 128];
     page[LEAF_AT..LEAF_AT + 16].copy_from_slice(&LEAF);
     page[TWIN_AT..TWIN_AT + 16].copy_from_slice(&LEAF);
-    page[LOOP_LEAF_AT..LOOP_LEAF_AT + 22].copy_from_slice(&call_loop(base + LOOP_LEAF_AT, base + LEAF_AT));
-    page[LOOP_TWIN_AT..LOOP_TWIN_AT + 22].copy_from_slice(&call_loop(base + LOOP_TWIN_AT, base + TWIN_AT));
+    page[LOOP_LEAF_AT..LOOP_LEAF_AT + 22]
+        .copy_from_slice(&call_loop(base + LOOP_LEAF_AT, base + LEAF_AT));
+    page[LOOP_TWIN_AT..LOOP_TWIN_AT + 22]
+        .copy_from_slice(&call_loop(base + LOOP_TWIN_AT, base + TWIN_AT));
     // SAFETY: our fresh page; it becomes executable before anything runs it.
     unsafe {
         core::ptr::copy_nonoverlapping(page.as_ptr(), base as *mut u8, page.len());
-        if libc::mprotect(base as *mut libc::c_void, 4096, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+        if libc::mprotect(
+            base as *mut libc::c_void,
+            4096,
+            libc::PROT_READ | libc::PROT_EXEC,
+        ) != 0
+        {
             return None;
         }
     }
@@ -87,21 +112,36 @@ fn per_call(entry: usize) -> u64 {
     clock::now().saturating_sub(t0) / CALLS
 }
 
-
 /// One placement: (inner, total) ticks.
 fn measure(near: (usize, usize)) -> Option<(u64, u64)> {
     let base = place_code(near)?;
     let leaf = base + LEAF_AT;
-    let meta = Meta { name: "(calibration)".into(), symbol: String::new(), module: String::new(), offset: 0, size: 16, address: leaf, link_address: 0 };
+    let meta = Meta {
+        name: "(calibration)".into(),
+        symbol: String::new(),
+        module: String::new(),
+        offset: 0,
+        size: 16,
+        address: leaf,
+        link_address: 0,
+    };
     let probe: &'static Probe = Box::leak(Box::new(Probe::new(CALIBRATION_ID, meta, i64::MAX / 2)));
-    probe.settled.store(true, core::sync::atomic::Ordering::Relaxed);
+    probe
+        .settled
+        .store(true, core::sync::atomic::Ordering::Relaxed);
     // SAFETY: the leaf is 16 bytes of our own page.
     let code: &'static [u8] = unsafe { std::slice::from_raw_parts(leaf as *const u8, 16) };
-    let obj = crate::install::Loaded { path: Default::default(), bias: 0, is_main: false, code: vec![(base, base + 4096)] };
+    let obj = crate::install::Loaded {
+        path: Default::default(),
+        bias: 0,
+        is_main: false,
+        code: vec![(base, base + 4096)],
+    };
     if crate::install::install(&[(probe, code)], &obj) != 1 {
         return None;
     }
-    let thread = crate::engine::thread::current_or_create(crate::arch::x86_64::stubs::current_thread());
+    let thread =
+        crate::engine::thread::current_or_create(crate::arch::x86_64::stubs::current_thread());
     if thread.is_null() {
         return None;
     }

@@ -42,7 +42,9 @@ pub fn is_tsc() -> bool {
 }
 
 fn tsc_is_reliable() -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return false };
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return false;
+    };
     let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
     let has = |f: &str| flags.split_whitespace().any(|x| x == f);
     has("constant_tsc") && has("nonstop_tsc")

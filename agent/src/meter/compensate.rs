@@ -21,7 +21,11 @@ pub fn adjust(window: u64, child_ticks: u64, child_calls: u32, desc_calls: u64) 
     let total = TOTAL.load(Ordering::Relaxed);
     let inclusive = window.saturating_sub(inner.saturating_add(desc_calls.saturating_mul(total)));
     let outer = total.saturating_sub(inner);
-    let inherent = window.saturating_sub(inner.saturating_add(child_ticks).saturating_add(child_calls as u64 * outer));
+    let inherent = window.saturating_sub(
+        inner
+            .saturating_add(child_ticks)
+            .saturating_add(child_calls as u64 * outer),
+    );
     (inclusive, inherent)
 }
 

@@ -108,7 +108,13 @@ impl Tree {
     }
 
     /// A new child node, or None past the cap (or out of memory).
-    pub fn add(&mut self, arena: &mut Arena, parent: u32, probe: u32, stats: *mut ThreadProbeStats) -> Option<u32> {
+    pub fn add(
+        &mut self,
+        arena: &mut Arena,
+        parent: u32,
+        probe: u32,
+        stats: *mut ThreadProbeStats,
+    ) -> Option<u32> {
         if NODES_USED.fetch_add(1, Ordering::Relaxed) >= CAP.load(Ordering::Relaxed) {
             NODES_USED.fetch_sub(1, Ordering::Relaxed);
             TRUNCATED.store(true, Ordering::Relaxed);
@@ -121,7 +127,13 @@ impl Tree {
         made
     }
 
-    fn make_node(&mut self, arena: &mut Arena, parent: u32, probe: u32, stats: *mut ThreadProbeStats) -> Option<u32> {
+    fn make_node(
+        &mut self,
+        arena: &mut Arena,
+        parent: u32,
+        probe: u32,
+        stats: *mut ThreadProbeStats,
+    ) -> Option<u32> {
         if self.chunks.is_null() {
             self.chunks = arena.alloc(MAX_CHUNKS * 8, 64) as *mut *mut Node;
             if self.chunks.is_null() {
@@ -137,7 +149,8 @@ impl Tree {
         let slot = unsafe { self.chunks.add(chunk) };
         // SAFETY: slot is inside the chunk table.
         if unsafe { (*slot).is_null() } {
-            let fresh = arena.alloc(chunk_len(chunk) * core::mem::size_of::<Node>(), 64) as *mut Node;
+            let fresh =
+                arena.alloc(chunk_len(chunk) * core::mem::size_of::<Node>(), 64) as *mut Node;
             if fresh.is_null() {
                 return None;
             }
@@ -146,7 +159,16 @@ impl Tree {
         }
         let node = self.node(index as u32);
         // SAFETY: node points into a zeroed chunk owned by this tree.
-        unsafe { *node = Node { parent, probe, count: 0, inclusive: 0, inherent: 0, stats } };
+        unsafe {
+            *node = Node {
+                parent,
+                probe,
+                count: 0,
+                inclusive: 0,
+                inherent: 0,
+                stats,
+            }
+        };
         if !self.map.insert(arena, key(parent, probe), index as u64) {
             return None;
         }
@@ -161,14 +183,22 @@ impl Tree {
             Some(i) => i as usize,
             None => {
                 if self.folded.is_null() {
-                    self.folded = arena.alloc(MAX_FOLDED * core::mem::size_of::<FoldedEdge>(), 64) as *mut FoldedEdge;
+                    self.folded = arena.alloc(MAX_FOLDED * core::mem::size_of::<FoldedEdge>(), 64)
+                        as *mut FoldedEdge;
                 }
                 if self.folded.is_null() || self.folded_len as usize >= MAX_FOLDED {
                     return;
                 }
                 let i = self.folded_len as usize;
                 // SAFETY: i < MAX_FOLDED.
-                unsafe { *self.folded.add(i) = FoldedEdge { caller, callee, count: 0, inclusive: 0 } };
+                unsafe {
+                    *self.folded.add(i) = FoldedEdge {
+                        caller,
+                        callee,
+                        count: 0,
+                        inclusive: 0,
+                    }
+                };
                 if !self.folded_map.insert(arena, k, i as u64) {
                     return;
                 }

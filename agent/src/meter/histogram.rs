@@ -65,7 +65,9 @@ pub struct Merged {
 
 impl Merged {
     pub fn new() -> Merged {
-        Merged { counts: vec![0; BUCKETS] }
+        Merged {
+            counts: vec![0; BUCKETS],
+        }
     }
 
     pub fn add_shared(&mut self, shared: &Shared) {
@@ -96,7 +98,11 @@ impl Merged {
             seen += c;
             if seen >= rank {
                 let (lo, hi) = bucket_range(i);
-                return Some(if hi - lo <= 1 { lo as f64 } else { (lo as f64 + hi as f64) / 2.0 });
+                return Some(if hi - lo <= 1 {
+                    lo as f64
+                } else {
+                    (lo as f64 + hi as f64) / 2.0
+                });
             }
         }
         None
@@ -121,10 +127,16 @@ mod tests {
             assert!(b >= last || v > 100_000);
             last = b;
             let (lo, hi) = bucket_range(b);
-            assert!(lo <= v && (v < hi || hi == u64::MAX), "{v} in bucket {b} [{lo},{hi})");
+            assert!(
+                lo <= v && (v < hi || hi == u64::MAX),
+                "{v} in bucket {b} [{lo},{hi})"
+            );
             if v >= 16 {
                 let mid = (lo as f64 + hi as f64) / 2.0;
-                assert!(((mid - v as f64) / v as f64).abs() <= 1.0 / 32.0 + 1e-9, "{v}");
+                assert!(
+                    ((mid - v as f64) / v as f64).abs() <= 1.0 / 32.0 + 1e-9,
+                    "{v}"
+                );
             }
         }
         assert!(bucket(u64::MAX) < BUCKETS);

@@ -40,7 +40,11 @@ impl ProcessTree {
         for i in 0..t.tree.len {
             // SAFETY: i < len: an initialised node of the thread's tree.
             let n = unsafe { &*t.tree.node(i) };
-            let parent = if n.parent == ROOT { ROOT } else { map.get(n.parent as usize).copied().unwrap_or(SKIP) };
+            let parent = if n.parent == ROOT {
+                ROOT
+            } else {
+                map.get(n.parent as usize).copied().unwrap_or(SKIP)
+            };
             // Calibration's probe is not the program's: leave it and its subtree out.
             if parent == SKIP || n.probe >= registered {
                 map.push(SKIP);
@@ -49,7 +53,11 @@ impl ProcessTree {
             let next = self.nodes.len() as u32;
             let gid = *self.index.entry((parent, n.probe)).or_insert(next);
             if gid == next {
-                self.nodes.push(MergedNode { parent, probe: n.probe, ..Default::default() });
+                self.nodes.push(MergedNode {
+                    parent,
+                    probe: n.probe,
+                    ..Default::default()
+                });
             }
             let m = &mut self.nodes[gid as usize];
             m.count += n.count;
@@ -95,7 +103,9 @@ pub fn retire_thread(t: &mut ThreadState) {
             crate::adaptive::score_card::flush(p, s);
         }
     }
-    lock(&ENDED_TREE).get_or_insert_with(ProcessTree::default).add_thread(t);
+    lock(&ENDED_TREE)
+        .get_or_insert_with(ProcessTree::default)
+        .add_thread(t);
     *lock(&ENDED_UNMETERED) += t.unmetered;
 }
 
@@ -127,9 +137,19 @@ pub struct View {
 pub fn view() -> View {
     let all = probe::all();
     thread::with_threads(|threads| {
-        let mut probes: Vec<ProbeView> = all.iter().map(|p| ProbeView { totals: lock(&p.totals).clone(), ..Default::default() }).collect();
+        let mut probes: Vec<ProbeView> = all
+            .iter()
+            .map(|p| ProbeView {
+                totals: lock(&p.totals).clone(),
+                ..Default::default()
+            })
+            .collect();
         let mut tree = match lock(&ENDED_TREE).as_ref() {
-            Some(t) => ProcessTree { index: t.index.clone(), nodes: t.nodes.clone(), folded: t.folded.clone() },
+            Some(t) => ProcessTree {
+                index: t.index.clone(),
+                nodes: t.nodes.clone(),
+                folded: t.folded.clone(),
+            },
             None => ProcessTree::default(),
         };
         let mut unmetered = *lock(&ENDED_UNMETERED);
@@ -155,7 +175,10 @@ pub fn view() -> View {
                     v.totals.inclusive += s.inclusive;
                     v.totals.inherent += s.inherent;
                     v.totals.max_inclusive = v.totals.max_inclusive.max(s.max_inclusive);
-                    local_hists.entry(id as u32).or_default().push(s.hist.to_vec());
+                    local_hists
+                        .entry(id as u32)
+                        .or_default()
+                        .push(s.hist.to_vec());
                 }
             }
             for sh in t.shadows() {
@@ -185,10 +208,32 @@ pub fn view() -> View {
             }
             probes[i].hist = Some(m);
         }
-        let folded = tree.folded.iter().map(|(&(caller, callee), &(count, inclusive))| FoldedEdge { caller, callee, count, inclusive }).collect();
-        memory += (all.len() * (core::mem::size_of::<Probe>() + crate::arch::x86_64::trampoline::SLOT_LEN)) as u64;
-        memory += all.iter().filter(|p| !p.hist.load(core::sync::atomic::Ordering::Relaxed).is_null()).count() as u64
+        let folded = tree
+            .folded
+            .iter()
+            .map(|(&(caller, callee), &(count, inclusive))| FoldedEdge {
+                caller,
+                callee,
+                count,
+                inclusive,
+            })
+            .collect();
+        memory += (all.len()
+            * (core::mem::size_of::<Probe>() + crate::arch::x86_64::trampoline::SLOT_LEN))
+            as u64;
+        memory += all
+            .iter()
+            .filter(|p| !p.hist.load(core::sync::atomic::Ordering::Relaxed).is_null())
+            .count() as u64
             * core::mem::size_of::<histogram::Shared>() as u64;
-        View { probes, contexts: tree.nodes, folded, unmetered, untimed, memory_bytes: memory, switches }
+        View {
+            probes,
+            contexts: tree.nodes,
+            folded,
+            unmetered,
+            untimed,
+            memory_bytes: memory,
+            switches,
+        }
     })
 }

@@ -18,7 +18,10 @@ pub fn zero_everything() {
     for p in probe::all() {
         *lock(&p.totals) = Default::default();
         p.untimed.store(0, core::sync::atomic::Ordering::Relaxed);
-        if let Some(h) = (!p.hist.load(core::sync::atomic::Ordering::Relaxed).is_null()).then(|| p.shared_hist()).flatten() {
+        if let Some(h) = (!p.hist.load(core::sync::atomic::Ordering::Relaxed).is_null())
+            .then(|| p.shared_hist())
+            .flatten()
+        {
             for b in h.buckets.iter() {
                 b.store(0, core::sync::atomic::Ordering::Relaxed);
             }
@@ -86,8 +89,18 @@ pub fn apply_baseline(view: &mut View) {
         }
         path
     };
-    let old: std::collections::HashMap<Vec<u32>, (u64, u64, u64)> =
-        (0..base.contexts.len()).map(|i| (key(base, i), (base.contexts[i].count, base.contexts[i].inclusive, base.contexts[i].inherent))).collect();
+    let old: std::collections::HashMap<Vec<u32>, (u64, u64, u64)> = (0..base.contexts.len())
+        .map(|i| {
+            (
+                key(base, i),
+                (
+                    base.contexts[i].count,
+                    base.contexts[i].inclusive,
+                    base.contexts[i].inherent,
+                ),
+            )
+        })
+        .collect();
     for i in 0..view.contexts.len() {
         if let Some(&(c, incl, inh)) = old.get(&key(view, i)) {
             let n = &mut view.contexts[i];

@@ -33,7 +33,9 @@ const _: () = assert!(core::mem::size_of::<ThreadProbeStats>() + 32 <= 256);
 #[inline(always)]
 pub fn bump(counter: &mut u64, by: u64) {
     // SAFETY: one `add` on memory this thread owns.
-    unsafe { core::arch::asm!("add qword ptr [{0}], {1}", in(reg) counter as *mut u64, in(reg) by, options(nostack)) }
+    unsafe {
+        core::arch::asm!("add qword ptr [{0}], {1}", in(reg) counter as *mut u64, in(reg) by, options(nostack))
+    }
 }
 
 impl ThreadProbeStats {

@@ -268,4 +268,3 @@ pub fn merged_workload(args: &IterateArgs) -> Result<WorkloadFile> {
     l.rows = args.rows.or(l.rows);
     Ok(f)
 }
-

@@ -15,6 +15,7 @@ use crate::error::{CliError, Result};
 use crate::load::json_files_in;
 use crate::refine::{self, RefineArgs};
 use crate::run::{self, RunArgs};
+pub use args::{merged_workload, IterateArgs, AFTER_HELP};
 use hotprobe_config::ProbeSet;
 use interrupt::{signal_name, EXIT_INTERRUPTED};
 use phases::{Env, Failure, Outcome, Phases, Ran};
@@ -23,7 +24,6 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use summary::{IterRecord, Summary};
-pub use args::{merged_workload, IterateArgs, AFTER_HELP};
 use workload::{join_words, Plan, Workload, MIN_ITERATIONS_BEFORE_EARLY_STOP};
 
 /// `YYYYmmdd-HHMMSS` in local time.

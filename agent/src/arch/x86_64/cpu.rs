@@ -9,7 +9,10 @@ use std::sync::Mutex;
 /// branch tracking would fault on a jump landing where `endbr64` was.
 pub fn inline_refusal() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let features = status.lines().find(|l| l.starts_with("x86_Thread_features:")).unwrap_or("");
+    let features = status
+        .lines()
+        .find(|l| l.starts_with("x86_Thread_features:"))
+        .unwrap_or("");
     let on: Vec<&str> = features.split_whitespace().skip(1).collect();
     if on.contains(&"shstk") {
         return Some("the process runs with a hardware shadow stack (CET shstk), which forbids the return-address replacement inline probes need; run without it (GLIBC_TUNABLES=glibc.cpu.x86_shstk=0) or use HOTPROBE_BACKEND=kernel".into());
@@ -67,7 +70,8 @@ fn chain(sig: i32, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
         Some(old) if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN => {
             if old.sa_flags & libc::SA_SIGINFO != 0 {
                 // SAFETY: the program installed this as a three-argument handler.
-                let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) = unsafe { core::mem::transmute(old.sa_sigaction) };
+                let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) =
+                    unsafe { core::mem::transmute(old.sa_sigaction) };
                 f(sig, info, context);
             } else {
                 // SAFETY: the program installed this as a one-argument handler.

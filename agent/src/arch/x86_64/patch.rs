@@ -33,11 +33,18 @@ impl Patch {
     pub fn new(site: usize, trampoline: usize, resume: usize) -> Patch {
         let mut original = [0u8; JMP_LEN];
         // SAFETY: the site is mapped executable code of at least JMP_LEN bytes (checked by analysis).
-        unsafe { core::ptr::copy_nonoverlapping(site as *const u8, original.as_mut_ptr(), JMP_LEN) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(site as *const u8, original.as_mut_ptr(), JMP_LEN)
+        };
         let rel = (trampoline as i64 - (site as i64 + JMP_LEN as i64)) as i32;
         let mut jump = [0xE9, 0, 0, 0, 0];
         jump[1..].copy_from_slice(&rel.to_le_bytes());
-        Patch { site, original, jump, resume }
+        Patch {
+            site,
+            original,
+            jump,
+            resume,
+        }
     }
 
     fn fits_one_word(&self) -> bool {
@@ -66,7 +73,11 @@ pub static TRAPS_TAKEN: AtomicU64 = AtomicU64::new(0);
 fn threads_alive() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Threads:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(2)
 }
 
@@ -76,7 +87,13 @@ pub fn sync_cores() {
     const CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: i32 = 1 << 6;
     if MEMBARRIER_READY.load(Ordering::Relaxed) == 0 {
         // SAFETY: membarrier with a command and flags 0 has no memory arguments.
-        let ok = unsafe { libc::syscall(libc::SYS_membarrier, CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0) } == 0;
+        let ok = unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE,
+                0,
+            )
+        } == 0;
         MEMBARRIER_READY.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
     }
     if MEMBARRIER_READY.load(Ordering::Relaxed) == 1 {
@@ -112,7 +129,10 @@ enum Writer {
 
 impl Writer {
     fn open(sites: &[usize]) -> Result<Writer, String> {
-        let mut ranges: Vec<(usize, usize)> = sites.iter().map(|&s| (s & !4095, (s + JMP_LEN + 4095) & !4095)).collect();
+        let mut ranges: Vec<(usize, usize)> = sites
+            .iter()
+            .map(|&s| (s & !4095, (s + JMP_LEN + 4095) & !4095))
+            .collect();
         ranges.sort();
         let mut merged: Vec<(usize, usize)> = Vec::new();
         for (lo, hi) in ranges {
@@ -126,7 +146,13 @@ impl Writer {
         for (lo, hi) in merged {
             let prot = protection_of(&maps, lo);
             // SAFETY: the range covers mapped code pages; PROT_EXEC is kept.
-            let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, hi - lo, prot | libc::PROT_WRITE | libc::PROT_EXEC) };
+            let rc = unsafe {
+                libc::mprotect(
+                    lo as *mut libc::c_void,
+                    hi - lo,
+                    prot | libc::PROT_WRITE | libc::PROT_EXEC,
+                )
+            };
             if rc != 0 {
                 let err = std::io::Error::last_os_error();
                 Self::restore(&pages);
@@ -136,14 +162,24 @@ impl Writer {
                          the system refuses live patching; use HOTPROBE_BACKEND=kernel"
                     )
                 };
-                let file = std::fs::OpenOptions::new().write(true).open("/proc/self/mem").map_err(|e| refused(e.to_string()))?;
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/proc/self/mem")
+                    .map_err(|e| refused(e.to_string()))?;
                 // Rewrite a site's current bytes: proves writes go through before any patch starts.
                 let first = sites.first().copied().unwrap_or(0);
                 let mut current = [0u8; JMP_LEN];
                 // SAFETY: the site is mapped, readable code.
-                unsafe { core::ptr::copy_nonoverlapping(first as *const u8, current.as_mut_ptr(), JMP_LEN) };
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        first as *const u8,
+                        current.as_mut_ptr(),
+                        JMP_LEN,
+                    )
+                };
                 use std::os::unix::fs::FileExt;
-                file.write_all_at(&current, first as u64).map_err(|e| refused(e.to_string()))?;
+                file.write_all_at(&current, first as u64)
+                    .map_err(|e| refused(e.to_string()))?;
                 return Ok(Writer::ProcMem(file));
             }
             pages.push((lo, hi, prot));
@@ -197,9 +233,19 @@ fn protection_of(maps: &[crate::maps::Mapping], addr: usize) -> i32 {
         .find(|m| m.start <= addr && addr < m.end)
         .map(|m| {
             let b = m.perms.as_bytes();
-            (if b.first() == Some(&b'r') { libc::PROT_READ } else { 0 })
-                | (if b.get(1) == Some(&b'w') { libc::PROT_WRITE } else { 0 })
-                | (if b.get(2) == Some(&b'x') { libc::PROT_EXEC } else { 0 })
+            (if b.first() == Some(&b'r') {
+                libc::PROT_READ
+            } else {
+                0
+            }) | (if b.get(1) == Some(&b'w') {
+                libc::PROT_WRITE
+            } else {
+                0
+            }) | (if b.get(2) == Some(&b'x') {
+                libc::PROT_EXEC
+            } else {
+                0
+            })
         })
         .unwrap_or(libc::PROT_READ | libc::PROT_EXEC)
 }
@@ -214,7 +260,13 @@ pub fn apply(patches: &[Patch], direction: Direction) -> Result<usize, String> {
     let _one_at_a_time = crate::state::lock(&PATCH_LOCK);
     let sites: Vec<usize> = patches.iter().map(|p| p.site).collect();
     let mut writer = Writer::open(&sites)?;
-    let new = |p: &Patch| if direction == Direction::Install { p.jump } else { p.original };
+    let new = |p: &Patch| {
+        if direction == Direction::Install {
+            p.jump
+        } else {
+            p.original
+        }
+    };
     let failed = |writer: Writer| {
         writer.close();
         Err("a write to code failed midway; the remaining probes stay as they were".to_string())
@@ -228,7 +280,9 @@ pub fn apply(patches: &[Patch], direction: Direction) -> Result<usize, String> {
         writer.close();
         return Ok(patches.len());
     }
-    let (atomic, rest): (Vec<&Patch>, Vec<&Patch>) = patches.iter().partition(|p| p.fits_one_word() && writer.atomic_words());
+    let (atomic, rest): (Vec<&Patch>, Vec<&Patch>) = patches
+        .iter()
+        .partition(|p| p.fits_one_word() && writer.atomic_words());
     for p in &atomic {
         let word_addr = p.site & !7;
         let mut word = [0u8; 8];
@@ -247,7 +301,11 @@ pub fn apply(patches: &[Patch], direction: Direction) -> Result<usize, String> {
     }
     crate::debug!(
         "{} {} patches with threads running: {} atomic stores, {} breakpoint-first",
-        if direction == Direction::Install { "applied" } else { "removed" },
+        if direction == Direction::Install {
+            "applied"
+        } else {
+            "removed"
+        },
         patches.len(),
         atomic.len(),
         rest.len()
@@ -257,7 +315,11 @@ pub fn apply(patches: &[Patch], direction: Direction) -> Result<usize, String> {
     Ok(patches.len())
 }
 
-fn breakpoint_first(writer: &mut Writer, patches: &[&Patch], new: &dyn Fn(&Patch) -> [u8; JMP_LEN]) -> bool {
+fn breakpoint_first(
+    writer: &mut Writer,
+    patches: &[&Patch],
+    new: &dyn Fn(&Patch) -> [u8; JMP_LEN],
+) -> bool {
     super::cpu::install_trap_handler();
     for (i, p) in patches.iter().enumerate() {
         TRAP_RESUME[i].store(p.resume, Ordering::Relaxed);
@@ -282,7 +344,11 @@ fn breakpoint_first(writer: &mut Writer, patches: &[&Patch], new: &dyn Fn(&Patch
     }
     // Byte 0 last: the new first byte, or (after a failure) the old one back.
     for p in &patches[..trapped] {
-        let first = if ok { new(p)[0] } else { current_first_byte(p, new) };
+        let first = if ok {
+            new(p)[0]
+        } else {
+            current_first_byte(p, new)
+        };
         writer.write(p.site, &[first]);
     }
     sync_cores();
@@ -305,5 +371,7 @@ fn current_first_byte(p: &Patch, new: &dyn Fn(&Patch) -> [u8; JMP_LEN]) -> u8 {
 /// Where a thread that trapped at `site` continues, if the trap is ours.
 pub fn trap_resume(site: usize) -> Option<usize> {
     let live = TRAPS_LIVE.load(Ordering::Acquire);
-    (0..live.min(TRAPS)).find(|&i| TRAP_SITES[i].load(Ordering::Relaxed) == site).map(|i| TRAP_RESUME[i].load(Ordering::Relaxed))
+    (0..live.min(TRAPS))
+        .find(|&i| TRAP_SITES[i].load(Ordering::Relaxed) == site)
+        .map(|i| TRAP_RESUME[i].load(Ordering::Relaxed))
 }

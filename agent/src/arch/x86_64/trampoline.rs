@@ -35,32 +35,60 @@ impl Batch {
     /// Room for `count` trampolines reachable from the code in [lo, hi).
     pub fn near(lo: usize, hi: usize, count: usize) -> Result<Batch, String> {
         let len = (count.max(1) * SLOT_LEN + 4095) & !4095;
-        let start = crate::maps::free_range_near(lo, hi, len, REACH)
-            .ok_or_else(|| format!("no free memory within ±2 GiB of {lo:#x}–{hi:#x} for trampolines"))?;
+        let start = crate::maps::free_range_near(lo, hi, len, REACH).ok_or_else(|| {
+            format!("no free memory within ±2 GiB of {lo:#x}–{hi:#x} for trampolines")
+        })?;
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
-        let p = unsafe { libc::mmap(start as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+        let p = unsafe {
+            libc::mmap(
+                start as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
         if p == libc::MAP_FAILED || p as usize != start {
             if p != libc::MAP_FAILED {
                 // SAFETY: we just mapped it.
                 unsafe { libc::munmap(p, len) };
             }
-            return Err(format!("cannot map trampolines at {start:#x}: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "cannot map trampolines at {start:#x}: {}",
+                std::io::Error::last_os_error()
+            ));
         }
-        Ok(Batch { base: p.cast(), len, used: 0 })
+        Ok(Batch {
+            base: p.cast(),
+            len,
+            used: 0,
+        })
     }
 
     /// Writes one trampoline for `probe`; returns (trampoline, resume) addresses.
     /// `code` is the function's body (for relocating its prologue).
-    pub fn add(&mut self, probe: usize, site: usize, code: &[u8]) -> Result<(usize, usize), hotprobe_x86::Rejection> {
+    pub fn add(
+        &mut self,
+        probe: usize,
+        site: usize,
+        code: &[u8],
+    ) -> Result<(usize, usize), hotprobe_x86::Rejection> {
         if self.used + SLOT_LEN > self.len {
-            return Err(hotprobe_x86::Rejection::Unrelocatable { at: 0, why: "trampoline region full".into() });
+            return Err(hotprobe_x86::Rejection::Unrelocatable {
+                at: 0,
+                why: "trampoline region full".into(),
+            });
         }
         let tramp = self.base as usize + self.used;
         let resume = tramp + HEADER_LEN;
         let relocated = hotprobe_x86::relocate_prologue(code, site as u64, resume as u64)?;
         if relocated.len() > MAX_RELOCATED_LEN {
-            return Err(hotprobe_x86::Rejection::Unrelocatable { at: 0, why: "relocated prologue too long".into() });
+            return Err(hotprobe_x86::Rejection::Unrelocatable {
+                at: 0,
+                why: "relocated prologue too long".into(),
+            });
         }
         let mut bytes = [0xCCu8; SLOT_LEN];
         bytes[0..6].copy_from_slice(&[0xFF, 0x35, 0x0A, 0, 0, 0]);
@@ -77,8 +105,18 @@ impl Batch {
     /// Makes the batch executable. After this it is never written again.
     pub fn seal(self) -> Result<(), String> {
         // SAFETY: base/len describe our own mapping; nothing executes it yet.
-        if unsafe { libc::mprotect(self.base.cast(), self.len, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
-            return Err(format!("cannot make trampolines executable: {}", std::io::Error::last_os_error()));
+        if unsafe {
+            libc::mprotect(
+                self.base.cast(),
+                self.len,
+                libc::PROT_READ | libc::PROT_EXEC,
+            )
+        } != 0
+        {
+            return Err(format!(
+                "cannot make trampolines executable: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         Ok(())
     }
