@@ -24,6 +24,7 @@ pub mod refine;
 pub mod report;
 pub mod run;
 pub mod scan;
+pub mod second_chance;
 pub mod snapshot_cmd;
 pub mod stats;
 pub mod table;

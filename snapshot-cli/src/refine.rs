@@ -1,14 +1,15 @@
 //! `hotprobe refine`: the probe set for the next iteration.
 
 use crate::error::{CliError, Result};
-use crate::load::{load_light, Inputs, LightSnapshot};
-use crate::merge::{merge, Func, Merged};
+use crate::load::{load_full, Inputs};
+use crate::merge::{Func, FuncKey, Merged};
 use crate::output::write_output;
 use crate::report::{glob_list, name_matches};
+use crate::second_chance::{self, Bar, Chance, Judged};
 use crate::units::fmt_ns;
 use hotprobe_config::snapshot::ProbeState;
-use hotprobe_config::{GlobList, ProbeSet, ProbeSetEntry};
-use std::collections::BTreeSet;
+use hotprobe_config::{GlobList, ProbeSet, ProbeSetEntry, Snapshot};
+use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -23,12 +24,21 @@ Policy (in this order):
   4. --drop GLOB removes matching functions; --top N keeps the N with the
      largest inherent total;
   5. --keep GLOB adds matching functions whatever their numbers (unless
-     rejected), and wins over --drop and --top.
+     rejected), and wins over --drop and --top;
+  6. second chance: a function that is not kept, whose own time failed
+     step 2 only because probed callees took their share of it, comes back
+     when those callees are not kept: its own time with them counted in
+     passes step 2 and its inclusive time per call clears the score card's
+     threshold. Functions dropped in earlier iterations are judged on the
+     last iteration that probed them, found by following the probe set the
+     snapshots ran with and that set's `source`, while the files are there.
+     Without this, which function of a caller → callee chain ends hot would
+     depend on the order in which the score card took them out.
 Globs match the demangled name, `name#N`, or the raw symbol. Entries name the
 module by file name and carry an offset only when the module has several
 functions with that symbol (seen in the snapshots, or an entry with an offset
-in the probe set the snapshots ran with, if that file is still there). The output is sorted, so equal data gives a
-byte-identical file.
+in the probe set the snapshots ran with, if that file is still there). The
+output is sorted, so equal data gives a byte-identical file.
 
 Examples:
   hotprobe refine hotprobe-server-4242.json -o probes.toml
@@ -144,7 +154,7 @@ pub fn entry(f: &Func, known_ambiguous: &BTreeSet<(String, String)>) -> ProbeSet
 
 /// The entries with an offset in the probe sets the snapshots ran with
 /// (`config.target.probe_set`, when the file is still there).
-pub fn ambiguous_in_probe_sets(inputs: &Inputs<LightSnapshot>) -> BTreeSet<(String, String)> {
+pub fn ambiguous_in_probe_sets(inputs: &Inputs<Snapshot>) -> BTreeSet<(String, String)> {
     let sets: BTreeSet<&str> = inputs
         .snapshots
         .iter()
@@ -166,7 +176,23 @@ pub fn source_of(inputs: &[PathBuf]) -> String {
     names.join(", ")
 }
 
-pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+/// A refinement: the probe set and how it came about.
+pub struct Refined {
+    pub set: ProbeSet,
+    /// Kept by the policy: hot, active, --keep.
+    pub hot: usize,
+    pub active: usize,
+    pub kept: usize,
+    /// Brought back for another iteration (see `second_chance`).
+    pub chances: Vec<Chance>,
+    pub min_inherent_ns: f64,
+    /// Probed (not rejected) functions in the snapshots, and how many files.
+    pub probed: usize,
+    pub files: usize,
+}
+
+/// Applies the policy to the snapshots `args` names; writes nothing.
+pub fn compute(args: &RefineArgs) -> Result<Refined> {
     if !(0.0..=100.0).contains(&args.min_share) {
         return Err(CliError::usage(format!(
             "--min-share {} is not a percentage (0 to 100)",
@@ -183,9 +209,10 @@ pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
     }
     let keep = glob_list(&args.keep, "--keep")?;
     let drop = glob_list(&args.drop, "--drop")?;
-    let inputs = load_light(&args.snapshots)?;
-    let known_ambiguous = ambiguous_in_probe_sets(&inputs);
-    let merged = merge(inputs);
+    let full = load_full(&args.snapshots)?;
+    let known_ambiguous = ambiguous_in_probe_sets(&full);
+    let current = Judged::from_full(full)?;
+    let merged = &current.merged;
     let min_inherent_ns = args
         .min_inherent_us
         .unwrap_or(merged.hotspot.inherent_threshold_us)
@@ -198,40 +225,81 @@ pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         drop,
         known_ambiguous,
     };
-    let chosen = select(&merged, &policy);
-    let set = ProbeSet::new(
-        source_of(&args.snapshots),
-        chosen
-            .iter()
-            .map(|(f, _)| entry(f, &policy.known_ambiguous))
-            .collect(),
-    );
-    let text = set.to_toml();
-    if args.output == std::path::Path::new("-") {
-        out.write_all(text.as_bytes())?;
-        out.flush()?;
-    } else {
-        write_output(&args.output, text.as_bytes())?;
-    }
+    let chosen = select(merged, &policy);
     let count = |w: Why| chosen.iter().filter(|(_, why)| *why == w).count();
+    let (hot, active, kept) = (count(Why::Hot), count(Why::Active), count(Why::Kept));
+    let kept_keys: HashSet<FuncKey> = chosen.iter().map(|(f, _)| f.key.clone()).collect();
+    let mut entries: Vec<ProbeSetEntry> = chosen
+        .iter()
+        .map(|(f, _)| entry(f, &policy.known_ambiguous))
+        .collect();
+    let earlier = second_chance::earlier(&current);
+    let mut iterations = vec![&current];
+    iterations.extend(earlier.iter());
+    let bar = Bar {
+        min_inherent_ns,
+        min_share: policy.min_share,
+        inclusive_ns: merged.hotspot.threshold_us * 1e3,
+    };
+    let dropped = |f: &Func| policy.drop.as_ref().is_some_and(|g| name_matches(g, f));
+    let chances = second_chance::chances(&iterations, &kept_keys, bar, dropped);
+    entries.extend(
+        chances
+            .iter()
+            .map(|c| entry(&c.func, &policy.known_ambiguous)),
+    );
+    entries.sort();
+    entries.dedup();
     let probed = merged
         .funcs
         .iter()
         .filter(|f| f.state != ProbeState::Rejected)
         .count();
+    Ok(Refined {
+        set: ProbeSet::new(source_of(&args.snapshots), entries),
+        hot,
+        active,
+        kept,
+        chances,
+        min_inherent_ns,
+        probed,
+        files: merged.files.len(),
+    })
+}
+
+pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32> {
+    let r = compute(args)?;
+    let text = r.set.to_toml();
+    let to_stdout = args.output == Path::new("-");
+    if to_stdout {
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+    } else {
+        write_output(&args.output, text.as_bytes())?;
+    }
     writeln!(
         err,
-        "hotprobe: wrote {} probes to {}: {} hot, {} active at ≥ {}/call or ≥ {}% of inherent time, {} kept by --keep (of {} probed functions in {} snapshot{})",
-        chosen.len(),
-        if args.output == std::path::Path::new("-") { "standard output".to_string() } else { args.output.display().to_string() },
-        count(Why::Hot),
-        count(Why::Active),
-        fmt_ns(min_inherent_ns),
+        "hotprobe: wrote {} probes to {}: {} hot, {} active at ≥ {}/call or ≥ {}% of inherent time, {} kept by --keep, {} back for another try (of {} probed functions in {} snapshot{})",
+        r.set.probes.len(),
+        if to_stdout { "standard output".to_string() } else { args.output.display().to_string() },
+        r.hot,
+        r.active,
+        fmt_ns(r.min_inherent_ns),
         args.min_share,
-        count(Why::Kept),
-        probed,
-        merged.files.len(),
-        if merged.files.len() == 1 { "" } else { "s" }
+        r.kept,
+        r.chances.len(),
+        r.probed,
+        r.files,
+        if r.files == 1 { "" } else { "s" }
     )?;
+    for c in &r.chances {
+        writeln!(
+            err,
+            "hotprobe: back for another try: {} ({}/call of its own while its callees were probed, {}/call without the callees that left)",
+            c.func.display_name(),
+            fmt_ns(c.measured_inherent_ns as f64 / c.calls as f64),
+            fmt_ns(c.projected_inherent_ns as f64 / c.calls as f64),
+        )?;
+    }
     Ok(0)
 }

@@ -77,6 +77,10 @@ fn results_dir(out: Option<&Path>) -> Result<PathBuf> {
     Ok(std::fs::canonicalize(&dir).unwrap_or(dir))
 }
 
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 fn describe_workload(w: &Workload) -> String {
     match w {
         Workload::Single { command } => join_words(command),
@@ -88,10 +92,10 @@ fn describe_workload(w: &Workload) -> String {
     }
 }
 
-/// Writes the next iteration's probe set from `prev`; its entry count.
-fn refine_into(prev: &Path, set: &Path, plan: &Plan) -> Outcome<usize> {
+/// How the loop refines the snapshots in `prev` into `set`.
+fn refine_args(prev: &Path, set: &Path, plan: &Plan) -> RefineArgs {
     let r = &plan.refine;
-    let args = RefineArgs {
+    RefineArgs {
         snapshots: vec![prev.to_path_buf()],
         output: set.to_path_buf(),
         top: r.top,
@@ -99,7 +103,20 @@ fn refine_into(prev: &Path, set: &Path, plan: &Plan) -> Outcome<usize> {
         min_share: r.min_share.unwrap_or(1.0),
         keep: r.keep.clone(),
         drop: r.drop.clone(),
-    };
+    }
+}
+
+/// Functions the next refinement would bring back for another try: while
+/// there are any, the loop has not reached a fixed point.
+fn pending_chances(prev: &Path, plan: &Plan) -> Vec<String> {
+    refine::compute(&refine_args(prev, Path::new("-"), plan))
+        .map(|r| r.chances.iter().map(|c| c.func.display_name()).collect())
+        .unwrap_or_default()
+}
+
+/// Writes the next iteration's probe set from `prev`; its entry count.
+fn refine_into(prev: &Path, set: &Path, plan: &Plan) -> Outcome<usize> {
+    let args = refine_args(prev, set, plan);
     let mut sink = Vec::new();
     let mut log = Vec::new();
     refine::run(&args, &mut sink, &mut log)
@@ -255,10 +272,21 @@ impl Loop<'_> {
                     let settled = c.settled;
                     convergence = Some(c);
                     if settled && self.plan.early_stop && n >= MIN_ITERATIONS_BEFORE_EARLY_STOP {
-                        self.progress.note(&format!(
-                            "the hot set has settled after {n} iterations; stopping"
-                        ));
-                        break;
+                        let back = pending_chances(done.last().unwrap(), self.plan);
+                        if back.is_empty() {
+                            self.progress.note(&format!(
+                                "the hot set has settled after {n} iterations; stopping"
+                            ));
+                            break;
+                        }
+                        if n < self.plan.iterations {
+                            self.progress.note(&format!(
+                                "the hot set agrees with the last iteration's, but {} dropped earlier come{} back for another try ({}); going on",
+                                plural(back.len(), "function"),
+                                if back.len() == 1 { "s" } else { "" },
+                                back.join(", ")
+                            ));
+                        }
                     }
                 }
                 Err(e) => return (records, convergence, Some(Failure::Error(e.message))),

@@ -1,0 +1,240 @@
+//! Second chances in `refine`. A function's inherent time is what its
+//! *probed* callees leave it, so a function judged while some of its callees
+//! were probed was judged on part of its own time: the callees' share was
+//! theirs. When those callees leave the probe set, that time becomes the
+//! function's own again, and a function that failed the thresholds may now
+//! clear them. Without this, which function of a caller → callee chain ends
+//! hot depends on the order in which the score card happened to take them
+//! out, and two loops of one workload end with different hot sets.
+//!
+//! The rule: a function that is not kept, whose measured inherent time
+//! failed the active-function policy but whose *projected* inherent time —
+//! with the callees that are not kept counted as its own — passes it, and
+//! whose inclusive time per call clears the score card's inclusive
+//! threshold, comes back for another iteration. Functions dropped in
+//! earlier iterations are judged on the last iteration that probed them:
+//! refine follows the chain of probe sets (`config.target.probe_set` of the
+//! snapshots, then that set's `source`) back while the files are there.
+
+use crate::contexts::{self, Stacks};
+use crate::load::{load_full, Inputs, LightSnapshot, Loaded};
+use crate::merge::{merge, Func, FuncKey, Merged};
+use hotprobe_config::snapshot::ProbeState;
+use hotprobe_config::{ProbeSet, Snapshot};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// How many probe sets back refine looks for earlier judgements.
+const MAX_HISTORY: usize = 32;
+
+/// One iteration's snapshots: their merged functions and calling contexts.
+pub struct Judged {
+    pub merged: Merged,
+    pub stacks: Stacks,
+    /// The probe sets these snapshots ran with (to follow the chain back).
+    probe_sets: BTreeSet<PathBuf>,
+}
+
+impl Judged {
+    pub fn from_full(inputs: Inputs<Snapshot>) -> crate::error::Result<Judged> {
+        let stacks = contexts::collect(&inputs)?;
+        let probe_sets = inputs
+            .snapshots
+            .iter()
+            .filter_map(|l| l.snap.config.probe_set_path().map(PathBuf::from))
+            .collect();
+        let light = Inputs {
+            snapshots: inputs
+                .snapshots
+                .into_iter()
+                .map(|l| Loaded {
+                    path: l.path,
+                    snap: LightSnapshot::from(l.snap),
+                })
+                .collect(),
+            superseded: inputs.superseded,
+        };
+        Ok(Judged {
+            merged: merge(light),
+            stacks,
+            probe_sets,
+        })
+    }
+}
+
+/// The iterations before `current`, newest first, as far back as the probe
+/// sets and their sources are still on disk. A file that cannot be read
+/// ends the chain there: history is a help, never a reason to fail.
+pub fn earlier(current: &Judged) -> Vec<Judged> {
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    let mut out = Vec::new();
+    let mut sets = current.probe_sets.clone();
+    while !sets.is_empty() && out.len() < MAX_HISTORY {
+        let mut sources: Vec<PathBuf> = Vec::new();
+        for set in &sets {
+            let canonical = std::fs::canonicalize(set).unwrap_or_else(|_| set.clone());
+            if !seen.insert(canonical) {
+                continue;
+            }
+            let Ok(ps) = ProbeSet::read(set) else {
+                continue;
+            };
+            sources.extend(source_paths(&ps.source, set));
+        }
+        sources.retain(|p| p.exists());
+        if sources.is_empty() {
+            break;
+        }
+        let Ok(inputs) = load_full(&sources) else {
+            break;
+        };
+        let Ok(judged) = Judged::from_full(inputs) else {
+            break;
+        };
+        sets = judged.probe_sets.clone();
+        out.push(judged);
+    }
+    out
+}
+
+/// The inputs a probe set's `source` line names (`refine` joins them with
+/// ", "); relative ones are taken from the set's directory.
+fn source_paths(source: &str, set: &Path) -> Vec<PathBuf> {
+    let base = set.parent().unwrap_or(Path::new("."));
+    source
+        .split(", ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let p = PathBuf::from(s);
+            if p.is_absolute() {
+                p
+            } else {
+                base.join(p)
+            }
+        })
+        .collect()
+}
+
+/// What the active-function policy asks of a function's own time.
+#[derive(Debug, Clone, Copy)]
+pub struct Bar {
+    /// Inherent time per call, ns.
+    pub min_inherent_ns: f64,
+    /// Fraction of the iteration's inherent time.
+    pub min_share: f64,
+    /// The score card's inclusive threshold, ns per call.
+    pub inclusive_ns: f64,
+}
+
+/// A function brought back, and the numbers that brought it back.
+#[derive(Debug, Clone)]
+pub struct Chance {
+    pub func: Func,
+    pub measured_inherent_ns: u64,
+    pub projected_inherent_ns: u64,
+    pub calls: u64,
+}
+
+/// Own time per function: measured (the stacks it ends), and projected
+/// with every function that is not `kept` folded into its nearest caller.
+struct Own {
+    measured: u64,
+    projected: u64,
+    calls: u64,
+}
+
+fn own_times(stacks: &Stacks, kept: &HashSet<FuncKey>) -> HashMap<u32, Own> {
+    let is_kept: Vec<bool> = stacks
+        .frames
+        .iter()
+        .map(|f| kept.contains(&f.key))
+        .collect();
+    let mut own: HashMap<u32, Own> = HashMap::new();
+    let mut tail: Vec<u32> = Vec::new();
+    for (path, w) in &stacks.stacks {
+        let Some(&last) = path.last() else { continue };
+        let e = own.entry(last).or_insert(Own {
+            measured: 0,
+            projected: 0,
+            calls: 0,
+        });
+        e.measured += w.inherent_ns;
+        e.calls += w.count;
+        // This stack's own time goes, once the functions that are not kept
+        // are gone, to the nearest kept caller; a function brought back
+        // alone would take it if it stands between.
+        tail.clear();
+        for &frame in path.iter().rev() {
+            if is_kept[frame as usize] {
+                break;
+            }
+            if !tail.contains(&frame) {
+                tail.push(frame);
+            }
+        }
+        for &frame in &tail {
+            own.entry(frame)
+                .or_insert(Own {
+                    measured: 0,
+                    projected: 0,
+                    calls: 0,
+                })
+                .projected += w.inherent_ns;
+        }
+    }
+    own
+}
+
+/// The functions to bring back: judged in `iterations` (newest first; a
+/// function counts in the newest one that probed it), not in `kept`, not
+/// matching `exclude`, and clearing `bar` only with their projected time.
+pub fn chances(
+    iterations: &[&Judged],
+    kept: &HashSet<FuncKey>,
+    bar: Bar,
+    exclude: impl Fn(&Func) -> bool,
+) -> Vec<Chance> {
+    let mut judged: HashSet<FuncKey> = HashSet::new();
+    let mut out = Vec::new();
+    for it in iterations {
+        let own = own_times(&it.stacks, kept);
+        let total = it.merged.total_inherent_ns() as f64;
+        let frame_of: HashMap<&FuncKey, u32> = it
+            .stacks
+            .frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (&f.key, i as u32))
+            .collect();
+        for f in &it.merged.funcs {
+            if f.state == ProbeState::Rejected || !judged.insert(f.key.clone()) {
+                continue;
+            }
+            if kept.contains(&f.key) || f.count == 0 || exclude(f) {
+                continue;
+            }
+            let Some(o) = frame_of.get(&f.key).and_then(|i| own.get(i)) else {
+                continue;
+            };
+            if o.calls == 0 || o.projected <= o.measured {
+                continue;
+            }
+            let passes = |inherent: u64| {
+                inherent as f64 / o.calls as f64 >= bar.min_inherent_ns
+                    || (total > 0.0 && inherent as f64 >= bar.min_share * total)
+            };
+            if passes(o.measured) || !passes(o.projected) || f.avg_ns() < bar.inclusive_ns {
+                continue;
+            }
+            out.push(Chance {
+                func: f.clone(),
+                measured_inherent_ns: o.measured,
+                projected_inherent_ns: o.projected,
+                calls: o.calls,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.func.key.cmp(&b.func.key));
+    out
+}

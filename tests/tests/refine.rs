@@ -1,0 +1,116 @@
+//! `hotprobe refine`'s second chance, on snapshots the agent really wrote:
+//! a function judged cold while its probed callee took its time comes back
+//! once that callee leaves the probe set — from the snapshot it was judged
+//! in, or from an earlier iteration found through the chain of probe sets.
+
+use hotprobe_config::snapshot::ProbeState;
+use hotprobe_config::ProbeSet;
+use hotprobe_tests::*;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `hotprobe refine SNAP -o SET EXTRA…`: the set's symbols and stderr.
+fn refine(snap: &Path, set: &Path, extra: &[&str], cwd: &Path) -> (BTreeSet<String>, String) {
+    let mut args = vec![
+        "refine",
+        snap.to_str().unwrap(),
+        "-o",
+        set.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = cli(&args, cwd);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "refine {extra:?}: {stderr}");
+    let symbols = ProbeSet::read(set)
+        .unwrap()
+        .probes
+        .into_iter()
+        .map(|e| e.symbol)
+        .collect();
+    (symbols, stderr)
+}
+
+/// Runs `dispatch` (adaptive on) in `dir`, with a probe set when given.
+fn run_dispatch(prog: &Path, dir: &Path, set: Option<&Path>) -> Ran {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut run = Run::new(prog, dir).args(&["20000"]);
+    if let Some(set) = set {
+        run = run.env("HOTPROBE_PROBESET", set.to_str().unwrap());
+    }
+    let ran = run.run();
+    assert_eq!(ran.stdout(), "done 20000\n");
+    ran
+}
+
+#[test]
+fn a_dispatcher_judged_under_its_probed_callee_comes_back_when_the_callee_leaves() {
+    let s = Scratch::new();
+    let prog = s.build("dispatch.c", "dispatch", &["-O2"]);
+    let first = run_dispatch(&prog, &s.join("iter-1"), None);
+    let snap = first.snapshots[0].0.clone();
+    let work = probe(first.snapshot(), "work");
+    let dispatch = probe(first.snapshot(), "dispatch");
+    assert_eq!(work.state, ProbeState::Hot, "work spins 2 µs a call");
+    assert_eq!(
+        dispatch.state,
+        ProbeState::Disabled,
+        "dispatch keeps a few ns of its own while work is probed"
+    );
+
+    // With work kept, dispatch's verdict stands: nothing comes back.
+    let set1 = s.join("iter-2-probes.toml");
+    let (kept, log) = refine(&snap, &set1, &[], s.path());
+    assert!(
+        kept.contains("work") && !kept.contains("dispatch"),
+        "{kept:?}"
+    );
+    assert!(log.contains("0 back for another try"), "{log}");
+
+    // Without work, its time is dispatch's own: dispatch comes back.
+    let (kept, log) = refine(
+        &snap,
+        &s.join("dropped.toml"),
+        &["--drop", "work"],
+        s.path(),
+    );
+    assert!(
+        kept.contains("dispatch") && !kept.contains("work"),
+        "{kept:?}"
+    );
+    assert!(
+        log.contains("back for another try: dispatch"),
+        "refine says why: {log}"
+    );
+
+    // Iteration 2 never probes dispatch; refining it without work still
+    // finds dispatch's judgement in iteration 1 through the probe set's source.
+    let second = run_dispatch(&prog, &s.join("iter-2"), Some(&set1));
+    assert!(find_probe(second.snapshot(), "dispatch").is_none());
+    let set2 = s.join("iter-3-probes.toml");
+    let (kept, log) = refine(&second.snapshots[0].0, &set2, &["--drop", "work"], s.path());
+    assert!(
+        kept.contains("dispatch"),
+        "from iteration 1: {kept:?}\n{log}"
+    );
+
+    // And run with it, dispatch owns the 2 µs and ends hot.
+    let third = run_dispatch(&prog, &s.join("iter-3"), Some(&set2));
+    let dispatch = probe(third.snapshot(), "dispatch");
+    assert_eq!(dispatch.state, ProbeState::Hot, "{dispatch:?}");
+    assert_eq!(dispatch.count, 20000);
+    assert!(find_probe(third.snapshot(), "work").is_none());
+
+    // Its newest judgement is now iteration 3's, where it owned the time:
+    // nothing more to bring back, so a loop can stop there.
+    let (_, log) = refine(
+        &third.snapshots[0].0,
+        &s.join("iter-4-probes.toml"),
+        &["--drop", "work"],
+        s.path(),
+    );
+    assert!(log.contains("0 back for another try"), "{log}");
+}
