@@ -143,6 +143,18 @@ fn negative_threshold_fails_open() {
 }
 
 #[test]
+fn cross_field_error_names_the_key_the_file_set() {
+    // lower above the default upper: the file's line and key are at fault,
+    // not the built-in upper.
+    let s = Scratch::new();
+    s.write("hotprobe.toml", "[hotspot]\ncredit = 1\nlower = 30000\n");
+    assert_fails_open(&s, &[], &["hotprobe.toml:3", "key `hotspot.lower`"]);
+    let s = Scratch::new();
+    s.write("hotprobe.toml", "[hotspot]\ninitial = 30000\n");
+    assert_fails_open(&s, &[], &["hotprobe.toml:2", "key `hotspot.initial`"]);
+}
+
+#[test]
 fn bad_environment_value_fails_open() {
     let s = Scratch::new();
     assert_fails_open(
