@@ -117,7 +117,7 @@ pub fn start() {
         exe_name,
         exe,
         argv,
-        build_id: None,
+        build_id: crate::build_id::main_executable(),
         identity: Mutex::new(identity),
         problem: Mutex::new(None),
     });

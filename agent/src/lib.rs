@@ -10,6 +10,7 @@
 
 pub mod adaptive;
 pub mod arch;
+pub mod build_id;
 pub mod engine;
 pub mod export;
 pub mod fds;

@@ -47,6 +47,11 @@ fn snapshot_reports_the_process_and_effective_settings() {
         "environment beats file"
     );
     assert_eq!(snap.agent.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        snap.process.build_id,
+        Some(readelf_build_id(&prog).expect("gcc links a build ID by default")),
+        "process.build_id is the executable's .note.gnu.build-id"
+    );
     let name = ran.snapshots[0]
         .0
         .file_name()
@@ -54,6 +59,29 @@ fn snapshot_reports_the_process_and_effective_settings() {
         .to_string_lossy()
         .to_string();
     assert_eq!(name, format!("hotprobe-hello-{}.json", snap.process.pid));
+}
+
+/// The build ID `readelf -n` shows for a file, if it has one.
+fn readelf_build_id(file: &std::path::Path) -> Option<String> {
+    let out = std::process::Command::new("readelf")
+        .arg("-n")
+        .arg(file)
+        .output()
+        .expect("run readelf (binutils)");
+    assert!(out.status.success(), "readelf -n {}", file.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_string))
+}
+
+#[test]
+fn build_id_is_null_for_a_program_linked_without_one() {
+    let s = Scratch::new();
+    let prog = s.build("hello.c", "hello-no-id", &["-O1", "-Wl,--build-id=none"]);
+    assert_eq!(readelf_build_id(&prog), None, "the linker left a build ID");
+    let ran = Run::new(&prog, s.path()).run();
+    assert!(ran.output.status.success(), "{}", ran.stderr());
+    assert_eq!(ran.snapshot().process.build_id, None);
 }
 
 #[test]
