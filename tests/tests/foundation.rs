@@ -257,3 +257,76 @@ fn follow_globs_choose_the_children_not_the_process_started() {
         .run();
     assert_eq!(ran.snapshots.len(), 2, "sh and the followed child");
 }
+
+#[test]
+fn a_caught_panic_gives_one_line_and_the_program_runs_on() {
+    // HOTPROBE_TEST_PANIC makes the named guarded entry point panic.
+    let s = Scratch::new();
+    assert_fails_open(
+        &s,
+        &[("HOTPROBE_TEST_PANIC", "start-up")],
+        &["internal error in start-up", "HOTPROBE_TEST_PANIC"],
+    );
+}
+
+/// stderr without the agent's lines, and with the thread ids Rust's panic
+/// message carries (`thread 'main' (1234) panicked`) taken out.
+fn host_stderr(ran: &Ran) -> Vec<String> {
+    ran.stderr()
+        .lines()
+        .filter(|l| !l.starts_with("hotprobe: "))
+        .map(|l| match (l.find("' ("), l.find(") panicked")) {
+            (Some(a), Some(b)) if l.starts_with("thread '") && a < b => {
+                format!("{}{}", &l[..a + 1], &l[b + 1..])
+            }
+            _ => l.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_rust_host_keeps_its_own_panic_hook_and_default_message() {
+    let s = Scratch::new();
+    let prog = s.build("host_hook.rs", "host_hook", &["-O"]);
+    let run = || {
+        Run::new(&prog, s.path())
+            .env("RUST_BACKTRACE", "0")
+            .env("HOTPROBE_LOG", "error")
+    };
+    let bare = run().bare().run();
+    let theirs = host_stderr(&bare);
+    assert!(
+        theirs.iter().any(|l| l.contains("panicked at"))
+            && theirs.contains(&"host panic one".to_string())
+            && theirs.contains(&"host hook saw: host panic two".to_string()),
+        "{theirs:?}"
+    );
+    // The agent on, probing the host: the host's hooks print as without it.
+    let ran = run().run();
+    ran.assert_same_as(&bare);
+    assert_eq!(host_stderr(&ran), theirs);
+    assert_eq!(
+        ran.stderr().lines().count(),
+        theirs.len(),
+        "{}",
+        ran.stderr()
+    );
+    assert_eq!(ran.snapshots.len(), 1);
+    // A panic caught inside the agent at exit: one line of ours, the host's untouched.
+    let ran = run().env("HOTPROBE_TEST_PANIC", "exit snapshot").run();
+    ran.assert_same_as(&bare);
+    assert_eq!(host_stderr(&ran), theirs);
+    // std's own message for our panic would show up in host_stderr above.
+    let stderr = ran.stderr();
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("hotprobe: "))
+        .collect();
+    assert_eq!(ours.len(), 1, "{stderr}");
+    assert!(
+        ours[0].contains("internal error in exit snapshot")
+            && ours[0].contains("the program continues"),
+        "{ours:?}"
+    );
+    assert!(ran.snapshots.is_empty(), "the agent switched itself off");
+}
