@@ -5,6 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The Rust toolchain is not a Debian package we install: rustup provides it.
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "${HOME:-}/.cargo/bin/cargo" ]; then
+    echo "test.sh: cargo is in ~/.cargo/bin but not on PATH: run '. \"\$HOME/.cargo/env\"' and rerun scripts/test.sh" >&2
+  else
+    cat >&2 <<'MSG'
+test.sh: cargo not found. Install the Rust toolchain with rustup (https://rustup.rs):
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh
+then run '. "$HOME/.cargo/env"' (or open a new shell) and rerun scripts/test.sh.
+MSG
+  fi
+  exit 1
+fi
+
 need_pkgs=()
 for tool in gcc g++ objcopy strip readelf; do
   command -v "$tool" >/dev/null 2>&1 || need_pkgs+=(build-essential binutils)

@@ -6,8 +6,10 @@ use hotprobe_config::Settings;
 use std::sync::Mutex;
 
 /// Whether this code runs from the preloaded `libhotprobe*.so` (and not
-/// linked into a test binary through the rlib).
-fn loaded_as_agent() -> bool {
+/// linked into a test binary through the rlib). Never panics: the
+/// constructor calls it before the panic hook and the guard are in place.
+pub fn loaded_as_agent() -> bool {
+    // SAFETY: Dl_info is plain data, for which all zeroes is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only reads the address and fills `info`.
     let found = unsafe { libc::dladdr(loaded_as_agent as *const libc::c_void, &mut info) };
@@ -69,9 +71,6 @@ fn is_root_image() -> bool {
 }
 
 pub fn start() {
-    if !loaded_as_agent() {
-        return;
-    }
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let settings = match Settings::load(&|k| std::env::var(k).ok(), &cwd) {
         Ok(s) => s,
@@ -117,7 +116,7 @@ pub fn start() {
         exe_name,
         exe,
         argv,
-        build_id: None,
+        build_id: crate::build_id::main_executable(),
         identity: Mutex::new(identity),
         problem: Mutex::new(None),
     });

@@ -389,7 +389,7 @@ impl Settings {
             ("hotspot.threshold_us", h.threshold_us),
             ("hotspot.inherent_threshold_us", h.inherent_threshold_us),
         ] {
-            if !(v >= 0.0) || !v.is_finite() {
+            if !(v.is_finite() && v >= 0.0) {
                 return fail(
                     key,
                     format!("{v} is not a threshold"),
@@ -417,20 +417,20 @@ impl Settings {
             );
         }
         if h.upper < h.lower {
-            return fail(
-                "hotspot.upper",
-                format!("upper {} is below lower {}", h.upper, h.lower),
-                "make upper ≥ lower",
-            );
+            return Err(self.order_error(
+                ("hotspot.lower", h.lower),
+                ("hotspot.upper", h.upper),
+                false,
+            ));
         }
         if h.upper <= h.initial {
-            return fail(
-                "hotspot.upper",
-                format!("upper {} is not above initial {}", h.upper, h.initial),
-                "make upper > initial",
-            );
+            return Err(self.order_error(
+                ("hotspot.initial", h.initial),
+                ("hotspot.upper", h.upper),
+                true,
+            ));
         }
-        if !(self.snapshot.interval_s >= 0.0) || !self.snapshot.interval_s.is_finite() {
+        if !(self.snapshot.interval_s.is_finite() && self.snapshot.interval_s >= 0.0) {
             return fail(
                 "snapshot.interval_s",
                 format!("{} is not an interval", self.snapshot.interval_s),
@@ -480,10 +480,50 @@ impl Settings {
         Ok(())
     }
 
+    /// An error for two keys out of order: `high` must be above `low`
+    /// (`strict`) or at least `low`. It blames the key the user set — a
+    /// default is never the one to fix — with that key's origin (file:line
+    /// or variable); when the user set both, `low` is blamed and where
+    /// `high` came from is named too.
+    fn order_error(&self, low: (&str, i64), high: (&str, i64), strict: bool) -> ConfigError {
+        let origin = |key: &str| self.origins.get(key).cloned();
+        let blame_low = origin(low.0).is_some() || origin(high.0).is_none();
+        let (rule, below, above) = if strict {
+            ("above", "<", ">")
+        } else {
+            ("at least", "≤", "≥")
+        };
+        let ((key, value), (other, other_value), hint) = if blame_low {
+            let hint = format!("use a value {below} {}, or raise {} too", high.1, high.0);
+            (low, high, hint)
+        } else {
+            let hint = format!("use a value {above} {}, or lower {} too", low.1, low.0);
+            (high, low, hint)
+        };
+        let other_origin = origin(other).unwrap_or(Origin::Default);
+        ConfigError::new(
+            origin(key).unwrap_or(Origin::Default),
+            key,
+            format!(
+                "{} = {value} with {} = {other_value} (from {other_origin}), but {} must be {rule} {}",
+                short(key),
+                short(other),
+                short(high.0),
+                short(low.0),
+            ),
+            hint,
+        )
+    }
+
     /// The probe-set path, if one is configured.
     pub fn probe_set_path(&self) -> Option<&str> {
         Some(self.target.probe_set.as_str()).filter(|p| !p.is_empty())
     }
+}
+
+/// The last part of a dotted key (`hotspot.upper` → `upper`).
+fn short(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
 }
 
 /// The dotted key of a serde path, without the private segments of
@@ -795,6 +835,53 @@ mod tests {
             matches!(e.origin, Origin::File { line: Some(2), .. }),
             "{e}"
         );
+    }
+
+    #[test]
+    fn cross_field_errors_blame_the_key_the_user_set() {
+        // lower above the default upper: lower is at fault, not upper.
+        let e = load("[hotspot]\n\nlower = 30000\n", &[]).unwrap_err();
+        assert_eq!(e.key, "hotspot.lower");
+        assert!(
+            matches!(e.origin, Origin::File { line: Some(3), .. }),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("hotprobe.toml:3: key `hotspot.lower`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("upper = 20000 (from built-in default)"),
+            "{text}"
+        );
+        // initial at or above the default upper.
+        let e = load("[hotspot]\ninitial = 30000\n", &[]).unwrap_err();
+        assert_eq!(e.key, "hotspot.initial");
+        assert!(
+            matches!(e.origin, Origin::File { line: Some(2), .. }),
+            "{e}"
+        );
+        // upper below the default lower: upper is at fault.
+        let e = load("[hotspot]\nupper = 500\n", &[]).unwrap_err();
+        assert_eq!(e.key, "hotspot.upper");
+        assert!(
+            matches!(e.origin, Origin::File { line: Some(2), .. }),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("lower = 1000 (from built-in default)"),
+            "{e}"
+        );
+        // Both set: lower is blamed and upper's line is named.
+        let e = load("[hotspot]\nupper = 500\nlower = 600\n", &[]).unwrap_err();
+        assert_eq!(e.key, "hotspot.lower");
+        assert!(
+            matches!(e.origin, Origin::File { line: Some(3), .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("hotprobe.toml:2)"), "{e}");
     }
 
     #[test]

@@ -354,6 +354,102 @@ fn stripped_cxx_program_probed_through_dynsym() {
     assert_eq!(count(&snap, "shapes::twice<int>(int)"), 1);
 }
 
+/// A fully stripped program whose symbols and line tables live in a separate
+/// debug file found through `.gnu_debuglink`: the agent probes its
+/// functions from the debug file's `.symtab`, counts them exactly, and the
+/// snapshot resolves their `file:line` through it.
+#[test]
+fn stripped_program_probed_through_its_separate_debug_file() {
+    let s = Scratch::new();
+    let prog = s.build("counts.c", "counts-split", &["-O2"]);
+    let full = s.join("counts-full");
+    std::fs::copy(&prog, &full).unwrap();
+    let debug = s.join("counts-split.debug");
+    let bare_copy = s.join("counts-nolink");
+    let tool = |name: &str, args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(name)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{name} (binutils) is needed: {e}"));
+        assert!(
+            out.status.success(),
+            "{name} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    tool(
+        "objcopy",
+        &[
+            "--only-keep-debug".as_ref(),
+            prog.as_os_str(),
+            debug.as_os_str(),
+        ],
+    );
+    tool("strip", &["--strip-all".as_ref(), prog.as_os_str()]);
+    std::fs::copy(&prog, &bare_copy).unwrap();
+    let link = format!("--add-gnu-debuglink={}", debug.display());
+    tool("objcopy", &[link.as_ref(), prog.as_os_str()]);
+    let sections = tool("readelf", &["-SW".as_ref(), prog.as_os_str()]);
+    assert!(
+        !sections.contains(".symtab") && !sections.contains(".debug_info"),
+        "strip left symbols or DWARF:\n{sections}"
+    );
+    assert!(sections.contains(".gnu_debuglink"), "{sections}");
+
+    let snap = run_both(&s, &prog, &["1000"]).snapshot().clone();
+    let source = std::fs::read_to_string(programs_dir().join("counts.c")).unwrap();
+    let line_of = |needle: &str| {
+        1 + source
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("`{needle}` not in counts.c"))
+    };
+    for (name, calls, decl) in [
+        ("top", 1, "NOIPA long top("),
+        ("middle", 1000, "NOIPA long middle("),
+        ("leaf", 3000, "NOIPA long leaf("),
+        ("main", 1, "int main("),
+    ] {
+        assert_eq!(count(&snap, name), calls, "{name}");
+        assert_eq!(
+            probe(&snap, name).source.as_deref(),
+            Some(format!("counts.c:{}", line_of(decl)).as_str()),
+            "{name}'s source, through the debug file"
+        );
+    }
+    // Every probe's source is what the unsplit build's line table says
+    // (varargs_sum's entry, for one, is on its va_start line, not its first).
+    let out = cli(
+        &["list", full.to_str().unwrap(), "--format", "json"],
+        s.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let functions = list["functions"].as_array().expect("functions");
+    for f in functions {
+        let name = f["name"].as_str().unwrap();
+        assert_eq!(
+            probe(&snap, name).source.as_deref(),
+            f["source"].as_str(),
+            "{name}: the split build's source differs from the unsplit one's"
+        );
+    }
+    assert!(functions.len() >= 9, "{functions:?}");
+    assert_clean(&snap);
+
+    // The same stripped file without the link: nothing names those functions.
+    let snap = run_both(&s, &bare_copy, &["1000"]).snapshot().clone();
+    assert!(
+        find_probe(&snap, "leaf").is_none(),
+        "without its debug file a --strip-all program has no `leaf`"
+    );
+}
+
 /// The entry and exit stubs save the vector registers only when a fast path
 /// declines, so the fast paths must never touch one, nor call anything that
 /// might: checked on the agent as built.

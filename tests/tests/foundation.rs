@@ -47,6 +47,11 @@ fn snapshot_reports_the_process_and_effective_settings() {
         "environment beats file"
     );
     assert_eq!(snap.agent.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        snap.process.build_id,
+        Some(readelf_build_id(&prog).expect("gcc links a build ID by default")),
+        "process.build_id is the executable's .note.gnu.build-id"
+    );
     let name = ran.snapshots[0]
         .0
         .file_name()
@@ -54,6 +59,29 @@ fn snapshot_reports_the_process_and_effective_settings() {
         .to_string_lossy()
         .to_string();
     assert_eq!(name, format!("hotprobe-hello-{}.json", snap.process.pid));
+}
+
+/// The build ID `readelf -n` shows for a file, if it has one.
+fn readelf_build_id(file: &std::path::Path) -> Option<String> {
+    let out = std::process::Command::new("readelf")
+        .arg("-n")
+        .arg(file)
+        .output()
+        .expect("run readelf (binutils)");
+    assert!(out.status.success(), "readelf -n {}", file.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_string))
+}
+
+#[test]
+fn build_id_is_null_for_a_program_linked_without_one() {
+    let s = Scratch::new();
+    let prog = s.build("hello.c", "hello-no-id", &["-O1", "-Wl,--build-id=none"]);
+    assert_eq!(readelf_build_id(&prog), None, "the linker left a build ID");
+    let ran = Run::new(&prog, s.path()).run();
+    assert!(ran.output.status.success(), "{}", ran.stderr());
+    assert_eq!(ran.snapshot().process.build_id, None);
 }
 
 #[test]
@@ -143,6 +171,18 @@ fn negative_threshold_fails_open() {
 }
 
 #[test]
+fn cross_field_error_names_the_key_the_file_set() {
+    // lower above the default upper: the file's line and key are at fault,
+    // not the built-in upper.
+    let s = Scratch::new();
+    s.write("hotprobe.toml", "[hotspot]\ncredit = 1\nlower = 30000\n");
+    assert_fails_open(&s, &[], &["hotprobe.toml:3", "key `hotspot.lower`"]);
+    let s = Scratch::new();
+    s.write("hotprobe.toml", "[hotspot]\ninitial = 30000\n");
+    assert_fails_open(&s, &[], &["hotprobe.toml:2", "key `hotspot.initial`"]);
+}
+
+#[test]
 fn bad_environment_value_fails_open() {
     let s = Scratch::new();
     assert_fails_open(
@@ -216,4 +256,77 @@ fn follow_globs_choose_the_children_not_the_process_started() {
         .env("HOTPROBE_FOLLOW", "hel*")
         .run();
     assert_eq!(ran.snapshots.len(), 2, "sh and the followed child");
+}
+
+#[test]
+fn a_caught_panic_gives_one_line_and_the_program_runs_on() {
+    // HOTPROBE_TEST_PANIC makes the named guarded entry point panic.
+    let s = Scratch::new();
+    assert_fails_open(
+        &s,
+        &[("HOTPROBE_TEST_PANIC", "start-up")],
+        &["internal error in start-up", "HOTPROBE_TEST_PANIC"],
+    );
+}
+
+/// stderr without the agent's lines, and with the thread ids Rust's panic
+/// message carries (`thread 'main' (1234) panicked`) taken out.
+fn host_stderr(ran: &Ran) -> Vec<String> {
+    ran.stderr()
+        .lines()
+        .filter(|l| !l.starts_with("hotprobe: "))
+        .map(|l| match (l.find("' ("), l.find(") panicked")) {
+            (Some(a), Some(b)) if l.starts_with("thread '") && a < b => {
+                format!("{}{}", &l[..a + 1], &l[b + 1..])
+            }
+            _ => l.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_rust_host_keeps_its_own_panic_hook_and_default_message() {
+    let s = Scratch::new();
+    let prog = s.build("host_hook.rs", "host_hook", &["-O"]);
+    let run = || {
+        Run::new(&prog, s.path())
+            .env("RUST_BACKTRACE", "0")
+            .env("HOTPROBE_LOG", "error")
+    };
+    let bare = run().bare().run();
+    let theirs = host_stderr(&bare);
+    assert!(
+        theirs.iter().any(|l| l.contains("panicked at"))
+            && theirs.contains(&"host panic one".to_string())
+            && theirs.contains(&"host hook saw: host panic two".to_string()),
+        "{theirs:?}"
+    );
+    // The agent on, probing the host: the host's hooks print as without it.
+    let ran = run().run();
+    ran.assert_same_as(&bare);
+    assert_eq!(host_stderr(&ran), theirs);
+    assert_eq!(
+        ran.stderr().lines().count(),
+        theirs.len(),
+        "{}",
+        ran.stderr()
+    );
+    assert_eq!(ran.snapshots.len(), 1);
+    // A panic caught inside the agent at exit: one line of ours, the host's untouched.
+    let ran = run().env("HOTPROBE_TEST_PANIC", "exit snapshot").run();
+    ran.assert_same_as(&bare);
+    assert_eq!(host_stderr(&ran), theirs);
+    // std's own message for our panic would show up in host_stderr above.
+    let stderr = ran.stderr();
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("hotprobe: "))
+        .collect();
+    assert_eq!(ours.len(), 1, "{stderr}");
+    assert!(
+        ours[0].contains("internal error in exit snapshot")
+            && ours[0].contains("the program continues"),
+        "{ours:?}"
+    );
+    assert!(ran.snapshots.is_empty(), "the agent switched itself off");
 }
