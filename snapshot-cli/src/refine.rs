@@ -25,11 +25,12 @@ Policy (in this order):
      largest inherent total;
   5. --keep GLOB adds matching functions whatever their numbers (unless
      rejected), and wins over --drop and --top;
-  6. second chance: a function that is not kept, whose own time failed
-     step 2 only because probed callees took their share of it, comes back
-     when those callees are not kept: its own time with them counted in
-     passes step 2 and its inclusive time per call clears the score card's
-     threshold. Functions dropped in earlier iterations are judged on the
+  6. second chance: a function that is not kept, judged while probed
+     callees took their share of its time, comes back when those callees
+     are not kept and their time, counted as its own again, adds at least
+     the inherent threshold per call (or makes it pass step 2), its
+     inclusive time per call clears the score card's threshold, and it was
+     judged on at least 1,000 calls (fewer are mostly warm-up). Functions dropped in earlier iterations are judged on the
      last iteration that probed them, found by following the probe set the
      snapshots ran with and that set's `source`, while the files are there.
      Without this, which function of a caller → callee chain ends hot would

@@ -7,11 +7,12 @@
 //! hot depends on the order in which the score card happened to take them
 //! out, and two loops of one workload end with different hot sets.
 //!
-//! The rule: a function that is not kept, whose measured inherent time
-//! failed the active-function policy but whose *projected* inherent time —
-//! with the callees that are not kept counted as its own — passes it, and
-//! whose inclusive time per call clears the score card's inclusive
-//! threshold, comes back for another iteration. Functions dropped in
+//! The rule: a function that is not kept comes back for another iteration
+//! when its *projected* inherent time — with the callees that are not kept
+//! counted as its own — exceeds its measured one by at least the inherent
+//! threshold per call, or passes the active-function policy its measured
+//! time failed; its inclusive time per call clears the score card's
+//! inclusive threshold; and it was judged on at least [`MIN_CALLS`] calls. Functions dropped in
 //! earlier iterations are judged on the last iteration that probed them:
 //! refine follows the chain of probe sets (`config.target.probe_set` of the
 //! snapshots, then that set's `source`) back while the files are there.
@@ -26,6 +27,13 @@ use std::path::{Path, PathBuf};
 
 /// How many probe sets back refine looks for earlier judgements.
 const MAX_HISTORY: usize = 32;
+
+/// Calls a judgement needs before its projection is trusted: a function
+/// the score card took out within its first few hundred calls was judged on
+/// its warm-up (cold caches, first-time paths), and so were the callees it
+/// took out with it; projecting from those calls brings back functions
+/// whose steady-state time is far lower.
+pub const MIN_CALLS: u64 = 1000;
 
 /// One iteration's snapshots: their merged functions and calling contexts.
 pub struct Judged {
@@ -217,14 +225,22 @@ pub fn chances(
             let Some(o) = frame_of.get(&f.key).and_then(|i| own.get(i)) else {
                 continue;
             };
-            if o.calls == 0 || o.projected <= o.measured {
+            if o.calls < MIN_CALLS || o.projected <= o.measured {
                 continue;
             }
             let passes = |inherent: u64| {
                 inherent as f64 / o.calls as f64 >= bar.min_inherent_ns
                     || (total > 0.0 && inherent as f64 >= bar.min_share * total)
             };
-            if passes(o.measured) || !passes(o.projected) || f.avg_ns() < bar.inclusive_ns {
+            // A disabled function's verdict came from the score card, call
+            // by call, not from its averages: it comes back when the callees
+            // that left add at least the inherent threshold to a call's own
+            // time (a debit on the inherent threshold becomes a credit). An
+            // active one was dropped on its averages: it comes back when its
+            // projected time passes the policy its measured time failed.
+            let gain = (o.projected - o.measured) as f64 / o.calls as f64;
+            let back = gain >= bar.min_inherent_ns || (!passes(o.measured) && passes(o.projected));
+            if !back || f.avg_ns() < bar.inclusive_ns {
                 continue;
             }
             out.push(Chance {
