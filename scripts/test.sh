@@ -33,5 +33,18 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   fi
 fi
 
+# Optional: the real-server tests (tests/tests/redis.rs) say they skipped without these.
+opt_pkgs=()
+command -v redis-server >/dev/null 2>&1 || opt_pkgs+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || opt_pkgs+=(redis-tools)
+if [ "${#opt_pkgs[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${opt_pkgs[@]}"; } ||
+      echo "test.sh: could not install ${opt_pkgs[*]}; the redis tests will skip" >&2
+  else
+    echo "test.sh: ${opt_pkgs[*]} not installed: the redis tests will skip (sudo apt-get install ${opt_pkgs[*]})" >&2
+  fi
+fi
+
 cargo build --release --workspace
 cargo test --release --workspace -- --test-threads="${HOTPROBE_TEST_THREADS:-2}"
