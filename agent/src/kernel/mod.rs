@@ -202,6 +202,9 @@ fn describe_raise(before: (f64, f64), after: (f64, f64)) -> (String, String) {
 /// The ring, program and drop counter of this image.
 fn open_state() -> Result<State, String> {
     let mut budget = open::Budget::new();
+    // Room first (ring, drop counter, site switches, program): a floor at
+    // or above the soft limit takes no descriptor until the limit is raised.
+    budget.take(4);
     let objects = prog::create(RING_BYTES.load(Ordering::Relaxed) as usize, budget.floor)
         .map_err(|(_, why)| why)?;
     let ring = match ring::Ring::map(objects.ring, objects.ring_size) {
@@ -211,7 +214,6 @@ fn open_state() -> Result<State, String> {
             return Err(e);
         }
     };
-    budget.take(3);
     Ok(State::new(crate::sys::getpid(), objects, ring, budget))
 }
 
