@@ -16,6 +16,9 @@
 //! so it shows in `cargo test`'s output. `HOTPROBE_TESTS_NEED_KERNEL=1`
 //! turns a skip into a failure (for machines that must run them). Nothing
 //! else skips.
+//!
+//! `kernel/triggers.rs` holds the snapshot triggers (signal, request,
+//! interval).
 
 use hotprobe_config::snapshot::{ProbeState, Reason, Snapshot};
 use hotprobe_tests::*;
@@ -796,3 +799,7 @@ fn the_agents_descriptors_stay_out_of_the_programs_low_numbers() {
     assert_eq!(count(snap, "in_thread"), 1);
     assert_clean(snap);
 }
+
+// After the helpers and macros above, which they use.
+#[path = "kernel/triggers.rs"]
+mod triggers;
