@@ -15,10 +15,12 @@
 //! test passes with a `SKIPPED` line written past the harness's capture,
 //! so it shows in `cargo test`'s output. `HOTPROBE_TESTS_NEED_KERNEL=1`
 //! turns a skip into a failure (for machines that must run them). Nothing
-//! else skips.
+//! else skips, but for the timing test's means on a machine that preempts
+//! every run (it then says PARTLY SKIPPED the same way).
 //!
 //! `kernel/triggers.rs` holds the snapshot triggers (signal, request,
-//! interval).
+//! interval); `kernel/settings.rs` what comes from the configuration
+//! (backend, thresholds, ring size, descriptor limit).
 
 use hotprobe_config::snapshot::{ProbeState, Reason, Snapshot};
 use hotprobe_tests::*;
@@ -801,5 +803,7 @@ fn the_agents_descriptors_stay_out_of_the_programs_low_numbers() {
 }
 
 // After the helpers and macros above, which they use.
+#[path = "kernel/settings.rs"]
+mod settings;
 #[path = "kernel/triggers.rs"]
 mod triggers;
