@@ -11,11 +11,20 @@
 //! minute.
 //!
 //! These tests need CAP_SYS_ADMIN, or CAP_BPF and CAP_PERFMON, in the test
-//! process itself (root has them); without them each test says "skipped"
-//! and passes. Nothing else skips.
+//! process itself (root has them), BPF and Linux 6.6+; without them each
+//! test passes with a `SKIPPED` line written past the harness's capture,
+//! so it shows in `cargo test`'s output. `HOTPROBE_TESTS_NEED_KERNEL=1`
+//! turns a skip into a failure (for machines that must run them). Nothing
+//! else skips, but for the timing test's means on a machine that preempts
+//! every run (it then says PARTLY SKIPPED the same way).
+//!
+//! `kernel/triggers.rs` holds the snapshot triggers (signal, request,
+//! interval); `kernel/settings.rs` what comes from the configuration
+//! (backend, thresholds, ring size, descriptor limit).
 
 use hotprobe_config::snapshot::{ProbeState, Reason, Snapshot};
 use hotprobe_tests::*;
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -23,6 +32,20 @@ use std::process::Stdio;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
+
+/// Says, where `cargo test` shows it, that the running test skipped and
+/// why; with HOTPROBE_TESTS_NEED_KERNEL=1 fails it instead.
+fn skip(why: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a kernel test")
+        .to_string();
+    if std::env::var("HOTPROBE_TESTS_NEED_KERNEL").is_ok_and(|v| v == "1") {
+        panic!("{test}: {why} (HOTPROBE_TESTS_NEED_KERNEL=1 makes this a failure)");
+    }
+    // Straight to the descriptor: the harness captures only eprintln!.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
 
 /// Whether this test process may attach uprobes: CAP_SYS_ADMIN, or both
 /// CAP_BPF and CAP_PERFMON, in its effective set.
@@ -33,19 +56,21 @@ fn kernel_ready() -> bool {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
     let Some(eff) = eff else {
-        eprintln!("skipped: cannot read CapEff from /proc/self/status");
+        skip("cannot read CapEff from /proc/self/status");
         return false;
     };
     let has = |cap: u32| eff & (1u64 << cap) != 0;
     if !(has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) {
-        eprintln!("skipped: the kernel backend needs CAP_SYS_ADMIN, or CAP_BPF and CAP_PERFMON (CapEff {eff:016x}); run the tests as root");
+        skip(&format!("the kernel backend needs CAP_SYS_ADMIN, or CAP_BPF and CAP_PERFMON (CapEff {eff:016x}); run the tests as root"));
         return false;
     }
     // The machine itself must offer what the backend is built on: BPF
     // (not filtered out by a container's seccomp) and uprobe_multi links
     // (Linux 6.6+). Checked here without the agent.
     if let Some(why) = kernel_lacks_bpf_uprobes() {
-        eprintln!("skipped: this machine cannot run the kernel backend: {why}");
+        skip(&format!(
+            "this machine cannot run the kernel backend: {why}"
+        ));
         return false;
     }
     true
@@ -499,8 +524,10 @@ fn known_durations_within_ten_percent_and_exact_contexts() {
             misses.join("\n")
         );
         if misses.len() + disturbed.len() >= 8 {
-            eprintln!(
-                "spin: the machine preempted every pair; the means went unchecked:\n{}",
+            // A weaker check than asked for: shown like a skip.
+            let _ = writeln!(
+                std::io::stderr(),
+                "PARTLY SKIPPED known_durations_within_ten_percent_and_exact_contexts: the machine preempted every pair; the means went unchecked:\n{}",
                 disturbed.join("\n")
             );
             break ran;
@@ -633,26 +660,20 @@ fn adaptive_engine_closes_cold_probes_while_the_program_runs() {
     );
 }
 
-/// Runs `run` with the capabilities `caps` dropped from the bounding set
-/// before exec: as root, the exec'd program then lacks them in its permitted
-/// and effective sets.
-fn run_without_capabilities(run: Run, cwd: &Path, caps: &'static [u32]) -> Ran {
+/// Runs `run` with `hook` called in the child between fork and exec (it
+/// must stay async-signal-safe: system calls only).
+fn run_hooked<F>(run: Run, cwd: &Path, hook: F) -> Ran
+where
+    F: FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+{
     let before = snapshot_files(cwd);
     let mut cmd = run.command();
     cmd.stdin(Stdio::null());
-    // SAFETY: the hook runs in the forked child before exec and only makes
-    // the prctl system call (async-signal-safe).
+    // SAFETY: callers' hooks make system calls only (async-signal-safe).
     unsafe {
-        cmd.pre_exec(move || {
-            for &cap in caps {
-                if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+        cmd.pre_exec(hook);
     }
-    let output = cmd.output().expect("run without capabilities");
+    let output = cmd.output().expect("run with a pre-exec hook");
     let snapshots = snapshot_files(cwd)
         .into_iter()
         .filter(|p| !before.contains(p))
@@ -663,6 +684,21 @@ fn run_without_capabilities(run: Run, cwd: &Path, caps: &'static [u32]) -> Ran {
         })
         .collect();
     Ran { output, snapshots }
+}
+
+/// Runs `run` with the capabilities `caps` dropped from the bounding set
+/// before exec: as root, the exec'd program then lacks them in its permitted
+/// and effective sets.
+fn run_without_capabilities(run: Run, cwd: &Path, caps: &'static [u32]) -> Ran {
+    run_hooked(run, cwd, move || {
+        for &cap in caps {
+            // SAFETY: prctl with plain integer arguments.
+            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    })
 }
 
 const DROPPED: &[u32] = &[CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF];
@@ -765,3 +801,9 @@ fn the_agents_descriptors_stay_out_of_the_programs_low_numbers() {
     assert_eq!(count(snap, "in_thread"), 1);
     assert_clean(snap);
 }
+
+// After the helpers and macros above, which they use.
+#[path = "kernel/settings.rs"]
+mod settings;
+#[path = "kernel/triggers.rs"]
+mod triggers;

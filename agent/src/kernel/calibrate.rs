@@ -159,7 +159,9 @@ fn attach(
     index: u32,
 ) -> Result<i32, Failure> {
     objects.flags.accept(index, 0);
-    let floor = super::open::Budget::new().floor;
+    // The image's floor: one computed now, from a soft limit the backend
+    // raised, would sit at that limit and take no descriptor.
+    let floor = objects.floor;
     sys::uprobe_multi(
         objects.prog,
         path,

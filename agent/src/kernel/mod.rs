@@ -116,7 +116,7 @@ pub fn start(agent: &'static Agent) -> Result<(), String> {
             crate::warn!("{why}; kernel-probe times are not compensated")
         }
     }
-    raise_thresholds(&state.costs);
+    raise_thresholds(&state.costs, &agent.settings);
     let ring_kib = state.ring.size() / 1024;
     *STATE.lock() = Some(state);
     RUNNING.store(true, Ordering::Release);
@@ -137,29 +137,74 @@ pub fn start(agent: &'static Agent) -> Result<(), String> {
 
 /// A kernel-probed call costs its thread µs (two traps), and how much varies
 /// with load by a good fraction of that: a call shorter than its probe's
-/// cost cannot be told from a cold one. So the score card's thresholds are
-/// raised to at least the calibrated cost of a call (inclusive) and a
-/// quarter of it (inherent); the snapshot's `config.hotspot` shows the
-/// thresholds in force.
-fn raise_thresholds(costs: &calibrate::Costs) {
+/// cost cannot be told from a cold one. So the default score-card
+/// thresholds are raised to at least the calibrated cost of a call
+/// (inclusive) and a quarter of it (inherent). A threshold the user set in
+/// the file or environment is theirs and is kept, low or not. The raise is
+/// a warning, not info: the score card then decides on other numbers than
+/// the settings say. The snapshot's `config.hotspot` shows those in force.
+fn raise_thresholds(costs: &calibrate::Costs, settings: &hotprobe_config::Settings) {
     let per_call_us = (costs.emulated.max(costs.stepped) + costs.ret) as f64 / 1000.0;
     let per_call_us = if costs.measured { per_call_us } else { 8.0 };
-    if let Some((before, after)) =
-        crate::adaptive::score_card::raise_to(per_call_us, per_call_us / 4.0)
-    {
+    let explicit = |key: &str| {
+        settings
+            .origins
+            .get(key)
+            .is_some_and(|o| *o != hotprobe_config::Origin::Default)
+    };
+    let (inclusive_set, inherent_set) = (explicit(INCLUSIVE_KEY), explicit(INHERENT_KEY));
+    if inclusive_set || inherent_set {
         crate::info!(
-            "kernel backend: score-card thresholds raised from {:.2}/{:.2} µs to {:.2}/{:.2} µs (inclusive/inherent), the cost of a kernel-probed call",
-            before.0,
-            before.1,
-            after.0,
-            after.1
+            "kernel backend: the score-card thresholds set in the configuration are kept, though a kernel-probed call costs {per_call_us:.2} µs"
         );
     }
+    let (inclusive, inherent) = raise_targets(per_call_us, inclusive_set, inherent_set);
+    if let Some((before, after)) = crate::adaptive::score_card::raise_to(inclusive, inherent) {
+        let (what, keys) = describe_raise(before, after);
+        crate::warn!(
+            "kernel backend: {what} (inclusive/inherent), the calibrated cost of a kernel-probed call ({per_call_us:.2} µs): shorter calls cannot be told from cold ones; to keep your own, set {keys} in the TOML file (HOTPROBE_CONFIG)"
+        );
+    }
+}
+
+const INCLUSIVE_KEY: &str = "hotspot.threshold_us";
+const INHERENT_KEY: &str = "hotspot.inherent_threshold_us";
+
+/// The floors `score_card::raise_to` gets: the call's cost and a quarter of
+/// it, or 0 (no raise) for a threshold the user set.
+fn raise_targets(per_call_us: f64, inclusive_set: bool, inherent_set: bool) -> (f64, f64) {
+    (
+        if inclusive_set { 0.0 } else { per_call_us },
+        if inherent_set { 0.0 } else { per_call_us / 4.0 },
+    )
+}
+
+/// What was raised (`before` → `after`, µs) and the keys that would keep it.
+fn describe_raise(before: (f64, f64), after: (f64, f64)) -> (String, String) {
+    let what = format!(
+        "score-card thresholds raised from {:.2}/{:.2} µs to {:.2}/{:.2} µs",
+        before.0, before.1, after.0, after.1
+    );
+    let keys: Vec<String> = [
+        (before.0 != after.0, INCLUSIVE_KEY),
+        (before.1 != after.1, INHERENT_KEY),
+    ]
+    .iter()
+    .filter(|(raised, _)| *raised)
+    .map(|(_, key)| {
+        let (section, name) = key.split_once('.').unwrap_or(("", key));
+        format!("[{section}] {name}")
+    })
+    .collect();
+    (what, keys.join(" and "))
 }
 
 /// The ring, program and drop counter of this image.
 fn open_state() -> Result<State, String> {
     let mut budget = open::Budget::new();
+    // Room first (ring, drop counter, site switches, program): a floor at
+    // or above the soft limit takes no descriptor until the limit is raised.
+    budget.take(4);
     let objects = prog::create(RING_BYTES.load(Ordering::Relaxed) as usize, budget.floor)
         .map_err(|(_, why)| why)?;
     let ring = match ring::Ring::map(objects.ring, objects.ring_size) {
@@ -169,7 +214,6 @@ fn open_state() -> Result<State, String> {
             return Err(e);
         }
     };
-    budget.take(3);
     Ok(State::new(crate::sys::getpid(), objects, ring, budget))
 }
 
@@ -558,5 +602,33 @@ fn attach_again(st: &mut State, on: &[bool]) {
             }
             crate::warn!("fork child: {} is not probed here: {why}", p.meta.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_raised_and_set_thresholds_kept() {
+        assert_eq!(raise_targets(10.0, false, false), (10.0, 2.5));
+        assert_eq!(raise_targets(10.0, true, false), (0.0, 2.5));
+        assert_eq!(raise_targets(10.0, false, true), (10.0, 0.0));
+        assert_eq!(raise_targets(10.0, true, true), (0.0, 0.0));
+    }
+
+    #[test]
+    fn the_warning_names_only_the_raised_keys() {
+        let (what, keys) = describe_raise((0.3, 0.1), (9.9, 2.5));
+        assert_eq!(
+            what,
+            "score-card thresholds raised from 0.30/0.10 µs to 9.90/2.50 µs"
+        );
+        assert_eq!(
+            keys,
+            "[hotspot] threshold_us and [hotspot] inherent_threshold_us"
+        );
+        let (_, keys) = describe_raise((20.0, 0.1), (20.0, 2.5));
+        assert_eq!(keys, "[hotspot] inherent_threshold_us");
     }
 }

@@ -1,13 +1,14 @@
 //! Descriptors: where the backend's go, and how many it may have.
 //!
-//! Each probe costs two descriptors (a uprobe_multi link for its entry,
-//! one for its exits) plus three for the image (ring, drop counter,
-//! program). They stay out of the program's numbers: at 512 and up when
+//! The image holds four (ring, drop counter, site switches, program) plus
+//! one uprobe_multi link per object file with probes in it (any number of
+//! sites); while links are replaced, an object briefly holds its old and
+//! its new link. They stay out of the program's numbers: at 512 and up when
 //! the soft RLIMIT_NOFILE is roomy or cannot be raised; otherwise from the
-//! soft limit up, raising it towards the hard limit as probes are added
-//! (the program and its children see the new limit — logged at info).
-//! When even the hard limit is not enough, the probes that fit are probed
-//! and the rest are rejected with the reason.
+//! soft limit up, raising it towards the hard limit as links are added.
+//! The program and its children see the new limit, so every raise is a
+//! warning. When even the hard limit is not enough, the probes that fit
+//! are probed and the rest are rejected with the reason.
 
 /// Moves `fd` to the lowest free number at or above `floor` (close-on-exec).
 pub fn move_fd(fd: i32, floor: i32) -> i32 {
@@ -44,8 +45,6 @@ pub struct Budget {
     pub floor: i32,
     /// Descriptors the backend holds now.
     pub held: u64,
-    /// Whether the soft limit was raised already (logged once).
-    raised: bool,
 }
 
 /// Descriptors left free below the soft limit for the agent's other uses.
@@ -68,7 +67,6 @@ impl Budget {
         Budget {
             floor: floor.min(i32::MAX as u64 / 2) as i32,
             held: 0,
-            raised: false,
         }
     }
 
@@ -88,12 +86,11 @@ impl Budget {
             // SAFETY: setrlimit with a valid struct; raising the soft limit up to the hard one is always allowed.
             if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } == 0 {
                 limit = new;
-                if !self.raised {
-                    crate::info!(
-                        "raised RLIMIT_NOFILE's soft limit from {soft} to {new} for the kernel backend's descriptors (the program and its children see the new limit)"
-                    );
-                }
-                self.raised = true;
+                // Every change is logged: the program (and its children)
+                // run under a limit they did not set.
+                crate::warn!(
+                    "kernel backend: raised RLIMIT_NOFILE's soft limit from {soft} to {new} (hard {hard}) for its descriptors; the program and its children see the new limit"
+                );
             }
         }
         if wanted > limit {

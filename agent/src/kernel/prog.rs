@@ -232,6 +232,8 @@ pub struct Objects {
     pub flags: super::flags::Flags,
     /// Bytes of the ring's data area.
     pub ring_size: usize,
+    /// Where the image's descriptors go (`open::Budget::floor`).
+    pub floor: i32,
 }
 
 /// Creates the ring (`bytes`, a power of two of pages), the drop counter
@@ -278,6 +280,7 @@ pub fn create(bytes: usize, floor: i32) -> Result<Objects, (bool, String)> {
             prog: super::open::move_fd(fd, floor),
             flags,
             ring_size: size,
+            floor,
         }),
         Err((e, log)) => {
             sys::close(ring);

@@ -1,0 +1,172 @@
+//! Snapshot triggers under the kernel backend: SIGTERM, `hotprobe snapshot
+//! PID` and the interval, as metering.rs tests them for inline. The
+//! server helpers are copies of metering.rs's (that file is not shared).
+
+use super::*;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// A program started (under the agent or bare) that we talk to while it runs.
+struct Live {
+    child: Child,
+    pid: u32,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+/// Starts server.c (`run`) and waits for its `ready PID` line.
+fn start_server(s: &Scratch, run: Run) -> Live {
+    let mut cmd = run
+        .env("XDG_RUNTIME_DIR", s.path().to_str().unwrap())
+        .command();
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn server");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let pid = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no ready line: {line:?}"));
+    Live { child, pid, out }
+}
+
+fn kill(pid: u32, sig: i32) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+impl Live {
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        (status, rest)
+    }
+}
+
+fn snapshots_in(dir: &Path) -> Vec<(PathBuf, Snapshot)> {
+    snapshot_files(dir)
+        .into_iter()
+        .map(|p| (p.clone(), Snapshot::read(&p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn sigterm_leaves_a_snapshot_and_the_same_exit_status() {
+    need_kernel!();
+    let s = Scratch::new();
+    let prog = s.build("server.c", "server", &["-O2"]);
+    let bare = start_server(&s, Run::new(&prog, s.path()).bare());
+    std::thread::sleep(Duration::from_millis(100));
+    kill(bare.pid, libc::SIGTERM);
+    let (bare_status, _) = bare.finish();
+    let live = start_server(&s, kernel(Run::new(&prog, s.path())));
+    std::thread::sleep(Duration::from_millis(300));
+    kill(live.pid, libc::SIGTERM);
+    let (status, _) = live.finish();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    assert_eq!(status.code(), bare_status.code());
+    assert_eq!(status.signal(), bare_status.signal());
+    let snaps = snapshots_in(s.path());
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let snap = &snaps[0].1;
+    assert_eq!(snap.process.reason, Reason::Signal);
+    assert_eq!(snap.process.signal, Some(libc::SIGTERM));
+    assert!(count(snap, "handle_request") > 0);
+    assert_clean(snap);
+}
+
+#[test]
+fn snapshots_on_request_are_consistent_while_the_program_runs_and_reset_works() {
+    need_kernel!();
+    let s = Scratch::new();
+    let prog = s.build("server.c", "server", &["-O2"]);
+    let live = start_server(&s, kernel(Run::new(&prog, s.path())));
+    let socket = s.path().join("hotprobe").join(format!("{}.sock", live.pid));
+    let mut last = 0;
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_millis(60));
+        let snap = hotprobe_snapshot(&s, live.pid);
+        assert_eq!(snap.process.sequence, i + 1);
+        assert_eq!(snap.process.reason, Reason::Request);
+        assert_eq!(snap.agent.backend, "kernel");
+        let n = count(&snap, "handle_request");
+        assert!(n >= last, "counts went backwards: {last} then {n}");
+        assert!(n > 0, "request {} saw no calls", i + 1);
+        last = n;
+        assert_clean(&snap);
+    }
+    assert_eq!(ask(&socket, "reset"), "ok");
+    let reply = ask(&socket, "snapshot");
+    let snap = Snapshot::read(Path::new(reply.strip_prefix("ok ").unwrap())).unwrap();
+    assert!(
+        count(&snap, "handle_request") < last,
+        "a reset leaves the warm-up out"
+    );
+    kill(live.pid, libc::SIGTERM);
+    live.finish();
+    assert!(!socket.exists(), "the socket goes away with the process");
+}
+
+/// `hotprobe snapshot PID`, as a user asks (the socket opens once the
+/// agent is up: retried for a while); the snapshot at the path it prints.
+fn hotprobe_snapshot(s: &Scratch, pid: u32) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = std::process::Command::new(cli_path())
+            .args(["snapshot", &pid.to_string(), "--timeout", "5"])
+            .current_dir(s.path())
+            .env("XDG_RUNTIME_DIR", s.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run hotprobe snapshot");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        if out.status.success() {
+            let path = PathBuf::from(text(&out.stdout).trim());
+            return Snapshot::read(&path)
+                .unwrap_or_else(|e| panic!("{} is not a snapshot: {e}", path.display()));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hotprobe snapshot {pid} failed: {}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One request on the agent's control socket, one line back.
+fn ask(socket: &Path, request: &str) -> String {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("cannot reach the agent at {}: {e}", socket.display()));
+    stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).unwrap();
+    reply.trim().to_string()
+}
+
+#[test]
+fn interval_snapshots_rewrite_one_file_then_the_final_one() {
+    need_kernel!();
+    let s = Scratch::new();
+    let prog = s.build("spin.c", "spin", &["-O2"]);
+    let ran = kernel(Run::new(&prog, s.path()))
+        .args(&["3000", "10"])
+        .env("HOTPROBE_INTERVAL", "0.1")
+        .run();
+    let snap = ran.snapshot();
+    assert_eq!(snap.process.reason, Reason::Exit);
+    assert!(
+        snap.process.sequence >= 3,
+        "interval snapshots before the final one: sequence {}",
+        snap.process.sequence
+    );
+    assert_eq!(count(snap, "outer"), 3000);
+    assert_clean(snap);
+}
