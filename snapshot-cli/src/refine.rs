@@ -5,7 +5,7 @@ use crate::load::{load_full, Inputs};
 use crate::merge::{Func, FuncKey, Merged};
 use crate::output::write_output;
 use crate::report::{glob_list, name_matches};
-use crate::second_chance::{self, Bar, Chance, Judged};
+use crate::second_chance::{self, Bar, Chance, Judged, Reason};
 use crate::units::fmt_ns;
 use hotprobe_config::snapshot::ProbeState;
 use hotprobe_config::{GlobList, ProbeSet, ProbeSetEntry, Snapshot};
@@ -30,7 +30,9 @@ Policy (in this order):
      are not kept and their time, counted as its own again, adds at least
      the inherent threshold per call (or makes it pass step 2), its
      inclusive time per call clears the score card's threshold, and it was
-     judged on at least 1,000 calls (fewer are mostly warm-up). Functions dropped in earlier iterations are judged on the
+     judged on at least 1,000 calls (fewer are mostly warm-up); and a
+     function the score card took out within its first 1,000 calls comes
+     back once when the iteration before judged it hot on more. Functions dropped in earlier iterations are judged on the
      last iteration that probed them, found by following the probe set the
      snapshots ran with and that set's `source`, while the files are there.
      Without this, which function of a caller → callee chain ends hot would
@@ -294,12 +296,24 @@ pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         if r.files == 1 { "" } else { "s" }
     )?;
     for c in &r.chances {
+        let why = match c.reason {
+            Reason::Callees {
+                measured_inherent_ns,
+                projected_inherent_ns,
+                calls,
+            } => format!(
+                "{}/call of its own while its callees were probed, {}/call without the callees that left",
+                fmt_ns(measured_inherent_ns as f64 / calls as f64),
+                fmt_ns(projected_inherent_ns as f64 / calls as f64),
+            ),
+            Reason::WarmUp { calls, hot_calls } => format!(
+                "taken out after {calls} calls, hot over {hot_calls} the iteration before"
+            ),
+        };
         writeln!(
             err,
-            "hotprobe: back for another try: {} ({}/call of its own while its callees were probed, {}/call without the callees that left)",
-            c.func.display_name(),
-            fmt_ns(c.measured_inherent_ns as f64 / c.calls as f64),
-            fmt_ns(c.projected_inherent_ns as f64 / c.calls as f64),
+            "hotprobe: back for another try: {} ({why})",
+            c.func.display_name()
         )?;
     }
     Ok(0)

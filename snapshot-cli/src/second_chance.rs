@@ -12,7 +12,13 @@
 //! counted as its own — exceeds its measured one by at least the inherent
 //! threshold per call, or passes the active-function policy its measured
 //! time failed; its inclusive time per call clears the score card's
-//! inclusive threshold; and it was judged on at least [`MIN_CALLS`] calls. Functions dropped in
+//! inclusive threshold; and it was judged on at least [`MIN_CALLS`] calls.
+//!
+//! Warm-up: a function the score card took out within its first
+//! [`MIN_CALLS`] calls, although the iteration before judged it hot over at
+//! least that many, comes back once: a verdict on the first calls of a run
+//! (cold caches, a calibration that ran while the machine was busy) is
+//! weaker evidence than the hot one before it. Functions dropped in
 //! earlier iterations are judged on the last iteration that probed them:
 //! refine follows the chain of probe sets (`config.target.probe_set` of the
 //! snapshots, then that set's `source`) back while the files are there.
@@ -135,13 +141,25 @@ pub struct Bar {
     pub inclusive_ns: f64,
 }
 
-/// A function brought back, and the numbers that brought it back.
+/// Why a function comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Its callees that left would make this much of its time its own.
+    Callees {
+        measured_inherent_ns: u64,
+        projected_inherent_ns: u64,
+        calls: u64,
+    },
+    /// Taken out within its first `calls` calls (warm-up), though the
+    /// iteration before judged it hot on `hot_calls`.
+    WarmUp { calls: u64, hot_calls: u64 },
+}
+
+/// A function brought back, and why.
 #[derive(Debug, Clone)]
 pub struct Chance {
     pub func: Func,
-    pub measured_inherent_ns: u64,
-    pub projected_inherent_ns: u64,
-    pub calls: u64,
+    pub reason: Reason,
 }
 
 /// Own time per function: measured (the stacks it ends), and projected
@@ -194,18 +212,28 @@ fn own_times(stacks: &Stacks, kept: &HashSet<FuncKey>) -> HashMap<u32, Own> {
     own
 }
 
-/// The functions to bring back: judged in `iterations` (newest first; a
-/// function counts in the newest one that probed it), not in `kept`, not
-/// matching `exclude`, and clearing `bar` only with their projected time.
+/// The functions to bring back from `iterations` (newest first): not in
+/// `kept`, not matching `exclude`, and judged — in the newest iteration
+/// that probed them — either on part of their time (see the module docs)
+/// or, when the score card took them out during warm-up (fewer than
+/// [`MIN_CALLS`] calls), against the verdict of the iteration before that
+/// judged them hot on at least as many. A warm-up verdict after a warm-up
+/// verdict stands: a function comes back for that reason once.
 pub fn chances(
     iterations: &[&Judged],
     kept: &HashSet<FuncKey>,
     bar: Bar,
     exclude: impl Fn(&Func) -> bool,
 ) -> Vec<Chance> {
+    // Each function's newest judgement, and whether a warm-up verdict
+    // there still waits for the one before it.
     let mut judged: HashSet<FuncKey> = HashSet::new();
+    let mut warm_up: HashMap<FuncKey, (Func, u64)> = HashMap::new();
     let mut out = Vec::new();
     for it in iterations {
+        // A warm-up verdict waits for the iteration just before; if that
+        // one did not probe the function, the verdict stands.
+        let mut waiting = std::mem::take(&mut warm_up);
         let own = own_times(&it.stacks, kept);
         let total = it.merged.total_inherent_ns() as f64;
         let frame_of: HashMap<&FuncKey, u32> = it
@@ -216,10 +244,29 @@ pub fn chances(
             .map(|(i, f)| (&f.key, i as u32))
             .collect();
         for f in &it.merged.funcs {
-            if f.state == ProbeState::Rejected || !judged.insert(f.key.clone()) {
+            if f.state == ProbeState::Rejected {
+                continue;
+            }
+            if let Some((newest, calls)) = waiting.remove(&f.key) {
+                if f.state == ProbeState::Hot && f.count >= MIN_CALLS {
+                    out.push(Chance {
+                        func: newest,
+                        reason: Reason::WarmUp {
+                            calls,
+                            hot_calls: f.count,
+                        },
+                    });
+                }
+                continue;
+            }
+            if !judged.insert(f.key.clone()) {
                 continue;
             }
             if kept.contains(&f.key) || f.count == 0 || exclude(f) {
+                continue;
+            }
+            if f.state == ProbeState::Disabled && f.count < MIN_CALLS {
+                warm_up.insert(f.key.clone(), (f.clone(), f.count));
                 continue;
             }
             let Some(o) = frame_of.get(&f.key).and_then(|i| own.get(i)) else {
@@ -245,9 +292,11 @@ pub fn chances(
             }
             out.push(Chance {
                 func: f.clone(),
-                measured_inherent_ns: o.measured,
-                projected_inherent_ns: o.projected,
-                calls: o.calls,
+                reason: Reason::Callees {
+                    measured_inherent_ns: o.measured,
+                    projected_inherent_ns: o.projected,
+                    calls: o.calls,
+                },
             });
         }
     }

@@ -119,3 +119,50 @@ fn a_dispatcher_judged_under_its_probed_callee_comes_back_when_the_callee_leaves
     );
     assert!(log.contains("0 back for another try"), "{log}");
 }
+
+#[test]
+fn a_hot_function_taken_out_during_warm_up_comes_back_once() {
+    let s = Scratch::new();
+    let prog = s.build("dispatch.c", "dispatch", &["-O2"]);
+    let run = |dir: &str, set: Option<&Path>, fast: &str| {
+        let dir = s.join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut run = Run::new(&prog, &dir).args(&["20000", fast]);
+        if let Some(set) = set {
+            run = run.env("HOTPROBE_PROBESET", set.to_str().unwrap());
+        }
+        let ran = run.run();
+        assert_eq!(ran.stdout(), "done 20000\n");
+        ran
+    };
+    // Iteration 1: work spins 2 µs from the first call and ends hot.
+    let first = run("iter-1", None, "0");
+    assert_eq!(probe(first.snapshot(), "work").state, ProbeState::Hot);
+    let set2 = s.join("set-2.toml");
+    let (kept, _) = refine(&first.snapshots[0].0, &set2, &[], s.path());
+    assert!(kept.contains("work"), "{kept:?}");
+
+    // Iteration 2: its first 500 calls return at once; the score card
+    // takes it out within them (adaptive on).
+    let second = run("iter-2", Some(&set2), "500");
+    let work = probe(second.snapshot(), "work");
+    assert_eq!(work.state, ProbeState::Disabled, "{work:?}");
+    assert!(work.count < 1000, "taken out during warm-up: {work:?}");
+    let set3 = s.join("set-3.toml");
+    let (kept, log) = refine(&second.snapshots[0].0, &set3, &[], s.path());
+    assert!(
+        kept.contains("work"),
+        "back for another try: {kept:?}\n{log}"
+    );
+    assert!(
+        log.contains("back for another try: work (taken out after"),
+        "{log}"
+    );
+
+    // Iteration 3 warms up the same way: a warm-up verdict after a warm-up
+    // verdict stands, so work stays out from then on.
+    let third = run("iter-3", Some(&set3), "500");
+    assert_eq!(probe(third.snapshot(), "work").state, ProbeState::Disabled);
+    let (kept, log) = refine(&third.snapshots[0].0, &s.join("set-4.toml"), &[], s.path());
+    assert!(!kept.contains("work"), "{kept:?}\n{log}");
+}
