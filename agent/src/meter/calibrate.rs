@@ -153,7 +153,7 @@ fn measure(near: (usize, usize)) -> Option<(u64, u64)> {
     // SAFETY: this thread's own state; the calibration probe's block exists after the calls.
     let stats = unsafe { &*(*thread).stats_for(probe) };
     let mut hist = crate::meter::histogram::Merged::new();
-    hist.add_local(&stats.hist);
+    stats.add_hist_to(&mut hist);
     if let Some(shared) = probe.shared_hist() {
         hist.add_shared(shared);
     }
