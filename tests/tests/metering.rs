@@ -543,3 +543,73 @@ fn a_thread_pays_at_most_256_bytes_per_probe_it_calls() {
     // call fell outside its thread's window).
     assert!(fixed <= 1024.0, "{fixed:.0} bytes fixed per probe");
 }
+
+fn context_count(snap: &Snapshot, probe: u32) -> u64 {
+    snap.contexts
+        .iter()
+        .filter(|c| c.probe == probe)
+        .map(|c| c.count)
+        .sum()
+}
+
+fn edge_count(snap: &Snapshot, caller: &str, callee: &str) -> u64 {
+    let (a, b) = (probe(snap, caller).id, probe(snap, callee).id);
+    snap.edges
+        .iter()
+        .filter(|e| e.caller == a && e.callee == b)
+        .map(|e| e.count)
+        .sum()
+}
+
+#[test]
+fn a_small_contexts_cap_folds_live_and_merged_trees_and_edges_stay_exact() {
+    let s = Scratch::new();
+    let prog = s.build("deep.c", "deep", &["-O2"]);
+    let cfg = s.write("small-cap.toml", "[meter]\ncontexts_cap = 6\n");
+    let (threads, calls) = (6u64, 500u64);
+    let ran = Run::new(&prog, s.path())
+        .args(&[&threads.to_string(), &calls.to_string()])
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .env("HOTPROBE_CONFIG", cfg.to_str().unwrap())
+        .run();
+    let bare = Run::new(&prog, s.path())
+        .args(&[&threads.to_string(), &calls.to_string()])
+        .bare()
+        .run();
+    ran.assert_same_as(&bare);
+    let snap = ran.snapshot();
+    assert_eq!(snap.config.meter.contexts_cap, 6);
+    assert!(snap.meter.contexts_truncated);
+    // Each thread (and then main) walks a path of its own: 1 + 6 × 4 + 4
+    // contexts uncapped. Ended threads' trees merge under the same cap.
+    assert!(
+        snap.contexts.len() <= 6,
+        "{} contexts under a cap of 6",
+        snap.contexts.len()
+    );
+    assert_eq!(snap.meter.unmetered, 0);
+    // Counts and edges are exact all the same.
+    let runs = threads + 1; // each thread, then main, runs body once
+    assert_eq!(probe(snap, "body").count, runs);
+    assert_eq!(probe(snap, "top").count, runs * calls);
+    assert_eq!(probe(snap, "leaf").count, 2 * runs * calls);
+    assert_eq!(probe(snap, "mid0").count, 2 * calls);
+    assert_eq!(edge_count(snap, "main", "body"), 1);
+    assert_eq!(edge_count(snap, "body", "top"), runs * calls);
+    assert_eq!(edge_count(snap, "top", "mid0"), 2 * calls);
+    assert_eq!(edge_count(snap, "mid0", "leaf"), 4 * calls);
+    for k in 1..threads {
+        let mid = format!("mid{k}");
+        assert_eq!(probe(snap, &mid).count, calls);
+        assert_eq!(edge_count(snap, "top", &mid), calls);
+        assert_eq!(edge_count(snap, &mid, "leaf"), 2 * calls);
+    }
+    // Folded calls' own time went to the contexts above them: the flame
+    // graph's widths still add up to the probes' own times.
+    let ctx: u64 = snap.contexts.iter().map(|c| c.inherent_ns).sum();
+    let own: u64 = snap.probes.iter().map(|p| p.inherent_ns).sum();
+    assert!(
+        (ctx as f64 - own as f64).abs() <= own as f64 * 0.02 + 1000.0,
+        "contexts' inherent {ctx} ns, probes' {own} ns"
+    );
+}
