@@ -283,6 +283,30 @@ fn start_server(
     Live { child, pid, out }
 }
 
+/// A server under the agent with extra environment variables.
+fn start_server_with(s: &Scratch, prog: &Path, env: &[(&str, &str)]) -> Live {
+    let mut run = Run::new(prog, s.path());
+    for (k, v) in env {
+        run = run.env(k, v);
+    }
+    let mut cmd = run
+        .env("XDG_RUNTIME_DIR", s.path().to_str().unwrap())
+        .command();
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn server");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let pid = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no ready line: {line:?}"));
+    Live { child, pid, out }
+}
+
 fn kill(pid: u32, sig: i32) {
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(pid as i32, sig) };
@@ -375,10 +399,12 @@ fn ask(socket: &Path, request: &str) -> String {
 }
 
 #[test]
-fn snapshots_on_request_are_consistent_while_threads_run_and_reset_works() {
+fn snapshots_on_request_and_a_reset_leaves_the_warm_up_out() {
+    // Consistency while threads run: see snapshots_while_threads_call_….
     let s = Scratch::new();
     let prog = s.build("server.c", "server", &["-O2"]);
-    let live = start_server(&s, &prog, &[], true, None);
+    // Adaptive off, so handle_request keeps counting until the end.
+    let live = start_server_with(&s, &prog, &[("HOTPROBE_ADAPTIVE", "0")]);
     let socket = control_socket(&s, live.pid);
     let mut last = 0;
     for i in 0..5 {
@@ -391,7 +417,7 @@ fn snapshots_on_request_are_consistent_while_threads_run_and_reset_works() {
         assert_eq!(snap.process.reason, Reason::Request);
         assert_eq!(snap.process.sequence, i + 1);
         let n = probe(&snap, "handle_request").count;
-        assert!(n >= last, "counts went backwards: {last} then {n}");
+        assert!(n > last, "counts did not rise: {last} then {n}");
         last = n;
     }
     assert_eq!(ask(&socket, "reset"), "ok");
@@ -544,6 +570,24 @@ fn a_thread_pays_at_most_256_bytes_per_probe_it_calls() {
     assert!(fixed <= 1024.0, "{fixed:.0} bytes fixed per probe");
 }
 
+/// The paths of a snapshot's calling contexts, as probe names from the root.
+fn context_paths(snap: &Snapshot) -> std::collections::HashMap<Vec<String>, u64> {
+    let name = |id: u32| snap.probes[id as usize].name.clone();
+    let mut out = std::collections::HashMap::new();
+    for c in &snap.contexts {
+        let mut path = vec![name(c.probe)];
+        let mut at = c.parent;
+        while let Some(p) = at {
+            let n = &snap.contexts[p as usize];
+            path.push(name(n.probe));
+            at = n.parent;
+        }
+        path.reverse();
+        *out.entry(path).or_default() += c.count;
+    }
+    out
+}
+
 fn context_count(snap: &Snapshot, probe: u32) -> u64 {
     snap.contexts
         .iter()
@@ -559,6 +603,146 @@ fn edge_count(snap: &Snapshot, caller: &str, callee: &str) -> u64 {
         .filter(|e| e.caller == a && e.callee == b)
         .map(|e| e.count)
         .sum()
+}
+
+/// What holds in any snapshot of workers.c, however the threads run: a
+/// snapshot reads a thread's contexts before its counters, and a call is
+/// counted in its probe before its context, so contexts never show more
+/// calls than their probes; edges are the contexts' own parent links; and
+/// every work_step makes two work_leaf calls.
+fn assert_consistent(snap: &Snapshot, threads: u64) {
+    let step = probe(snap, "work_step");
+    let leaf = probe(snap, "work_leaf");
+    assert!(!snap.meter.contexts_truncated);
+    for p in &snap.probes {
+        let ctx = context_count(snap, p.id);
+        assert!(
+            ctx <= p.count,
+            "{}: contexts count {ctx} > {} calls",
+            p.name,
+            p.count
+        );
+    }
+    for e in &snap.edges {
+        let from_contexts: u64 = snap
+            .contexts
+            .iter()
+            .filter(|c| {
+                c.probe == e.callee
+                    && c.parent
+                        .is_some_and(|p| snap.contexts[p as usize].probe == e.caller)
+            })
+            .map(|c| c.count)
+            .sum();
+        assert_eq!(e.count, from_contexts, "edge {}→{}", e.caller, e.callee);
+        assert!(e.count <= snap.probes[e.callee as usize].count);
+    }
+    let (step_ctx, leaf_ctx) = (context_count(snap, step.id), context_count(snap, leaf.id));
+    assert!(
+        leaf_ctx <= 2 * step.count && leaf_ctx + 2 * threads >= 2 * step_ctx,
+        "work_leaf contexts {leaf_ctx}, work_step contexts {step_ctx}, calls {}",
+        step.count
+    );
+    assert_eq!(edge_count(snap, "work_step", "work_leaf"), leaf_ctx);
+}
+
+#[test]
+fn snapshots_while_threads_call_are_consistent_and_counts_only_rise() {
+    let s = Scratch::new();
+    let prog = s.build("workers.c", "workers", &["-O2"]);
+    let threads = 4;
+    let mut cmd = Run::new(&prog, s.path())
+        .args(&[&threads.to_string()])
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .env("HOTPROBE_INTERVAL", "0.1")
+        .env("XDG_RUNTIME_DIR", s.path().to_str().unwrap())
+        .command();
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn workers");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let pid: u32 = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no ready line: {line:?}"));
+    let socket = control_socket(&s, pid);
+    // Request snapshots (the file may hold an interval one written since:
+    // either is a snapshot of this run), then one left to the interval.
+    let mut snaps: Vec<Snapshot> = Vec::new();
+    let mut file = PathBuf::new();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(120));
+        let reply = ask(&socket, "snapshot");
+        file = PathBuf::from(
+            reply
+                .strip_prefix("ok ")
+                .unwrap_or_else(|| panic!("reply {reply:?}")),
+        );
+        snaps.push(Snapshot::read(&file).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(250));
+    snaps.push(Snapshot::read(&file).unwrap());
+    assert_eq!(snaps.last().unwrap().process.reason, Reason::Interval);
+    child.stdin.take().unwrap().write_all(b"stop\n").unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let steps: u64 = rest
+        .trim()
+        .strip_prefix("steps ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no steps line: {rest:?}"));
+    let last = Snapshot::read(&file).unwrap();
+    assert_eq!(last.process.reason, Reason::Exit);
+    snaps.push(last);
+
+    for snap in &snaps {
+        assert_consistent(snap, threads);
+    }
+    for pair in snaps.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert!(b.process.sequence > a.process.sequence);
+        for name in ["work_step", "work_leaf"] {
+            let (x, y) = (probe(a, name).count, probe(b, name).count);
+            assert!(y > x, "{name}: {x} then {y}: the threads kept calling");
+        }
+        let (old, new) = (context_paths(a), context_paths(b));
+        for (path, &n) in &old {
+            let m = new.get(path).copied().unwrap_or(0);
+            assert!(m >= n, "context {path:?} went from {n} to {m}");
+        }
+        for e in &a.edges {
+            let later = b
+                .edges
+                .iter()
+                .find(|f| (f.caller, f.callee) == (e.caller, e.callee))
+                .map_or(0, |f| f.count);
+            assert!(
+                later >= e.count,
+                "edge {}→{} went backwards",
+                e.caller,
+                e.callee
+            );
+        }
+    }
+    assert!(
+        snaps.iter().any(|s| s.process.reason == Reason::Request),
+        "request snapshots were read"
+    );
+    // With every thread joined, the final snapshot is exact.
+    let last = snaps.last().unwrap();
+    let (step, leaf) = (probe(last, "work_step"), probe(last, "work_leaf"));
+    assert_eq!((step.count, leaf.count), (steps, 2 * steps));
+    assert_eq!(context_count(last, step.id), steps);
+    assert_eq!(context_count(last, leaf.id), 2 * steps);
+    assert_eq!(edge_count(last, "worker", "work_step"), steps);
+    assert_eq!(edge_count(last, "work_step", "work_leaf"), 2 * steps);
+    assert_eq!(last.meter.unmetered, 0);
 }
 
 #[test]
