@@ -59,3 +59,53 @@ pub fn getuid() -> u32 {
     // SAFETY: getuid has no arguments and cannot fail.
     unsafe { libc::getuid() }
 }
+
+/// Blocks every signal on this thread until dropped: a thread's metering
+/// structures are changed only inside one, so a signal handler's probed
+/// calls never see (or make) a change half done. Raw system calls, so a
+/// probed libc cannot re-enter the agent here.
+pub struct SignalsBlocked {
+    old: libc::sigset_t,
+}
+
+impl SignalsBlocked {
+    pub fn new() -> SignalsBlocked {
+        // SAFETY: sigset_t is plain data; all-ones is "every signal".
+        let all: libc::sigset_t =
+            unsafe { core::mem::transmute([!0u8; core::mem::size_of::<libc::sigset_t>()]) };
+        // SAFETY: as above.
+        let mut old: libc::sigset_t = unsafe { core::mem::zeroed() };
+        // SAFETY: valid set pointers; the kernel reads and writes 8 bytes of each.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_BLOCK,
+                &all as *const libc::sigset_t,
+                &mut old as *mut libc::sigset_t,
+                8usize,
+            )
+        };
+        SignalsBlocked { old }
+    }
+}
+
+impl Default for SignalsBlocked {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new`.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &self.old as *const libc::sigset_t,
+                core::ptr::null_mut::<libc::sigset_t>(),
+                8usize,
+            )
+        };
+    }
+}

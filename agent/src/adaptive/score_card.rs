@@ -14,7 +14,7 @@ use crate::engine::probe::{Life, Probe};
 use crate::meter::stats::ThreadProbeStats;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-pub const BATCH: u32 = 16;
+pub const BATCH: u8 = 16;
 
 static INCLUSIVE_TICKS: AtomicU64 = AtomicU64::new(0);
 static INHERENT_TICKS: AtomicU64 = AtomicU64::new(0);

@@ -37,13 +37,16 @@ pub fn unmap(p: *mut u8, len: usize) {
 }
 
 /// A bump allocator over mmap'd chunks. Chunks are linked through their
-/// first word so they can all be unmapped at the end.
+/// first word so they can all be unmapped at the end. Nothing is freed or
+/// reused before then: readers on other threads (snapshots) and lookups a
+/// signal handler interrupted may still be reading what was replaced.
 #[repr(C)]
 pub struct Arena {
     chunk: *mut u8,
     used: usize,
     size: usize,
-    /// Bytes handed out, for `meter.memory_bytes`.
+    /// Bytes handed out, alignment included, for `meter.memory_bytes` (the
+    /// untouched rest of a chunk is never made resident).
     pub allocated: usize,
 }
 
@@ -58,6 +61,7 @@ impl Arena {
     }
 
     /// Zeroed memory of `len` bytes aligned to `align` (a power of two ≤ 4096), or null.
+    /// Not reentrant: callers block signals (see `sys::SignalsBlocked`).
     pub fn alloc(&mut self, len: usize, align: usize) -> *mut u8 {
         let start = (self.used + align - 1) & !(align - 1);
         if self.chunk.is_null() || start + len > self.size {
@@ -76,8 +80,8 @@ impl Arena {
             self.used = 16;
             return self.alloc(len, align);
         }
+        self.allocated += start + len - self.used;
         self.used = start + len;
-        self.allocated += len;
         // SAFETY: start + len <= size, inside the current chunk.
         unsafe { self.chunk.add(start) }
     }

@@ -9,7 +9,7 @@ use crate::arch::x86_64::stubs::exit_stub_address;
 use crate::engine::probe::Probe;
 use crate::engine::shadow::{fence, Frame, Shadow, CAPACITY, FOLDED, HOOKED};
 use crate::engine::thread::{current_or_create, ThreadState};
-use crate::meter::contexts::ROOT;
+use crate::meter::contexts::{folded_ctx, folded_into, ROOT};
 use crate::meter::stats::bump;
 use crate::meter::{clock, compensate};
 use core::sync::atomic::Ordering;
@@ -76,11 +76,18 @@ pub fn push(
         return false;
     }
     let parent = committed_parent(sh, top);
-    // SAFETY: a committed frame of this shadow.
-    let parent_ctx = parent.map_or(ROOT, |p| unsafe { (*p).ctx });
-    let (ctx, folded) = match t.tree.find(parent_ctx, probe.id) {
-        Some(c) => (c, 0),
-        None => new_context(t, parent_ctx, probe),
+    // SAFETY: a committed frame of this shadow; its probe is leaked.
+    let (parent_ctx, caller, parent_folded) = parent.map_or((ROOT, ROOT, false), |p| unsafe {
+        ((*p).ctx, (*(*p).probe).id, (*p).flags & FOLDED != 0)
+    });
+    let (ctx, folded) = if parent_folded {
+        // Below a folded call everything folds, so edges keep their real callers.
+        (parent_ctx, FOLDED)
+    } else {
+        match t.tree.find(parent_ctx, probe.id) {
+            Some(c) => (c, 0),
+            None => new_context(t, parent_ctx, probe),
+        }
     };
     let stats = if folded == 0 {
         // SAFETY: ctx is a node of this thread's tree.
@@ -110,6 +117,7 @@ pub fn push(
             ctx,
             child_calls: 0,
             flags,
+            caller,
         });
         let s = &mut *stats;
         bump(&mut s.count, 1);
@@ -140,15 +148,17 @@ fn committed_parent(sh: &Shadow, top: usize) -> Option<*mut Frame> {
 
 #[cold]
 /// A new context node for `probe` under `parent_ctx`: (node, 0), or
-/// (parent_ctx, FOLDED) past the cap.
+/// (folded ctx, FOLDED) past the cap. Signals stay blocked meanwhile, so a
+/// handler's calls never see the thread's tables half changed.
 fn new_context(t: &mut ThreadState, parent_ctx: u32, probe: &Probe) -> (u32, u32) {
     let stats = t.stats_for(probe);
     if stats.is_null() {
-        return (parent_ctx, FOLDED);
+        return (folded_ctx(parent_ctx), FOLDED);
     }
+    let _blocked = crate::sys::SignalsBlocked::new();
     match t.tree.add(&mut t.arena, parent_ctx, probe.id, stats) {
         Some(c) => (c, 0),
-        None => (parent_ctx, FOLDED),
+        None => (folded_ctx(parent_ctx), FOLDED),
     }
 }
 
@@ -263,19 +273,18 @@ fn top_frame(sh: &Shadow) -> Option<*mut Frame> {
     sh.depth().checked_sub(1).map(|i| sh.frame(i))
 }
 
-/// A call past the context cap: its self time goes to the parent's node
-/// (so flame graph widths still add up) and its edge to the folded edges.
+/// A call past the context cap: its own time goes to the nearest node
+/// above it (so flame graph widths still add up) and its edge, from the
+/// probe that called it, to the folded edges.
 #[cold]
 fn fold(t: &mut ThreadState, f: &Frame, inclusive: u64, inherent: u64) {
-    // SAFETY: the probe is leaked.
-    let callee = unsafe { (*f.probe).id };
-    if f.ctx == ROOT {
-        t.tree.add_folded(&mut t.arena, ROOT, callee, inclusive);
-        return;
+    if let Some(n) = folded_into(f.ctx) {
+        // SAFETY: a node of this thread's tree.
+        bump(unsafe { &mut (*t.tree.node(n)).inherent }, inherent);
     }
-    // SAFETY: f.ctx is a node of this thread's tree.
-    let node = unsafe { &mut *t.tree.node(f.ctx) };
-    bump(&mut node.inherent, inherent);
-    let caller = node.probe;
-    t.tree.add_folded(&mut t.arena, caller, callee, inclusive);
+    if f.caller != ROOT {
+        // SAFETY: the probe is leaked.
+        let callee = unsafe { (*f.probe).id };
+        t.tree.add_folded(&mut t.arena, f.caller, callee, inclusive);
+    }
 }

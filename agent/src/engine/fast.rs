@@ -5,6 +5,11 @@
 //! 0 *before changing anything*, and the stub then saves the vector
 //! registers and runs the full path in `enter_exit`.
 //!
+//! What they touch: the thread state, the probe, one index slot, the
+//! chunk directory, the context node, the parent frame and the new one,
+//! and the statistics block (counters on one cache line, the histogram
+//! window on the next).
+//!
 //! A test disassembles the built agent and checks that these two functions
 //! touch no xmm/ymm register and call nothing.
 
@@ -120,7 +125,8 @@ pub unsafe extern "C" fn hotprobe_exit_fast(slot: *mut usize, tls: *mut ThreadSt
         let (inclusive, inherent) =
             compensate::adjust(window, (*f).child_ticks, (*f).child_calls, (*f).desc_calls);
         let outermost = s.active == 1;
-        let b = bucket(inclusive);
+        // The bucket's place in this thread's window (huge when outside, or unset).
+        let b = bucket(inclusive).wrapping_sub(s.hist_base as usize);
         let scoring = outermost && !probe.settled.load(Ordering::Relaxed);
         if outermost && (b >= LOCAL_BUCKETS || *s.hist.get_unchecked(b) == u8::MAX) {
             return 0;

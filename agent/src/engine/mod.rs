@@ -8,5 +8,6 @@ pub mod fast;
 pub mod probe;
 pub mod recover;
 pub mod shadow;
+pub mod slab;
 pub mod table;
 pub mod thread;

@@ -42,11 +42,17 @@ pub struct Frame {
     pub prev_top: usize,
     /// All probed descendants (for overhead compensation).
     pub desc_calls: u64,
+    /// The calling-context node, or `contexts::folded_ctx(…)` when FOLDED.
     pub ctx: u32,
     /// Direct probed callees.
     pub child_calls: u32,
     pub flags: u32,
+    /// The probe of the probed frame below (ROOT if none). Written only by
+    /// the slow path, and read only for FOLDED frames, which it alone pushes.
+    pub caller: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<Frame>() == 80);
 
 #[repr(C)]
 pub struct Shadow {
@@ -78,6 +84,22 @@ impl Shadow {
         self.key = key;
         self.top = 0;
         !self.frames.is_null()
+    }
+
+    /// Bytes of the frame array that are resident: the pages the deepest
+    /// calls so far have touched (the rest is only reserved).
+    pub fn resident_bytes(&self) -> u64 {
+        if self.frames.is_null() {
+            return 0;
+        }
+        let len = CAPACITY * core::mem::size_of::<Frame>();
+        let pages = len.div_ceil(4096);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: frames/len is our own mapping; vec has one byte per page.
+        if unsafe { libc::mincore(self.frames.cast(), len, vec.as_mut_ptr()) } != 0 {
+            return 0;
+        }
+        vec.iter().filter(|&&b| b & 1 != 0).count() as u64 * 4096
     }
 
     pub fn release(&mut self) {

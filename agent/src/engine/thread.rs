@@ -6,7 +6,8 @@
 use crate::engine::arena::Arena;
 use crate::engine::probe::Probe;
 use crate::engine::shadow::Shadow;
-use crate::engine::table::U64Map;
+use crate::engine::slab::Slab;
+use crate::engine::table::{Index, MAX_INDEX};
 use crate::meter::contexts::Tree;
 use crate::meter::stats::ThreadProbeStats;
 use crate::spin_lock::SpinLock;
@@ -27,7 +28,10 @@ pub struct ThreadState {
     pub own_shadow: Shadow,
     /// Shadows of other user contexts (swapcontext), allocated on demand.
     pub context_shadows: [*mut Shadow; MAX_CONTEXT_SHADOWS],
-    pub stats: U64Map,
+    /// Probe id → this thread's statistics block for it.
+    pub stats: Index,
+    /// The statistics blocks (snapshots read them from other threads).
+    pub stats_blocks: Slab<ThreadProbeStats, 3>,
     pub tree: Tree,
     pub arena: Arena,
     pub tid: i32,
@@ -140,7 +144,8 @@ pub fn allocate(tid: i32) -> *mut ThreadState {
             shadow: core::ptr::null_mut(),
             own_shadow: Shadow::empty(),
             context_shadows: [core::ptr::null_mut(); MAX_CONTEXT_SHADOWS],
-            stats: U64Map::empty(),
+            stats: Index::new(),
+            stats_blocks: Slab::new(),
             tree: Tree::new(),
             arena,
             tid,
@@ -165,38 +170,73 @@ impl ThreadState {
     /// This thread's statistics block for `probe`, created on first use.
     #[inline(always)]
     pub fn stats_for(&mut self, probe: &Probe) -> *mut ThreadProbeStats {
-        match self.stats.get(probe.id as u64) {
-            Some(p) => p as *mut ThreadProbeStats,
+        match self.find_stats(probe.id) {
+            Some(i) => self.stats_blocks.get(i),
             None => self.new_stats(probe),
         }
     }
 
+    #[inline(always)]
+    fn find_stats(&self, id: u32) -> Option<u32> {
+        let blocks = &self.stats_blocks;
+        // SAFETY: published blocks point at leaked probes.
+        self.stats.find(id as u64, |i| {
+            blocks
+                .checked(i)
+                .map(|b| unsafe { (*(*b).probe).id as u64 })
+        })
+    }
+
     #[cold]
     fn new_stats(&mut self, probe: &Probe) -> *mut ThreadProbeStats {
-        let p = self
-            .arena
-            .alloc(core::mem::size_of::<ThreadProbeStats>(), 16)
-            as *mut ThreadProbeStats;
-        if p.is_null() {
-            return p;
+        let _blocked = crate::sys::SignalsBlocked::new();
+        // A signal handler may have made it since the caller looked.
+        if let Some(i) = self.find_stats(probe.id) {
+            return self.stats_blocks.get(i);
         }
-        // SAFETY: fresh zeroed memory; only the probe pointer needs setting.
-        unsafe { (*p).probe = probe };
-        if !self
-            .stats
-            .insert(&mut self.arena, probe.id as u64, p as u64)
-        {
+        let blocks = &self.stats_blocks;
+        // SAFETY: published blocks point at leaked probes.
+        let key_of = |i: u32| {
+            blocks
+                .checked(i)
+                .map(|b| unsafe { (*(*b).probe).id as u64 })
+        };
+        if !self.stats.reserve(&mut self.arena, key_of) {
             return core::ptr::null_mut();
         }
-        p
+        let Some(i) =
+            self.stats_blocks
+                .push(&mut self.arena, ThreadProbeStats::new(probe), MAX_INDEX + 1)
+        else {
+            return core::ptr::null_mut();
+        };
+        let blocks = &self.stats_blocks;
+        // SAFETY: as above; room was reserved, so this cannot fail.
+        self.stats.insert(&mut self.arena, probe.id as u64, i, |i| {
+            blocks
+                .checked(i)
+                .map(|b| unsafe { (*(*b).probe).id as u64 })
+        });
+        self.stats_blocks.get(i)
     }
 
     /// Every statistics block of this thread.
     pub fn all_stats(&self) -> impl Iterator<Item = &ThreadProbeStats> + '_ {
-        // SAFETY: values are pointers to blocks in this thread's arena.
-        self.stats
-            .iter()
-            .map(|(_, p)| unsafe { &*(p as *const ThreadProbeStats) })
+        // SAFETY: published blocks of this thread's slab.
+        self.stats_blocks.iter().map(|p| unsafe { &*p })
+    }
+
+    /// Every statistics block of this thread, to write (its own thread, or
+    /// one that has ended or is the only one left).
+    pub fn all_stats_mut(&mut self) -> impl Iterator<Item = &mut ThreadProbeStats> + '_ {
+        // SAFETY: as above; the caller has the right to write them.
+        self.stats_blocks.iter().map(|p| unsafe { &mut *p })
+    }
+
+    /// Bytes this thread's metering holds: its arena, and the pages its
+    /// shadow stacks have touched.
+    pub fn memory_bytes(&self) -> u64 {
+        self.arena.allocated as u64 + self.shadows().map(|s| s.resident_bytes()).sum::<u64>()
     }
 
     /// Every shadow stack of this thread (its own and its contexts').

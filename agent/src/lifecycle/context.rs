@@ -43,7 +43,11 @@ fn shadow_for(t: &mut ThreadState, key: usize, stack: Option<(usize, usize)>) ->
         });
     let Some(i) = free else { return t.shadow };
     if t.context_shadows[i].is_null() {
-        let s = t.arena.alloc(core::mem::size_of::<Shadow>(), 64) as *mut Shadow;
+        let s = {
+            // Arena allocation must not nest with a signal handler's.
+            let _blocked = crate::sys::SignalsBlocked::new();
+            t.arena.alloc(core::mem::size_of::<Shadow>(), 64) as *mut Shadow
+        };
         // SAFETY: fresh zeroed arena memory.
         if s.is_null() || !unsafe { (*s).init(key) } {
             return t.shadow;

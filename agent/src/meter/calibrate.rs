@@ -6,10 +6,13 @@
 //! costs far more than in a program). The leaf is probed with the real
 //! trampoline and stubs; an identical twin stays bare.
 //!
-//! The difference per call is the probe's total cost; the median of
-//! the leaf's measured windows, less its tiny body, is the part inside the
-//! window. Noise on a shared machine only ever adds time, so the least
-//! disturbed of several interleaved rounds is the best estimate.
+//! The difference per call is the probe's total cost; the mean of the
+//! leaf's measured windows (the slowest 1% left out), less its tiny body,
+//! is the part inside the window. A mean, not the median: some TSCs move
+//! in steps of ~25 ticks (10 ns here), and the median of a window of a few
+//! steps jumps by a whole step from run to run. Noise on a shared machine
+//! only ever adds time, so the least disturbed of several interleaved
+//! rounds is the best estimate.
 //!
 //! The same probe can cost more at some code addresses than at others
 //! (branch predictors index by address), so the leaf is placed at two
@@ -31,15 +34,27 @@ const LEAF: [u8; 16] = [
 ];
 const LEAF_AT: usize = 0;
 const TWIN_AT: usize = 16;
-const LOOP_LEAF_AT: usize = 32;
-const LOOP_TWIN_AT: usize = 64;
+const LOOP_LEAF_AT: usize = 64;
+const LOOP_TWIN_AT: usize = 128;
+const PLAIN_TWIN_AT: usize = 192;
+/// Multiplies between calls in the timed loops.
+const WORK: usize = 8;
 
-/// `push rbx; mov rbx, rdi; L: mov rdi, rbx; call <target>; dec rbx; jnz L; pop rbx; ret`
-fn call_loop(at: usize, target: usize) -> [u8; 22] {
-    let mut code = [
-        0x53, 0x48, 0x89, 0xfb, 0x48, 0x89, 0xdf, 0xe8, 0, 0, 0, 0, 0x48, 0xff, 0xcb, 0x75, 0xf3,
-        0x5b, 0xc3, 0x90, 0x90, 0x90,
-    ];
+/// `push rbx; mov rbx, rdi; L: mov rdi, rbx; call <target>; work × imul
+/// rdx, rdx; dec rbx; jnz L; pop rbx; ret`. The multiplies (independent of
+/// the call) stand for the work a program does between calls: back-to-back
+/// probed calls cost ~15 ns more each than calls among other code, and
+/// compensating every call for that made nested times 5–7% short.
+fn call_loop(at: usize, target: usize, work: usize) -> [u8; 52] {
+    let mut code = [0x90u8; 52];
+    code[..12].copy_from_slice(&[0x53, 0x48, 0x89, 0xfb, 0x48, 0x89, 0xdf, 0xe8, 0, 0, 0, 0]);
+    let end = 12 + 4 * work;
+    for k in 0..work {
+        code[12 + 4 * k..16 + 4 * k].copy_from_slice(&[0x48, 0x0f, 0xaf, 0xd2]);
+    }
+    // dec rbx; jnz L (L at 4, from the end of the jnz); pop rbx; ret
+    code[end..end + 7].copy_from_slice(&[0x48, 0xff, 0xcb, 0x75, 0, 0x5b, 0xc3]);
+    code[end + 4] = (4 - (end as i32 + 5)) as u8;
     let rel = (target as i64 - (at as i64 + 12)) as i32;
     code[8..12].copy_from_slice(&rel.to_le_bytes());
     code
@@ -82,13 +97,24 @@ fn place_code(near: (usize, usize)) -> Option<usize> {
     if p == libc::MAP_FAILED || p as usize != base {
         return None;
     }
-    let mut page = [0xCCu8; 128];
+    let mut page = [0xCCu8; 256];
     page[LEAF_AT..LEAF_AT + 16].copy_from_slice(&LEAF);
     page[TWIN_AT..TWIN_AT + 16].copy_from_slice(&LEAF);
-    page[LOOP_LEAF_AT..LOOP_LEAF_AT + 22]
-        .copy_from_slice(&call_loop(base + LOOP_LEAF_AT, base + LEAF_AT));
-    page[LOOP_TWIN_AT..LOOP_TWIN_AT + 22]
-        .copy_from_slice(&call_loop(base + LOOP_TWIN_AT, base + TWIN_AT));
+    page[LOOP_LEAF_AT..LOOP_LEAF_AT + 52].copy_from_slice(&call_loop(
+        base + LOOP_LEAF_AT,
+        base + LEAF_AT,
+        WORK,
+    ));
+    page[LOOP_TWIN_AT..LOOP_TWIN_AT + 52].copy_from_slice(&call_loop(
+        base + LOOP_TWIN_AT,
+        base + TWIN_AT,
+        WORK,
+    ));
+    page[PLAIN_TWIN_AT..PLAIN_TWIN_AT + 52].copy_from_slice(&call_loop(
+        base + PLAIN_TWIN_AT,
+        base + TWIN_AT,
+        0,
+    ));
     // SAFETY: our fresh page; it becomes executable before anything runs it.
     unsafe {
         core::ptr::copy_nonoverlapping(page.as_ptr(), base as *mut u8, page.len());
@@ -112,25 +138,30 @@ fn per_call(entry: usize) -> u64 {
     clock::now().saturating_sub(t0) / CALLS
 }
 
-/// One placement: (inner, total) ticks.
-fn measure(near: (usize, usize)) -> Option<(u64, u64)> {
-    let base = place_code(near)?;
-    let leaf = base + LEAF_AT;
+/// A settled probe (never scored) on 16 bytes of the calibration page.
+fn probe_at(id: u32, address: usize) -> (&'static Probe, &'static [u8]) {
     let meta = Meta {
         name: "(calibration)".into(),
         symbol: String::new(),
         module: String::new(),
         offset: 0,
         size: 16,
-        address: leaf,
+        address,
         link_address: 0,
     };
-    let probe: &'static Probe = Box::leak(Box::new(Probe::new(CALIBRATION_ID, meta, i64::MAX / 2)));
+    let probe: &'static Probe = Box::leak(Box::new(Probe::new(id, meta, i64::MAX / 2)));
     probe
         .settled
         .store(true, core::sync::atomic::Ordering::Relaxed);
-    // SAFETY: the leaf is 16 bytes of our own page.
-    let code: &'static [u8] = unsafe { std::slice::from_raw_parts(leaf as *const u8, 16) };
+    // SAFETY: 16 bytes of our own page.
+    let code: &'static [u8] = unsafe { std::slice::from_raw_parts(address as *const u8, 16) };
+    (probe, code)
+}
+
+/// One placement: (inner, total) ticks.
+fn measure(near: (usize, usize)) -> Option<(u64, u64)> {
+    let base = place_code(near)?;
+    let (probe, code) = probe_at(CALIBRATION_ID, base + LEAF_AT);
     let obj = crate::install::Loaded {
         path: Default::default(),
         bias: 0,
@@ -145,23 +176,28 @@ fn measure(near: (usize, usize)) -> Option<(u64, u64)> {
     if thread.is_null() {
         return None;
     }
-    let (mut bare, mut probed) = (Vec::new(), Vec::new());
+    let (mut bare, mut probed, mut plain) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         bare.push(per_call(base + LOOP_TWIN_AT));
         probed.push(per_call(base + LOOP_LEAF_AT));
+        plain.push(per_call(base + PLAIN_TWIN_AT));
     }
     // SAFETY: this thread's own state; the calibration probe's block exists after the calls.
     let stats = unsafe { &*(*thread).stats_for(probe) };
     let mut hist = crate::meter::histogram::Merged::new();
-    hist.add_local(&stats.hist);
+    stats.add_hist_to(&mut hist);
     if let Some(shared) = probe.shared_hist() {
         hist.add_shared(shared);
     }
-    let window = hist.quantile(0.5)? as u64;
+    // A mean, not the median: see `Merged::trimmed_mean`.
+    let window = hist.trimmed_mean(0.99)? as u64;
     let (bare, probed) = (bare.into_iter().min()?, probed.into_iter().min()?);
+    let plain = plain.into_iter().min()?;
     let total = probed.saturating_sub(bare);
-    // The leaf's body is a couple of cycles of the bare call's cost.
-    let inner = window.saturating_sub(bare / 2).min(total);
-    crate::debug!("calibration at {base:#x}: bare {bare} probed {probed} window {window} ticks");
+    // The leaf's body is a couple of cycles of a plain loop's bare call.
+    let inner = window.saturating_sub(plain / 2).min(total);
+    crate::debug!(
+        "calibration at {base:#x}: bare {bare} (plain {plain}) probed {probed} window {window} ticks"
+    );
     Some((inner, total))
 }

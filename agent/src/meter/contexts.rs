@@ -1,32 +1,40 @@
 //! The calling-context tree of one thread: a node per distinct path of
-//! probed callers. Nodes live in chunks that never move; a map from
+//! probed callers. Nodes live in a slab (they never move); an index from
 //! (parent node, probe) finds a child in one lookup.
 //!
-//! The process-wide cap (`meter.contexts_cap`) bounds the nodes of all
-//! threads together; past it, a call folds into its parent's node and its
-//! edge is counted separately, so edges stay exact.
+//! The process-wide cap (`meter.contexts_cap`) bounds the nodes of all live
+//! threads and of the merged tree of ended ones together. Past it, a call
+//! folds: its own time goes to the nearest node above it, its edge (from
+//! the probe that really called it) is counted separately, and so is every
+//! call below it, so edges and counts stay exact.
 
 use crate::engine::arena::Arena;
-use crate::engine::table::U64Map;
+use crate::engine::slab::Slab;
+use crate::engine::table::{Index, MAX_INDEX};
 use crate::meter::stats::ThreadProbeStats;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub const ROOT: u32 = u32::MAX;
-/// Nodes live in chunks of 64, 128, 256… (chunk k holds 64·2^k nodes): a
-/// thread that calls a few probes pays for a few nodes, and an index maps
-/// to its chunk with one bit scan.
-const FIRST: usize = 64;
-const MAX_CHUNKS: usize = 22;
 
-/// (chunk, offset in it) of node `i`.
-#[inline(always)]
-fn locate(i: usize) -> (usize, usize) {
-    let k = (usize::BITS - 1 - (i / FIRST + 1).leading_zeros()) as usize;
-    (k, i - FIRST * ((1 << k) - 1))
+/// A folded frame's `ctx` is FOLDED_CTX | the node its own time goes to
+/// (NO_NODE at a root). No node has such a parent, so the fast path never
+/// finds a child under it and the slow path folds the children too.
+pub const FOLDED_CTX: u32 = 1 << 31;
+const NO_NODE: u32 = 0x00FF_FFFF;
+
+/// The `ctx` of a call folded under a frame whose `ctx` is `parent_ctx`.
+pub fn folded_ctx(parent_ctx: u32) -> u32 {
+    if parent_ctx == ROOT {
+        FOLDED_CTX | NO_NODE
+    } else {
+        FOLDED_CTX | parent_ctx
+    }
 }
 
-fn chunk_len(k: usize) -> usize {
-    FIRST << k
+/// The node a folded frame's own time goes to.
+pub fn folded_into(ctx: u32) -> Option<u32> {
+    let n = ctx & !FOLDED_CTX;
+    (ctx != ROOT && n != NO_NODE).then_some(n)
 }
 
 static NODES_USED: AtomicU64 = AtomicU64::new(0);
@@ -41,9 +49,19 @@ pub fn truncated() -> bool {
     TRUNCATED.load(Ordering::Relaxed)
 }
 
-pub fn reset_process_counts() {
-    NODES_USED.store(0, Ordering::Relaxed);
-    TRUNCATED.store(false, Ordering::Relaxed);
+/// Takes one node from the process-wide budget; false (and truncated) past the cap.
+pub fn take_node() -> bool {
+    if NODES_USED.fetch_add(1, Ordering::Relaxed) >= CAP.load(Ordering::Relaxed) {
+        NODES_USED.fetch_sub(1, Ordering::Relaxed);
+        TRUNCATED.store(true, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
+/// Gives `n` nodes back to the budget.
+pub fn give_back(n: u64) {
+    NODES_USED.fetch_sub(n, Ordering::Relaxed);
 }
 
 #[repr(C)]
@@ -56,15 +74,11 @@ pub struct Node {
     pub stats: *mut ThreadProbeStats,
 }
 
-#[repr(C)]
-pub struct Tree {
-    map: U64Map,
-    chunks: *mut *mut Node,
-    pub len: u32,
-    /// (caller probe << 32 | callee probe) → index into `folded`, for calls past the cap.
-    folded_map: U64Map,
-    folded: *mut FoldedEdge,
-    folded_len: u32,
+impl Node {
+    #[inline(always)]
+    fn key(&self) -> u64 {
+        key(self.parent, self.probe)
+    }
 }
 
 #[repr(C)]
@@ -76,7 +90,18 @@ pub struct FoldedEdge {
     pub inclusive: u64,
 }
 
-const MAX_FOLDED: usize = 1 << 16;
+#[repr(C)]
+pub struct Tree {
+    map: Index,
+    nodes: Slab<Node, 5>,
+    /// (caller probe, callee probe) → folded edge, for calls past the cap.
+    folded_map: Index,
+    folded: Slab<FoldedEdge, 5>,
+    /// Nodes taken from the process-wide budget and not given back.
+    counted: u32,
+}
+
+const MAX_FOLDED: u32 = 1 << 16;
 
 #[inline(always)]
 fn key(parent: u32, probe: u32) -> u64 {
@@ -86,28 +111,39 @@ fn key(parent: u32, probe: u32) -> u64 {
 impl Tree {
     pub const fn new() -> Tree {
         Tree {
-            map: U64Map::empty(),
-            chunks: core::ptr::null_mut(),
-            len: 0,
-            folded_map: U64Map::empty(),
-            folded: core::ptr::null_mut(),
-            folded_len: 0,
+            map: Index::new(),
+            nodes: Slab::new(),
+            folded_map: Index::new(),
+            folded: Slab::new(),
+            counted: 0,
         }
     }
 
     #[inline(always)]
     pub fn find(&self, parent: u32, probe: u32) -> Option<u32> {
-        self.map.get(key(parent, probe)).map(|v| v as u32)
+        let nodes = &self.nodes;
+        self.map.find(key(parent, probe), |i| {
+            // SAFETY: a published node.
+            nodes.checked(i).map(|n| unsafe { (*n).key() })
+        })
     }
 
+    /// Node `index` (below `len`).
     #[inline(always)]
     pub fn node(&self, index: u32) -> *mut Node {
-        let (k, at) = locate(index as usize);
-        // SAFETY: callers pass indices below `len`; their chunk exists.
-        unsafe { (*self.chunks.add(k)).add(at) }
+        self.nodes.get(index)
     }
 
-    /// A new child node, or None past the cap (or out of memory).
+    pub fn len(&self) -> u32 {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The child of `parent` for `probe`, made if need be; None past the cap
+    /// (or out of memory). Signals are blocked by the caller.
     pub fn add(
         &mut self,
         arena: &mut Arena,
@@ -115,14 +151,18 @@ impl Tree {
         probe: u32,
         stats: *mut ThreadProbeStats,
     ) -> Option<u32> {
-        if NODES_USED.fetch_add(1, Ordering::Relaxed) >= CAP.load(Ordering::Relaxed) {
-            NODES_USED.fetch_sub(1, Ordering::Relaxed);
+        // A signal handler may have made it since the caller looked.
+        if let Some(c) = self.find(parent, probe) {
+            return Some(c);
+        }
+        if self.nodes.len() > MAX_INDEX || !take_node() {
             TRUNCATED.store(true, Ordering::Relaxed);
             return None;
         }
         let made = self.make_node(arena, parent, probe, stats);
-        if made.is_none() {
-            NODES_USED.fetch_sub(1, Ordering::Relaxed);
+        match made {
+            Some(_) => self.counted += 1,
+            None => give_back(1),
         }
         made
     }
@@ -134,109 +174,130 @@ impl Tree {
         probe: u32,
         stats: *mut ThreadProbeStats,
     ) -> Option<u32> {
-        if self.chunks.is_null() {
-            self.chunks = arena.alloc(MAX_CHUNKS * 8, 64) as *mut *mut Node;
-            if self.chunks.is_null() {
-                return None;
-            }
-        }
-        let index = self.len as usize;
-        let (chunk, _) = locate(index);
-        if chunk >= MAX_CHUNKS {
+        let nodes = &self.nodes;
+        // SAFETY: published nodes.
+        if !self
+            .map
+            .reserve(arena, |i| nodes.checked(i).map(|n| unsafe { (*n).key() }))
+        {
             return None;
         }
-        // SAFETY: chunk < MAX_CHUNKS.
-        let slot = unsafe { self.chunks.add(chunk) };
-        // SAFETY: slot is inside the chunk table.
-        if unsafe { (*slot).is_null() } {
-            let fresh =
-                arena.alloc(chunk_len(chunk) * core::mem::size_of::<Node>(), 64) as *mut Node;
-            if fresh.is_null() {
-                return None;
-            }
-            // SAFETY: as above.
-            unsafe { *slot = fresh };
-        }
-        let node = self.node(index as u32);
-        // SAFETY: node points into a zeroed chunk owned by this tree.
-        unsafe {
-            *node = Node {
-                parent,
-                probe,
-                count: 0,
-                inclusive: 0,
-                inherent: 0,
-                stats,
-            }
+        let node = Node {
+            parent,
+            probe,
+            count: 0,
+            inclusive: 0,
+            inherent: 0,
+            stats,
         };
-        if !self.map.insert(arena, key(parent, probe), index as u64) {
-            return None;
-        }
-        self.len += 1;
-        Some(index as u32)
+        let index = self.nodes.push(arena, node, MAX_INDEX + 1)?;
+        let nodes = &self.nodes;
+        // SAFETY: published nodes. Room was reserved, so this cannot fail.
+        let ok = self.map.insert(arena, key(parent, probe), index, |i| {
+            nodes.checked(i).map(|n| unsafe { (*n).key() })
+        });
+        debug_assert!(ok);
+        Some(index)
     }
 
-    /// Counts a call that did not get a node of its own.
+    /// Counts a call that got no node of its own. Signals are blocked by
+    /// the caller when the edge is new (`folded_index` said None).
     pub fn add_folded(&mut self, arena: &mut Arena, caller: u32, callee: u32, inclusive: u64) {
         let k = key(caller, callee);
-        let index = match self.folded_map.get(k) {
-            Some(i) => i as usize,
+        let index = match self.folded_index(k) {
+            Some(i) => i,
             None => {
-                if self.folded.is_null() {
-                    self.folded = arena.alloc(MAX_FOLDED * core::mem::size_of::<FoldedEdge>(), 64)
-                        as *mut FoldedEdge;
+                let _blocked = crate::sys::SignalsBlocked::new();
+                match self.new_folded(arena, caller, callee) {
+                    Some(i) => i,
+                    None => return,
                 }
-                if self.folded.is_null() || self.folded_len as usize >= MAX_FOLDED {
-                    return;
-                }
-                let i = self.folded_len as usize;
-                // SAFETY: i < MAX_FOLDED.
-                unsafe {
-                    *self.folded.add(i) = FoldedEdge {
-                        caller,
-                        callee,
-                        count: 0,
-                        inclusive: 0,
-                    }
-                };
-                if !self.folded_map.insert(arena, k, i as u64) {
-                    return;
-                }
-                self.folded_len += 1;
-                i
             }
         };
-        // SAFETY: index < folded_len.
-        let e = unsafe { &mut *self.folded.add(index) };
-        e.count += 1;
-        e.inclusive += inclusive;
+        // SAFETY: a published edge of this thread.
+        let e = unsafe { &mut *self.folded.get(index) };
+        crate::meter::stats::bump(&mut e.count, 1);
+        crate::meter::stats::bump(&mut e.inclusive, inclusive);
+    }
+
+    fn folded_index(&self, k: u64) -> Option<u32> {
+        let folded = &self.folded;
+        self.folded_map.find(k, |i| {
+            // SAFETY: a published edge.
+            folded
+                .checked(i)
+                .map(|e| unsafe { key((*e).caller, (*e).callee) })
+        })
+    }
+
+    #[cold]
+    fn new_folded(&mut self, arena: &mut Arena, caller: u32, callee: u32) -> Option<u32> {
+        let k = key(caller, callee);
+        if let Some(i) = self.folded_index(k) {
+            return Some(i);
+        }
+        let folded = &self.folded;
+        // SAFETY: published edges.
+        let key_of = |i: u32| {
+            folded
+                .checked(i)
+                .map(|e| unsafe { key((*e).caller, (*e).callee) })
+        };
+        if !self.folded_map.reserve(arena, key_of) {
+            return None;
+        }
+        let edge = FoldedEdge {
+            caller,
+            callee,
+            count: 0,
+            inclusive: 0,
+        };
+        let index = self.folded.push(arena, edge, MAX_FOLDED)?;
+        let folded = &self.folded;
+        // SAFETY: as above; room was reserved.
+        self.folded_map.insert(arena, k, index, |i| {
+            folded
+                .checked(i)
+                .map(|e| unsafe { key((*e).caller, (*e).callee) })
+        });
+        Some(index)
     }
 
     pub fn folded_edges(&self) -> impl Iterator<Item = FoldedEdge> + '_ {
-        // SAFETY: entries below folded_len are initialised.
-        (0..self.folded_len as usize).map(move |i| unsafe { *self.folded.add(i) })
+        // SAFETY: published edges.
+        self.folded.iter().map(|e| unsafe { *e })
     }
 
-    pub fn release_count(&self) {
-        NODES_USED.fetch_sub(self.len as u64, Ordering::Relaxed);
+    /// Forgets the counts, keeping the paths (a fork child starts from zero).
+    pub fn zero_counts(&mut self) {
+        for n in self.nodes.iter() {
+            // SAFETY: published nodes; only the caller's thread is alive.
+            let n = unsafe { &mut *n };
+            (n.count, n.inclusive, n.inherent) = (0, 0, 0);
+        }
+        for e in self.folded.iter() {
+            // SAFETY: as above.
+            let e = unsafe { &mut *e };
+            (e.count, e.inclusive) = (0, 0);
+        }
+    }
+
+    /// Gives this tree's nodes back to the process-wide budget (once).
+    pub fn release_count(&mut self) {
+        give_back(self.counted as u64);
+        self.counted = 0;
+    }
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunks_tile_the_indices() {
-        let mut expect = (0usize, 0usize);
-        for i in 0..100_000usize {
-            assert_eq!(locate(i), expect, "{i}");
-            expect.1 += 1;
-            if expect.1 == chunk_len(expect.0) {
-                expect = (expect.0 + 1, 0);
-            }
-        }
-    }
 
     #[test]
     fn nodes_are_found_again() {
@@ -247,17 +308,38 @@ mod tests {
             assert_eq!(t.add(&mut arena, ROOT, p, core::ptr::null_mut()), Some(p));
         }
         for p in 0..5000u32 {
+            let c = t.add(&mut arena, p, p, core::ptr::null_mut()).unwrap();
+            assert_eq!(t.find(p, p), Some(c));
+        }
+        for p in 0..5000u32 {
             let i = t.find(ROOT, p).unwrap();
             // SAFETY: i < len.
             assert_eq!(unsafe { (*t.node(i)).probe }, p);
         }
+        assert_eq!(t.len(), 10_000);
+        // 40-byte nodes in chunks of 32, plus index slots of 4 bytes at most a quarter
+        // full, plus the tables they grew out of.
+        let bytes = arena.allocated as f64 / 10_000.0;
+        assert!(bytes <= 40.0 * 1.01 + 32.0 + 2.0, "{bytes} bytes per node");
         t.release_count();
         arena.release();
     }
-}
 
-impl Default for Tree {
-    fn default() -> Self {
-        Self::new()
+    #[test]
+    fn folded_frames_keep_their_node_apart_from_real_ones() {
+        assert_eq!(folded_into(folded_ctx(ROOT)), None);
+        assert_eq!(folded_into(folded_ctx(7)), Some(7));
+        assert_ne!(folded_ctx(ROOT), ROOT);
+        let mut arena = Arena::new();
+        let mut t = Tree::new();
+        set_cap(1_000_000);
+        t.add(&mut arena, ROOT, 1, core::ptr::null_mut()).unwrap();
+        assert_eq!(t.find(folded_ctx(0), 1), None);
+        t.add_folded(&mut arena, 1, 2, 5);
+        t.add_folded(&mut arena, 1, 2, 7);
+        let e: Vec<FoldedEdge> = t.folded_edges().collect();
+        assert_eq!((e.len(), e[0].count, e[0].inclusive), (1, 2, 12));
+        t.release_count();
+        arena.release();
     }
 }

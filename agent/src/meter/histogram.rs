@@ -2,12 +2,17 @@
 //! each; above, every power of two is split into 16 buckets, so a value's
 //! bucket midpoint is within 1/32 (3.1%) of it.
 //!
-//! Each (thread, probe) keeps the low buckets as bytes (144 bytes cover
-//! values below 2^12 ticks, about 2 µs); a byte that would overflow carries
-//! 256 into the probe's shared histogram, and longer calls go there
-//! directly. So the shared histogram is written at most once per 256 short
-//! calls of a bucket, or once per call of at least 2 µs (at most 500,000 a
-//! second per thread).
+//! Each (thread, probe) keeps a window of 64 buckets as bytes (4 powers of
+//! two: a function's calls rarely spread wider), placed where its calls
+//! fall: at its first call, with room below it (first calls are the slow
+//! ones), and moved when most calls fall outside (`stats::missed`). A byte
+//! that would overflow carries 256 into the probe's shared histogram, and
+//! calls outside the window go there directly, so the shared histogram is
+//! written at most once per 256 calls of a bucket, plus the odd outlier.
+//!
+//! A snapshot reads the windows while their threads write them: a count
+//! carried or moved at that moment may be seen twice or not at all (the
+//! percentiles are estimates; counts and times come from the counters).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,8 +20,25 @@ pub const SUB: u32 = 16;
 pub const SUB_BITS: u32 = 4;
 /// Buckets in a shared histogram: exact 0..16, then 16 per power of two up to 2^64.
 pub const BUCKETS: usize = (SUB + (64 - SUB_BITS) * SUB) as usize;
-/// Buckets a thread keeps locally.
-pub const LOCAL_BUCKETS: usize = (SUB + 8 * SUB) as usize;
+/// Buckets a thread keeps locally, per probe.
+pub const LOCAL_BUCKETS: usize = 64;
+/// `hist_base` of a window not placed yet.
+pub const UNSET: u16 = u16::MAX;
+/// Misses after which a window may move.
+pub const MOVE_AFTER: u8 = 32;
+
+/// The window for a first call in bucket `b`: 3 powers of two below it (warm
+/// calls are faster), one above.
+pub fn first_window(b: usize) -> u16 {
+    b.saturating_sub(3 * SUB as usize)
+        .min(BUCKETS - LOCAL_BUCKETS) as u16
+}
+
+/// The window moved to calls in bucket `b`: centred on it.
+pub fn moved_window(b: usize) -> u16 {
+    b.saturating_sub(2 * SUB as usize)
+        .min(BUCKETS - LOCAL_BUCKETS) as u16
+}
 
 #[inline(always)]
 pub fn bucket(ticks: u64) -> usize {
@@ -76,8 +98,13 @@ impl Merged {
         }
     }
 
-    pub fn add_local(&mut self, local: &[u8]) {
-        for (c, &b) in self.counts.iter_mut().zip(local.iter()) {
+    /// Adds a thread's window, which starts at bucket `base`.
+    pub fn add_local(&mut self, base: u16, local: &[u8]) {
+        if base == UNSET {
+            return;
+        }
+        let counts = self.counts.iter_mut().skip(base as usize);
+        for (c, &b) in counts.zip(local.iter()) {
             *c += b as u64;
         }
     }
@@ -106,6 +133,38 @@ impl Merged {
             }
         }
         None
+    }
+}
+
+impl Merged {
+    /// The mean of the lowest `keep` of the samples (bucket midpoints), in
+    /// ticks: what noise adds (preemption, interrupts) is only ever on top.
+    /// Unlike a quantile, it is not biased where the clock itself moves in
+    /// steps (some TSCs advance by ~25 ticks at a time): a short duration
+    /// measured many times averages out to its real length.
+    pub fn trimmed_mean(&self, keep: f64) -> Option<f64> {
+        let total = self.total();
+        let mut left = (keep * total as f64).ceil() as u64;
+        if left == 0 {
+            return None;
+        }
+        let n = left;
+        let mut sum = 0.0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            let take = c.min(left);
+            let (lo, hi) = bucket_range(i);
+            let mid = if hi - lo <= 1 {
+                lo as f64
+            } else {
+                (lo as f64 + hi as f64 - 1.0) / 2.0
+            };
+            sum += take as f64 * mid;
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        Some(sum / n as f64)
     }
 }
 
@@ -140,8 +199,37 @@ mod tests {
             }
         }
         assert!(bucket(u64::MAX) < BUCKETS);
-        assert_eq!(bucket((1 << 12) - 1), LOCAL_BUCKETS - 1);
-        assert_eq!(bucket(1 << 12), LOCAL_BUCKETS);
+        // A window spans 4 powers of two from 16 up; the first one, 0..128.
+        assert_eq!(bucket(127), LOCAL_BUCKETS - 1);
+        assert_eq!(bucket(16 << 4) - bucket(16), LOCAL_BUCKETS);
+        assert_eq!(
+            first_window(bucket(u64::MAX)) as usize,
+            BUCKETS - LOCAL_BUCKETS
+        );
+        assert_eq!(first_window(5), 0);
+    }
+
+    #[test]
+    fn trimmed_mean_averages_a_stepping_clock_and_drops_outliers() {
+        let mut m = Merged::new();
+        // A 60-tick duration read by a clock that moves in steps of 25.
+        m.counts[bucket(50)] += 60;
+        m.counts[bucket(75)] += 40;
+        m.counts[bucket(1 << 30)] += 1;
+        let mean = m.trimmed_mean(0.99).unwrap();
+        assert!((mean - 60.0).abs() < 1.0, "{mean}");
+        assert_eq!(m.quantile(0.5), Some(51.0), "the median sees only one step");
+    }
+
+    #[test]
+    fn windows_add_at_their_base() {
+        let mut m = Merged::new();
+        let mut w = [0u8; LOCAL_BUCKETS];
+        w[0] = 3;
+        w[63] = 1;
+        m.add_local(100, &w);
+        m.add_local(UNSET, &w);
+        assert_eq!((m.counts[100], m.counts[163], m.total()), (3, 1, 4));
     }
 
     #[test]

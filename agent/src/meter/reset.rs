@@ -40,23 +40,10 @@ pub fn zero_everything() {
 fn zero_thread(t: &mut thread::ThreadState) {
     t.unmetered = 0;
     t.switches = 0;
-    for (_, p) in t.stats.iter() {
-        // SAFETY: values are this thread's stats blocks.
-        let s = unsafe { &mut *(p as *mut crate::meter::stats::ThreadProbeStats) };
-        s.count = 0;
-        s.abandoned = 0;
-        s.inclusive = 0;
-        s.inherent = 0;
-        s.max_inclusive = 0;
-        s.hist = [0; crate::meter::histogram::LOCAL_BUCKETS];
+    for s in t.all_stats_mut() {
+        s.zero();
     }
-    for i in 0..t.tree.len {
-        // SAFETY: i < len.
-        let n = unsafe { &mut *t.tree.node(i) };
-        n.count = 0;
-        n.inclusive = 0;
-        n.inherent = 0;
-    }
+    t.tree.zero_counts();
 }
 
 /// Remembers the current counts; snapshots from now on report the difference.
