@@ -96,14 +96,15 @@ pub enum Why {
     Hot,
     Active,
     Kept,
+    /// Brought back for another iteration (see `second_chance`).
+    Retried,
 }
 
-/// Applies the policy; returns the kept functions (sorted by identity) and why.
-pub fn select<'a>(m: &'a Merged, policy: &Policy) -> Vec<(&'a Func, Why)> {
+/// Steps 1–3 of the policy (minus --drop): the hot functions and the
+/// active ones above the bar.
+fn by_state<'a>(m: &'a Merged, policy: &Policy) -> Vec<(&'a Func, Why)> {
     let total_inherent = m.total_inherent_ns() as f64;
-    let matches = |g: &Option<GlobList>, f: &Func| g.as_ref().is_some_and(|g| name_matches(g, f));
-    let mut chosen: Vec<(&Func, Why)> = m
-        .funcs
+    m.funcs
         .iter()
         .filter_map(|f| {
             let why = match f.state {
@@ -120,7 +121,43 @@ pub fn select<'a>(m: &'a Merged, policy: &Policy) -> Vec<(&'a Func, Why)> {
             };
             (!matches(&policy.drop, f)).then_some((f, why))
         })
+        .collect()
+}
+
+fn matches(g: &Option<GlobList>, f: &Func) -> bool {
+    g.as_ref().is_some_and(|g| name_matches(g, f))
+}
+
+/// Applies the policy to `current`, with second chances from `earlier`
+/// iterations (newest first); the kept functions, sorted by identity, and why.
+pub fn select(
+    current: &Judged,
+    earlier: &[Judged],
+    policy: &Policy,
+    bar: Bar,
+) -> (Vec<(Func, Why)>, Vec<Chance>) {
+    let m = &current.merged;
+    let mut chosen: Vec<(Func, Why)> = by_state(m, policy)
+        .into_iter()
+        .map(|(f, why)| (f.clone(), why))
         .collect();
+    let kept_anyway = |f: &Func| f.state != ProbeState::Rejected && matches(&policy.keep, f);
+    // What the next run probes whatever second chances bring: the functions
+    // second chances are judged against.
+    let kept: HashSet<FuncKey> = chosen
+        .iter()
+        .map(|(f, _)| f.key.clone())
+        .chain(
+            m.funcs
+                .iter()
+                .filter(|f| kept_anyway(f))
+                .map(|f| f.key.clone()),
+        )
+        .collect();
+    let mut iterations = vec![current];
+    iterations.extend(earlier.iter());
+    let chances = second_chance::chances(&iterations, &kept, bar, |f| matches(&policy.drop, f));
+    chosen.extend(chances.iter().map(|c| (c.func.clone(), Why::Retried)));
     if let Some(n) = policy.top {
         chosen.sort_by(|a, b| {
             b.0.inherent_ns
@@ -129,16 +166,21 @@ pub fn select<'a>(m: &'a Merged, policy: &Policy) -> Vec<(&'a Func, Why)> {
         });
         chosen.truncate(n);
     }
-    for f in &m.funcs {
-        if f.state != ProbeState::Rejected
-            && matches(&policy.keep, f)
-            && !chosen.iter().any(|(c, _)| c.key == f.key)
-        {
-            chosen.push((f, Why::Kept));
+    for f in m.funcs.iter().filter(|f| kept_anyway(f)) {
+        if !chosen.iter().any(|(c, _)| c.key == f.key) {
+            chosen.push((f.clone(), Why::Kept));
         }
     }
     chosen.sort_by(|a, b| a.0.key.cmp(&b.0.key));
-    chosen
+    let chances = chances
+        .into_iter()
+        .filter(|c| {
+            chosen
+                .iter()
+                .any(|(f, why)| *why == Why::Retried && f.key == c.func.key)
+        })
+        .collect();
+    (chosen, chances)
 }
 
 /// The probe-set entry of a function; the offset only for a symbol that
@@ -228,31 +270,19 @@ pub fn compute(args: &RefineArgs) -> Result<Refined> {
         drop,
         known_ambiguous,
     };
-    let chosen = select(merged, &policy);
-    let count = |w: Why| chosen.iter().filter(|(_, why)| *why == w).count();
-    let (hot, active, kept) = (count(Why::Hot), count(Why::Active), count(Why::Kept));
-    let kept_keys: HashSet<FuncKey> = chosen.iter().map(|(f, _)| f.key.clone()).collect();
-    let mut entries: Vec<ProbeSetEntry> = chosen
-        .iter()
-        .map(|(f, _)| entry(f, &policy.known_ambiguous))
-        .collect();
     let earlier = second_chance::earlier(&current);
-    let mut iterations = vec![&current];
-    iterations.extend(earlier.iter());
     let bar = Bar {
         min_inherent_ns,
         min_share: policy.min_share,
         inclusive_ns: merged.hotspot.threshold_us * 1e3,
     };
-    let dropped = |f: &Func| policy.drop.as_ref().is_some_and(|g| name_matches(g, f));
-    let chances = second_chance::chances(&iterations, &kept_keys, bar, dropped);
-    entries.extend(
-        chances
-            .iter()
-            .map(|c| entry(&c.func, &policy.known_ambiguous)),
-    );
-    entries.sort();
-    entries.dedup();
+    let (chosen, chances) = select(&current, &earlier, &policy, bar);
+    let count = |w: Why| chosen.iter().filter(|(_, why)| *why == w).count();
+    let (hot, active, kept) = (count(Why::Hot), count(Why::Active), count(Why::Kept));
+    let entries: Vec<ProbeSetEntry> = chosen
+        .iter()
+        .map(|(f, _)| entry(f, &policy.known_ambiguous))
+        .collect();
     let probed = merged
         .funcs
         .iter()
