@@ -276,8 +276,8 @@ impl Snapshot {
             });
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        match serde_path_to_error::deserialize::<_, Snapshot>(&mut de) {
-            Ok(snap) if snap.schema == SNAPSHOT_SCHEMA => Ok(snap),
+        match serde_path_to_error::deserialize::<_, Wire>(&mut de) {
+            Ok(wire) if wire.schema == SNAPSHOT_SCHEMA => wire.into_snapshot(path),
             Ok(_) => Err(schema_problem(bytes, path)),
             Err(err) => {
                 // A file of another schema fails on some field; say what it is instead.
@@ -305,6 +305,66 @@ impl Snapshot {
     /// Serialized form, as the agent writes it.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a snapshot always serializes")
+    }
+}
+
+/// The members every snapshot has had since the first agent wrote one.
+/// Without them a file is no snapshot (`{"schema": …}` alone would read as
+/// pid 0 with no probes); every other member may be missing (an older or
+/// newer agent) and takes its default.
+pub const REQUIRED_MEMBERS: [&str; 3] = ["agent", "process", "probes"];
+
+/// The error for a snapshot without one of [`REQUIRED_MEMBERS`].
+pub fn missing_member(path: &Path, member: &str) -> ReadError {
+    ReadError {
+        path: path.into(),
+        field: Some(member.into()),
+        problem: "missing: every hotprobe snapshot has it (this file was not written by the agent, or was cut)"
+            .into(),
+    }
+}
+
+/// The snapshot as read: the required members as options, so a missing one
+/// is told from an empty one (a derived `Snapshot` would default it).
+#[derive(Deserialize)]
+struct Wire {
+    schema: String,
+    agent: Option<AgentInfo>,
+    process: Option<ProcessInfo>,
+    #[serde(default)]
+    config: crate::Settings,
+    #[serde(default)]
+    overhead: Overhead,
+    #[serde(default)]
+    meter: MeterInfo,
+    probes: Option<Vec<ProbeRecord>>,
+    #[serde(default)]
+    edges: Vec<Edge>,
+    #[serde(default)]
+    contexts: Vec<ContextNode>,
+}
+
+impl Wire {
+    fn into_snapshot(self, path: &Path) -> Result<Snapshot, ReadError> {
+        let present = [
+            self.agent.is_some(),
+            self.process.is_some(),
+            self.probes.is_some(),
+        ];
+        if let Some(first) = present.iter().position(|p| !p) {
+            return Err(missing_member(path, REQUIRED_MEMBERS[first]));
+        }
+        Ok(Snapshot {
+            schema: self.schema,
+            agent: self.agent.unwrap_or_default(),
+            process: self.process.unwrap_or_default(),
+            config: self.config,
+            overhead: self.overhead,
+            meter: self.meter,
+            probes: self.probes.unwrap_or_default(),
+            edges: self.edges,
+            contexts: self.contexts,
+        })
     }
 }
 
@@ -342,9 +402,40 @@ mod tests {
 
     #[test]
     fn minimal_and_unknown_fields_are_read() {
-        let s = Snapshot::from_slice(br#"{"schema":"hotprobe.snapshot/1","future":{"x":1},"probes":[{"id":3,"name":"f","newfield":2}]}"#, Path::new("s.json")).unwrap();
+        let s = Snapshot::from_slice(br#"{"schema":"hotprobe.snapshot/1","agent":{},"process":{"pid":4},"future":{"x":1},"probes":[{"id":3,"name":"f","newfield":2}]}"#, Path::new("s.json")).unwrap();
         assert_eq!(s.probes[0].id, 3);
         assert_eq!(s.probes[0].state, ProbeState::Active);
+        assert_eq!((s.process.pid, s.meter.unmetered), (4, 0));
+    }
+
+    #[test]
+    fn required_members_are_required() {
+        let e = Snapshot::from_slice(br#"{"schema":"hotprobe.snapshot/1"}"#, Path::new("x.json"))
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("agent"), "{e}");
+        assert!(
+            e.to_string().starts_with("x.json: field `agent`: missing"),
+            "{e}"
+        );
+        let e = Snapshot::from_slice(
+            br#"{"schema":"hotprobe.snapshot/1","agent":{},"probes":[]}"#,
+            Path::new("y.json"),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("process"), "{e}");
+        let e = Snapshot::from_slice(
+            br#"{"schema":"hotprobe.snapshot/1","agent":{},"process":{}}"#,
+            Path::new("z.json"),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("probes"), "{e}");
+        // A wrong type is reported before a missing member.
+        let e = Snapshot::from_slice(
+            br#"{"schema":"hotprobe.snapshot/1","process":{"pid":"x"}}"#,
+            Path::new("w.json"),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("process.pid"), "{e}");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! `hotprobe diff A B`: what changed between two snapshots (or two sets).
 
+use crate::comparable::Comparable;
 use crate::error::{CliError, Result};
 use crate::failif::{self, Condition, Metric};
 use crate::load::load_light;
 use crate::merge::{merge, Func, FuncKey, Merged};
 use crate::output::{color_enabled, table_width, ColorChoice, Style};
+use crate::probetable::ProbeFields;
 use crate::report::{glob_list, name_matches, plural, Header};
 use crate::stats::{hot_set, inherent_rank_correlation, jaccard};
 use crate::table::{Cell, Column, Table};
@@ -36,6 +38,12 @@ removed, changed, jaccard, spearman (`jaccard<0.9`). OP is > >= < <=.
 Times are wall-clock: on a busy machine a preemption adds milliseconds to
 whichever call it lands in and moves averages of short runs; p50 (the
 median inclusive time) is the gate that ignores it.
+
+Snapshots of different agent versions are compared on their common
+fields: a measurement that A's or B's snapshots lack (an older agent wrote no
+p50_inclusive_ns) is left out of the table and the gates, and a note says
+which. A --fail-if on such a metric cannot be checked: it fails (exit 1) and
+says why, since passing would claim a check that was never made.
 
 Examples:
   hotprobe diff before.json after.json
@@ -93,33 +101,37 @@ pub struct Noise {
     pub floor_ns: f64,
 }
 
-/// One side of a function.
+/// One side of a function. A measurement is `None` (null in JSON) where
+/// the side's snapshots lack its field (see `comparable.rs`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Side {
     pub state: ProbeState,
     pub count: u64,
-    pub inclusive_ns: u64,
-    pub inherent_ns: u64,
+    pub inclusive_ns: Option<u64>,
+    pub inherent_ns: Option<u64>,
     pub avg_ns: Option<f64>,
     pub avg_inherent_ns: Option<f64>,
-    pub p50_ns: u64,
-    pub p99_ns: u64,
-    pub max_ns: u64,
+    pub p50_ns: Option<u64>,
+    pub p99_ns: Option<u64>,
+    pub max_ns: Option<u64>,
 }
 
 impl Side {
-    fn of(f: &Func) -> Side {
+    fn of(f: &Func, fields: ProbeFields) -> Side {
+        let known = |field: &str, v: u64| fields.has(field).then_some(v);
         let finite = |v: f64| Some(v).filter(|v| v.is_finite());
+        let has_count = fields.has("count");
         Side {
             state: f.state,
             count: f.count,
-            inclusive_ns: f.inclusive_ns,
-            inherent_ns: f.inherent_ns,
-            avg_ns: finite(f.avg_ns()),
-            avg_inherent_ns: finite(f.avg_inherent_ns()),
-            p50_ns: f.p50_inclusive_ns,
-            p99_ns: f.p99_inclusive_ns,
-            max_ns: f.max_inclusive_ns,
+            inclusive_ns: known("inclusive_ns", f.inclusive_ns),
+            inherent_ns: known("inherent_ns", f.inherent_ns),
+            avg_ns: finite(f.avg_ns()).filter(|_| has_count && fields.has("inclusive_ns")),
+            avg_inherent_ns: finite(f.avg_inherent_ns())
+                .filter(|_| has_count && fields.has("inherent_ns")),
+            p50_ns: known("p50_inclusive_ns", f.p50_inclusive_ns),
+            p99_ns: known("p99_inclusive_ns", f.p99_inclusive_ns),
+            max_ns: known("max_inclusive_ns", f.max_inclusive_ns),
         }
     }
 
@@ -132,11 +144,11 @@ impl Side {
             Metric::Count => Some(self.count as f64),
             Metric::Avg => self.avg_ns,
             Metric::AvgInherent => self.avg_inherent_ns,
-            Metric::Total => Some(self.inclusive_ns as f64),
-            Metric::Inherent => Some(self.inherent_ns as f64),
-            Metric::P50 => Some(self.p50_ns as f64),
-            Metric::P99 => Some(self.p99_ns as f64),
-            Metric::Max => Some(self.max_ns as f64),
+            Metric::Total => self.inclusive_ns.map(|v| v as f64),
+            Metric::Inherent => self.inherent_ns.map(|v| v as f64),
+            Metric::P50 => self.p50_ns.map(|v| v as f64),
+            Metric::P99 => self.p99_ns.map(|v| v as f64),
+            Metric::Max => self.max_ns.map(|v| v as f64),
             _ => None,
         }
     }
@@ -219,9 +231,11 @@ pub struct Summary {
     pub hot_removed: usize,
     pub changed: usize,
     pub jaccard: f64,
-    pub spearman: f64,
-    pub inherent_a_ns: u64,
-    pub inherent_b_ns: u64,
+    /// `None` (null) where a side's snapshots have no inherent times.
+    pub spearman: Option<f64>,
+    /// `None` (null) where the side's snapshots have no inherent times.
+    pub inherent_a_ns: Option<u64>,
+    pub inherent_b_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -229,6 +243,8 @@ pub struct Diff {
     pub funcs: Vec<FuncDiff>,
     pub summary: Summary,
     pub notes: Vec<String>,
+    /// The measurement fields each side lacks: metrics built on them are not compared.
+    pub comparable: Comparable,
 }
 
 /// Compares two merged views.
@@ -240,7 +256,7 @@ pub fn compare(a: &Merged, b: &Merged, noise: Noise) -> Diff {
             FuncDiff {
                 key: f.key.clone(),
                 name: f.display_name(),
-                a: Some(Side::of(f)),
+                a: Some(Side::of(f, a.probe_fields)),
                 b: None,
             },
         );
@@ -253,10 +269,11 @@ pub fn compare(a: &Merged, b: &Merged, noise: Noise) -> Diff {
                 a: None,
                 b: None,
             })
-            .b = Some(Side::of(f));
+            .b = Some(Side::of(f, b.probe_fields));
     }
     let funcs: Vec<FuncDiff> = map.into_values().collect();
     let (hot_a, hot_b) = (hot_set(a), hot_set(b));
+    let comparable = Comparable::of(a, b);
     let summary = Summary {
         functions_a: funcs.iter().filter(|f| f.probed_a()).count(),
         functions_b: funcs.iter().filter(|f| f.probed_b()).count(),
@@ -274,9 +291,17 @@ pub fn compare(a: &Merged, b: &Merged, noise: Noise) -> Diff {
         hot_removed: hot_a.difference(&hot_b).count(),
         changed: funcs.iter().filter(|f| f.changed(noise)).count(),
         jaccard: jaccard(&hot_a, &hot_b),
-        spearman: inherent_rank_correlation(a, b, None),
-        inherent_a_ns: a.total_inherent_ns(),
-        inherent_b_ns: b.total_inherent_ns(),
+        spearman: comparable
+            .metric(Metric::Spearman)
+            .then(|| inherent_rank_correlation(a, b, None)),
+        inherent_a_ns: a
+            .probe_fields
+            .has("inherent_ns")
+            .then(|| a.total_inherent_ns()),
+        inherent_b_ns: b
+            .probe_fields
+            .has("inherent_ns")
+            .then(|| b.total_inherent_ns()),
     };
     let mut notes = Vec::new();
     if a.agent_versions != b.agent_versions {
@@ -286,6 +311,7 @@ pub fn compare(a: &Merged, b: &Merged, noise: Noise) -> Diff {
             join_set(&b.agent_versions)
         ));
     }
+    notes.extend(comparable.notes());
     if a.backends != b.backends {
         notes.push(format!(
             "A used backend {} and B backend {}: times are not directly comparable",
@@ -305,6 +331,7 @@ pub fn compare(a: &Merged, b: &Merged, noise: Noise) -> Diff {
         funcs,
         summary,
         notes,
+        comparable,
     }
 }
 
@@ -317,7 +344,8 @@ fn join_set(s: &std::collections::BTreeSet<String>) -> String {
     v.join("+")
 }
 
-/// A `--fail-if` condition that holds, with the functions it holds for.
+/// A `--fail-if` condition that holds, or that cannot be checked, with the
+/// functions it holds for.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub condition: String,
@@ -325,13 +353,24 @@ pub struct Failure {
     pub value: Option<f64>,
     /// (name, change) for per-function metrics.
     pub functions: Vec<(String, String)>,
+    /// Why the condition could not be checked (a side lacks the fields its
+    /// metric needs). Such a gate fails: passing it would claim a check
+    /// that was never made.
+    pub unchecked: Option<String>,
 }
 
-/// Evaluates the conditions; returns those that hold.
+/// Evaluates the conditions; returns those that hold or cannot be checked.
 pub fn evaluate(d: &Diff, conditions: &[Condition], noise: Noise) -> Vec<Failure> {
     let mut failures = Vec::new();
     for c in conditions {
-        if c.metric.per_function() {
+        if let Some(why) = d.comparable.why_not(c.metric) {
+            failures.push(Failure {
+                condition: c.text.clone(),
+                value: None,
+                functions: Vec::new(),
+                unchecked: Some(why),
+            });
+        } else if c.metric.per_function() {
             let mut hits = Vec::new();
             for f in &d.funcs {
                 let Some((x, y, rel)) = f.change(c.metric) else {
@@ -362,6 +401,7 @@ pub fn evaluate(d: &Diff, conditions: &[Condition], noise: Noise) -> Vec<Failure
                     condition: c.text.clone(),
                     value: None,
                     functions: hits,
+                    unchecked: None,
                 });
             }
         } else {
@@ -373,13 +413,15 @@ pub fn evaluate(d: &Diff, conditions: &[Condition], noise: Noise) -> Vec<Failure
                 Metric::Removed => s.removed as f64,
                 Metric::Changed => s.changed as f64,
                 Metric::Jaccard => s.jaccard,
-                _ => s.spearman,
+                // Not comparable was handled above.
+                _ => s.spearman.unwrap_or(0.0),
             };
             if c.op.holds(v, c.value) {
                 failures.push(Failure {
                     condition: c.text.clone(),
                     value: Some(v),
                     functions: Vec::new(),
+                    unchecked: None,
                 });
             }
         }
@@ -396,6 +438,7 @@ struct JsonDiff<'a> {
     noise_floor_ns: f64,
     summary: &'a Summary,
     notes: &'a [String],
+    missing_fields: &'a Comparable,
     added: Vec<&'a FuncDiff>,
     removed: Vec<&'a FuncDiff>,
     state_changes: Vec<&'a FuncDiff>,
@@ -451,8 +494,10 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<
         .filter(|f| f.probed_a() && f.probed_b() && f.hot_a() != f.hot_b())
         .collect();
     let mut changed: Vec<&FuncDiff> = d.funcs.iter().filter(|f| f.changed(noise)).collect();
+    // Without inherent times on a side, the inclusive ones rank the changes.
     let impact = |f: &FuncDiff| {
         f.change(Metric::Inherent)
+            .or_else(|| f.change(Metric::Total))
             .map_or(0.0, |(x, y, _)| (y - x).abs())
     };
     changed.sort_by(|x, y| {
@@ -475,6 +520,7 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 noise_floor_ns: floor_ns,
                 summary: &d.summary,
                 notes: &d.notes,
+                missing_fields: &d.comparable,
                 added,
                 removed,
                 state_changes,
@@ -500,7 +546,14 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<
     }
     out.flush()?;
     for f in &failures {
-        if let Some(v) = f.value {
+        if let Some(why) = &f.unchecked {
+            writeln!(
+                err,
+                "hotprobe: fail-if `{}` cannot be checked: {why}; the gate fails \
+                 (gate on a metric both sides have, or compare snapshots of agents that write it)",
+                f.condition
+            )?;
+        } else if let Some(v) = f.value {
             writeln!(
                 err,
                 "hotprobe: fail-if `{}` holds: the value is {}",
@@ -580,7 +633,7 @@ impl TableView<'_> {
             s.hot_added,
             s.hot_removed,
             round3(s.jaccard),
-            round3(s.spearman),
+            s.spearman.map_or("–".to_string(), round3),
             self.d
                 .funcs
                 .iter()
@@ -595,8 +648,8 @@ impl TableView<'_> {
             fmt_count(s.functions_b as u64),
             s.added,
             s.removed,
-            fmt_ns(s.inherent_a_ns as f64),
-            fmt_ns(s.inherent_b_ns as f64),
+            s.inherent_a_ns.map_or("–".to_string(), |v| fmt_ns(v as f64)),
+            s.inherent_b_ns.map_or("–".to_string(), |v| fmt_ns(v as f64)),
             s.changed,
             args.noise,
             fmt_ns(noise.floor_ns)
@@ -650,7 +703,7 @@ impl TableView<'_> {
                         "{}, {} calls, {} inherent",
                         s.state,
                         fmt_count(s.count),
-                        fmt_ns(s.inherent_ns as f64)
+                        s.inherent_ns.map_or("–".to_string(), |v| fmt_ns(v as f64))
                     )
                 });
                 writeln!(out, "  {}  ({detail})", f.name)?;
@@ -685,7 +738,12 @@ impl TableView<'_> {
                     (Metric::Avg, true),
                     (Metric::AvgInherent, true),
                 ] {
-                    let (_, y, rel) = f.change(m).unwrap_or((0.0, 0.0, 0.0));
+                    // A metric a side has no field for is left blank, not shown as 0.
+                    let Some((_, y, rel)) = f.change(m) else {
+                        row.push(Cell::styled("–".to_string(), Style::Dim));
+                        row.push(Cell::styled("–".to_string(), Style::Dim));
+                        continue;
+                    };
                     row.push(Cell::new(if time {
                         fmt_ns(y)
                     } else {

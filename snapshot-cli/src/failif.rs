@@ -66,6 +66,68 @@ impl Metric {
         )
     }
 
+    /// The probe fields the metric is computed from: where a side's
+    /// snapshots lack one (an older agent), the metric cannot be compared.
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            Metric::Count => &["count"],
+            Metric::Avg => &["count", "inclusive_ns"],
+            Metric::AvgInherent => &["count", "inherent_ns"],
+            Metric::Total => &["inclusive_ns"],
+            Metric::Inherent | Metric::Spearman => &["inherent_ns"],
+            Metric::P50 => &["p50_inclusive_ns"],
+            Metric::P99 => &["p99_inclusive_ns"],
+            Metric::Max => &["max_inclusive_ns"],
+            // Probe states and which probes exist: every snapshot has them.
+            Metric::HotAdded
+            | Metric::HotRemoved
+            | Metric::Added
+            | Metric::Removed
+            | Metric::Changed
+            | Metric::Jaccard => &[],
+        }
+    }
+
+    /// The name `--fail-if` knows it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Count => "count",
+            Metric::Avg => "avg",
+            Metric::AvgInherent => "avg_inherent",
+            Metric::Total => "total",
+            Metric::Inherent => "inherent",
+            Metric::P50 => "p50",
+            Metric::P99 => "p99",
+            Metric::Max => "max",
+            Metric::HotAdded => "hot_added",
+            Metric::HotRemoved => "hot_removed",
+            Metric::Added => "added",
+            Metric::Removed => "removed",
+            Metric::Changed => "changed",
+            Metric::Jaccard => "jaccard",
+            Metric::Spearman => "spearman",
+        }
+    }
+
+    /// Every metric, per-function ones first.
+    pub const ALL: [Metric; 15] = [
+        Metric::Count,
+        Metric::Avg,
+        Metric::AvgInherent,
+        Metric::Total,
+        Metric::Inherent,
+        Metric::P50,
+        Metric::P99,
+        Metric::Max,
+        Metric::HotAdded,
+        Metric::HotRemoved,
+        Metric::Added,
+        Metric::Removed,
+        Metric::Changed,
+        Metric::Jaccard,
+        Metric::Spearman,
+    ];
+
     /// Whether the metric is a time (ns), so units and the noise floor apply.
     pub fn is_time(self) -> bool {
         self.per_function() && self != Metric::Count
@@ -218,5 +280,15 @@ mod tests {
         assert!(parse("speed>1")
             .unwrap_err()
             .contains("unknown metric `speed`"));
+    }
+
+    #[test]
+    fn every_metric_parses_by_its_name_and_names_real_fields() {
+        for m in Metric::ALL {
+            assert_eq!(Metric::parse(m.name()), Some(m));
+            for f in m.fields() {
+                assert!(crate::probetable::MEASUREMENTS.contains(f), "{f}");
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! array with serde instead, which reads it or says what is wrong. So it can
 //! only be faster, never different.
 
-use crate::probetable::{ProbeRow, ProbeTable, Span};
+use crate::probetable::{ProbeFields, ProbeRow, ProbeTable, Span};
 use crate::scan::value_end;
 use hotprobe_config::snapshot::ProbeState;
 
@@ -134,8 +134,9 @@ pub fn parse_probes(bytes: &[u8], start: usize) -> Option<(ProbeTable, usize)> {
         return Some((t, c.i));
     }
     loop {
-        let row = record(&mut c, &mut t.text, &mut last_module)?;
+        let (row, fields) = record(&mut c, &mut t.text, &mut last_module)?;
         t.rows.push(row);
+        t.present = t.present.both(fields);
         match c.peek()? {
             b',' => c.i += 1,
             b']' => {
@@ -151,47 +152,35 @@ pub fn parse_probes(bytes: &[u8], start: usize) -> Option<(ProbeTable, usize)> {
 
 /// Field names in the order the agent writes them: the next key is checked
 /// against the expected one first.
-const FIELDS: [&[u8]; 19] = [
-    b"id",
-    b"name",
-    b"symbol",
-    b"module",
-    b"offset",
-    b"size",
-    b"source",
-    b"state",
-    b"reason",
-    b"score",
-    b"disabled_at_ns",
-    b"count",
-    b"abandoned",
-    b"in_flight",
-    b"inclusive_ns",
-    b"inherent_ns",
-    b"max_inclusive_ns",
-    b"p50_inclusive_ns",
-    b"p99_inclusive_ns",
-];
+const FIELDS: [&str; 19] = crate::probetable::FIELD_NAMES;
 
 fn field_index(key: &[u8], expected: usize) -> usize {
     // Keys are short: an inline byte comparison beats a call to memcmp.
     let same = |f: &[u8]| f.len() == key.len() && f.iter().zip(key).all(|(a, b)| a == b);
-    if FIELDS.get(expected).is_some_and(|f| same(f)) {
+    if FIELDS.get(expected).is_some_and(|f| same(f.as_bytes())) {
         return expected;
     }
-    FIELDS.iter().position(|f| *f == key).unwrap_or(usize::MAX)
+    FIELDS
+        .iter()
+        .position(|f| f.as_bytes() == key)
+        .unwrap_or(usize::MAX)
 }
 
-/// One probe object. `last_module` is the previous probe's module: probes
-/// come grouped by module, so one copy of each module path is kept.
-fn record(c: &mut Cursor, text: &mut String, last_module: &mut Span) -> Option<ProbeRow> {
+/// One probe object and the fields it had. `last_module` is the previous
+/// probe's module: probes come grouped by module, so one copy of each module
+/// path is kept.
+fn record(
+    c: &mut Cursor,
+    text: &mut String,
+    last_module: &mut Span,
+) -> Option<(ProbeRow, ProbeFields)> {
     let mut p = ProbeRow::default();
     let mut seen: u32 = 0;
     let mut expected = 0;
     c.eat(b'{')?;
     if c.peek()? == b'}' {
         c.i += 1;
-        return Some(p);
+        return Some((p, ProbeFields::NONE));
     }
     loop {
         let key = c.plain_string()?;
@@ -260,7 +249,7 @@ fn record(c: &mut Cursor, text: &mut String, last_module: &mut Span) -> Option<P
             b',' => c.i += 1,
             b'}' => {
                 c.i += 1;
-                return Some(p);
+                return Some((p, ProbeFields::from_bits(seen)));
             }
             _ => return None,
         }
@@ -271,19 +260,40 @@ fn record(c: &mut Cursor, text: &mut String, last_module: &mut Span) -> Option<P
 mod tests {
     use super::*;
 
-    type Records = Vec<(hotprobe_config::snapshot::ProbeRecord, u32, bool)>;
+    type Records = (
+        Vec<(hotprobe_config::snapshot::ProbeRecord, u32, bool)>,
+        ProbeFields,
+    );
 
     fn both(json: &str) -> (Option<Records>, Option<Records>) {
         let fast = parse_probes(json.as_bytes(), 0).map(|(t, end)| {
             assert_eq!(end, json.len());
-            t.to_records()
+            (t.to_records(), t.present)
         });
         (
             fast,
             serde_json::from_str::<ProbeTable>(json)
                 .ok()
-                .map(|t| t.to_records()),
+                .map(|t| (t.to_records(), t.present)),
         )
+    }
+
+    #[test]
+    fn both_parsers_tell_which_fields_every_record_had() {
+        let (fast, slow) = both(
+            r#"[{"id": 1, "count": 3, "p50_inclusive_ns": 5, "future": 1}, {"id": 2, "count": 4}]"#,
+        );
+        assert_eq!(fast, slow);
+        let present = fast.unwrap().1;
+        assert!(present.has("id") && present.has("count"));
+        assert!(!present.has("p50_inclusive_ns") && !present.has("name"));
+        assert!(!present.has("future"), "unknown fields are not counted");
+        let (fast, _) = both("[]");
+        assert_eq!(fast.unwrap().1, ProbeFields::ALL);
+        let s = crate::fixture::server(1);
+        let (fast, slow) = both(&serde_json::to_string(&s.probes).unwrap());
+        assert_eq!(fast.unwrap().1, ProbeFields::ALL);
+        assert_eq!(slow.unwrap().1, ProbeFields::ALL);
     }
 
     #[test]

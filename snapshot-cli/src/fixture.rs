@@ -293,3 +293,17 @@ pub fn write(dir: &Path, file_name: &str, s: &Snapshot) -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot write fixture {}: {e}", path.display()));
     path
 }
+
+/// The snapshot as JSON without these fields in any probe record: how a
+/// snapshot of an agent version that did not write them looks.
+pub fn without_probe_fields(s: &Snapshot, fields: &[&str]) -> String {
+    let mut v = serde_json::to_value(s).expect("a snapshot always serializes");
+    for probe in v["probes"].as_array_mut().into_iter().flatten() {
+        if let Some(record) = probe.as_object_mut() {
+            for f in fields {
+                record.remove(*f);
+            }
+        }
+    }
+    serde_json::to_string_pretty(&v).expect("a value always serializes")
+}

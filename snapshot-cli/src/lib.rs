@@ -3,6 +3,7 @@
 //! command line and calls each verb's `run` here, so every verb
 //! can be tested without spawning the binary.
 
+pub mod comparable;
 pub mod contexts;
 pub mod control;
 pub mod converge;

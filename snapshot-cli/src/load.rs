@@ -206,6 +206,20 @@ pub fn parse_light(bytes: &[u8]) -> Option<LightSnapshot> {
             Step::Read(end)
         })
     })?;
+    // Without a required member the file is no snapshot: `None`, and the
+    // contract's reader names the member.
+    let has = |member: &str| {
+        NEEDED
+            .iter()
+            .position(|n| *n == member.as_bytes())
+            .is_some_and(|k| seen[k])
+    };
+    if !hotprobe_config::snapshot::REQUIRED_MEMBERS
+        .iter()
+        .all(|m| has(m))
+    {
+        return None;
+    }
     s.probes = probes;
     Some(s)
 }
@@ -418,7 +432,7 @@ mod tests {
         assert!(e.message.contains("field `probes[1].count`"), "{e}");
         std::fs::write(
             &p,
-            br#"{"schema":"hotprobe.snapshot/1","contexts":[{"count":"many"}]}"#,
+            br#"{"schema":"hotprobe.snapshot/1","agent":{},"process":{},"probes":[],"contexts":[{"count":"many"}]}"#,
         )
         .unwrap();
         // The light reader does not look into contexts; the full reader does.
@@ -427,5 +441,31 @@ mod tests {
             .unwrap_err()
             .message
             .contains("contexts[0].count"));
+    }
+
+    #[test]
+    fn a_snapshot_without_a_required_member_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bare.json");
+        std::fs::write(&p, br#"{"schema":"hotprobe.snapshot/1"}"#).unwrap();
+        let e = read_light(&p).unwrap_err();
+        assert!(
+            e.message.contains("bare.json: field `agent`: missing"),
+            "{e}"
+        );
+        std::fs::write(
+            &p,
+            br#"{"schema":"hotprobe.snapshot/1","agent":{},"probes":[]}"#,
+        )
+        .unwrap();
+        let e = read_light(&p).unwrap_err();
+        assert!(e.message.contains("field `process`: missing"), "{e}");
+        // Optional members (here all of them but the required ones) take their defaults.
+        std::fs::write(
+            &p,
+            br#"{"schema":"hotprobe.snapshot/1","agent":{},"process":{"pid":3},"probes":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(read_light(&p).unwrap().process.pid, 3);
     }
 }

@@ -11,7 +11,7 @@
 //! (hot > active > disabled > rejected).
 
 use crate::load::{Inputs, LightSnapshot, Loaded};
-use crate::probetable::{ProbeRow, ProbeTable};
+use crate::probetable::{ProbeFields, ProbeRow, ProbeTable};
 use hotprobe_config::settings::Hotspot;
 use hotprobe_config::snapshot::ProbeState;
 use serde::Serialize;
@@ -185,6 +185,10 @@ pub struct Merged {
     pub problems: Vec<String>,
     /// Wall-clock span from the first start to the last end.
     pub duration_ns: u64,
+    /// The probe fields every snapshot had (an older agent may lack some):
+    /// comparisons skip the measurements outside it rather than read 0.
+    #[serde(skip)]
+    pub probe_fields: ProbeFields,
 }
 
 impl Merged {
@@ -237,6 +241,7 @@ pub fn merge(inputs: Inputs<LightSnapshot>) -> Merged {
         if let Some(p) = &s.agent.problem {
             m.problems.push(format!("pid {}: {p}", s.process.pid));
         }
+        m.probe_fields = m.probe_fields.both(s.probes.present);
         m.unmetered += s.meter.unmetered;
         m.lost_records += s.meter.lost_records;
         m.contexts_truncated |= s.meter.contexts_truncated;

@@ -62,10 +62,92 @@ pub struct ProbeRow {
     pub ambiguous: bool,
 }
 
+/// The fields of a probe record, in the order the agent writes them. The
+/// bits of [`ProbeFields`] are indices into it.
+pub const FIELD_NAMES: [&str; 19] = [
+    "id",
+    "name",
+    "symbol",
+    "module",
+    "offset",
+    "size",
+    "source",
+    "state",
+    "reason",
+    "score",
+    "disabled_at_ns",
+    "count",
+    "abandoned",
+    "in_flight",
+    "inclusive_ns",
+    "inherent_ns",
+    "max_inclusive_ns",
+    "p50_inclusive_ns",
+    "p99_inclusive_ns",
+];
+
+/// The fields that hold measurements: a snapshot of another agent version
+/// may lack some, and a missing one reads as 0, which is no measurement.
+pub const MEASUREMENTS: [&str; 6] = [
+    "count",
+    "inclusive_ns",
+    "inherent_ns",
+    "max_inclusive_ns",
+    "p50_inclusive_ns",
+    "p99_inclusive_ns",
+];
+
+/// Which fields of [`FIELD_NAMES`] every probe record had (a set of bits).
+/// A table without records lacks nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeFields(u32);
+
+impl ProbeFields {
+    pub const ALL: ProbeFields = ProbeFields((1 << FIELD_NAMES.len()) - 1);
+    pub const NONE: ProbeFields = ProbeFields(0);
+
+    /// The set of these bits (bit i is `FIELD_NAMES[i]`).
+    pub(crate) fn from_bits(bits: u32) -> ProbeFields {
+        ProbeFields(bits & Self::ALL.0)
+    }
+
+    /// Fields in both sets.
+    pub fn both(self, other: ProbeFields) -> ProbeFields {
+        ProbeFields(self.0 & other.0)
+    }
+
+    /// Whether the field of this name is in the set (an unknown name is not).
+    pub fn has(self, name: &str) -> bool {
+        FIELD_NAMES
+            .iter()
+            .position(|f| *f == name)
+            .is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+
+    /// The measurement fields not in the set, in [`MEASUREMENTS`] order.
+    pub fn missing_measurements(self) -> Vec<&'static str> {
+        MEASUREMENTS
+            .iter()
+            .copied()
+            .filter(|f| !self.has(f))
+            .collect()
+    }
+}
+
+impl Default for ProbeFields {
+    fn default() -> ProbeFields {
+        ProbeFields::ALL
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProbeTable {
     pub(crate) text: String,
     pub rows: Vec<ProbeRow>,
+    /// The fields every row was read with; those outside it are defaults.
+    /// A table built from contract records ([`ProbeTable::from_records`])
+    /// cannot tell and claims all.
+    pub present: ProbeFields,
 }
 
 impl ProbeTable {
@@ -252,8 +334,9 @@ impl<'de> Deserialize<'de> for ProbeTable {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ProbeTable, A::Error> {
                 let mut t = ProbeTable::default();
-                while let Some(row) = seq.next_element_seed(RowSeed(&mut t.text))? {
+                while let Some((row, fields)) = seq.next_element_seed(RowSeed(&mut t.text))? {
                     t.rows.push(row);
+                    t.present = t.present.both(fields);
                 }
                 t.number_ordinals();
                 Ok(t)
@@ -263,6 +346,9 @@ impl<'de> Deserialize<'de> for ProbeTable {
     }
 }
 
+/// A probe record's key; the variants before `Other` are in
+/// [`FIELD_NAMES`] order, so `field as u32` is its bit in [`ProbeFields`].
+#[derive(Clone, Copy)]
 enum Field {
     Id,
     Name,
@@ -379,21 +465,26 @@ impl<'de> DeserializeSeed<'de> for OptStrSeed<'_> {
     }
 }
 
+/// One probe object, and the fields it had.
 struct RowSeed<'a>(&'a mut String);
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = ProbeRow;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ProbeRow, D::Error> {
+    type Value = (ProbeRow, ProbeFields);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         struct V<'a>(&'a mut String);
         impl<'de> Visitor<'de> for V<'_> {
-            type Value = ProbeRow;
+            type Value = (ProbeRow, ProbeFields);
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a probe object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ProbeRow, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let text = self.0;
                 let mut p = ProbeRow::default();
+                let mut seen = 0u32;
                 while let Some(field) = map.next_key::<Field>()? {
+                    if !matches!(field, Field::Other) {
+                        seen |= 1 << field as u32;
+                    }
                     match field {
                         Field::Id => p.id = map.next_value()?,
                         Field::Name => p.name = map.next_value_seed(StrSeed(text))?,
@@ -419,7 +510,7 @@ impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
                         }
                     }
                 }
-                Ok(p)
+                Ok((p, ProbeFields::from_bits(seen)))
             }
         }
         d.deserialize_map(V(self.0))

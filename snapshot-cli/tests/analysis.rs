@@ -242,6 +242,104 @@ fn diff_matches_modules_by_file_name_and_notes_versions() {
 }
 
 #[test]
+fn diff_across_agent_versions_compares_only_common_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.json", &fixture::server(1));
+    // B: an older agent that wrote no p50, with processCommand 50 % slower.
+    let mut old = fixture::server(2);
+    old.agent.version = "0.0.9".into();
+    fixture::slow_down(&mut old, "processCommand", 1.5);
+    let b = dir.path().join("b.json");
+    std::fs::write(
+        &b,
+        fixture::without_probe_fields(&old, &["p50_inclusive_ns"]),
+    )
+    .unwrap();
+
+    let r = run(&["diff", p(&a), p(&b)]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout.contains(
+            "note: B's snapshots (agent 0.0.9) have no p50_inclusive_ns: p50 not compared"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("+50.0%"), "{}", r.stdout);
+
+    // A gate on p50 cannot be checked: it fails and says so, instead of
+    // reading B's missing p50 as 0 (−100 % for every function).
+    let r = run(&["diff", p(&a), p(&b), "--fail-if", "p50<-10%"]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "fail-if `p50<-10%` cannot be checked: B (agent 0.0.9) has no p50_inclusive_ns"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("-100"), "{}", r.stderr);
+    // Gates on common fields work as before.
+    let r = run(&[
+        "diff",
+        p(&a),
+        p(&b),
+        "--fail-if",
+        "avg_inherent>+60%,p99>+10%",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let r = run(&["diff", p(&a), p(&b), "--fail-if", "avg_inherent>+10%"]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("processCommand (+50.0%)"), "{}", r.stderr);
+
+    let (v, _) = diff_json(&a, &b, &[]);
+    assert_eq!(v["missing_fields"]["a"], serde_json::json!([]));
+    assert_eq!(
+        v["missing_fields"]["b"],
+        serde_json::json!(["p50_inclusive_ns"])
+    );
+    let pc = v["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "processCommand")
+        .expect("processCommand changed");
+    assert!(
+        pc["a"]["p50_ns"].is_u64() && pc["b"]["p50_ns"].is_null(),
+        "{pc}"
+    );
+    assert!(pc["b"]["p99_ns"].is_u64(), "{pc}");
+
+    // The other way round, and without inherent times: the note names A,
+    // Avg (I) is blank in the table, Spearman is not computed.
+    let c = dir.path().join("c.json");
+    std::fs::write(
+        &c,
+        fixture::without_probe_fields(&old, &["inherent_ns", "p50_inclusive_ns"]),
+    )
+    .unwrap();
+    let r = run(&["diff", p(&c), p(&a), "--fail-if", "spearman<0.5"]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stdout.contains(
+            "A's snapshots (agent 0.0.9) have no inherent_ns, p50_inclusive_ns: \
+             avg_inherent, inherent, p50, spearman not compared"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("Spearman –"), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("`spearman<0.5` cannot be checked: A (agent 0.0.9) has no inherent_ns"),
+        "{}",
+        r.stderr
+    );
+    let (v, _) = diff_json(&c, &a, &[]);
+    assert!(v["summary"]["spearman"].is_null(), "{v}");
+}
+
+#[test]
 fn spearman_and_jaccard_on_known_data() {
     use hotprobe_config::snapshot::{ProbeRecord, ProbeState};
     let rec = |name: &str, inh: u64, state| ProbeRecord {

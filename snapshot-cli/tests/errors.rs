@@ -5,22 +5,32 @@ use common::*;
 
 fn refused(content: &str, expect: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("bad.json");
+    // converge takes directories: the bad file is the only one in its iteration.
+    let bad_dir = dir.path().join("iter-2");
+    std::fs::create_dir(&bad_dir).unwrap();
+    let f = bad_dir.join("bad.json");
     std::fs::write(&f, content).unwrap();
-    for verb in [
-        &["report"][..],
-        &["refine"],
-        &["flamegraph", "-o", "-"],
-        &["export", "--format", "pprof", "-o", "-"],
+    let good_dir = dir.path().join("iter-1");
+    std::fs::create_dir(&good_dir).unwrap();
+    let good = write(&good_dir, "good.json", &hotprobe_cli::fixture::server(1));
+    let (f, good, bad_dir, good_dir) = (p(&f), p(&good), p(&bad_dir), p(&good_dir));
+    for args in [
+        &["report", f][..],
+        &["refine", f],
+        &["flamegraph", "-o", "-", f],
+        &["export", "--format", "pprof", "-o", "-", f],
+        &["diff", f, good],
+        &["diff", good, f],
+        &["converge", good_dir, bad_dir],
     ] {
-        let r = run(&[verb, &[p(&f)]].concat());
-        assert_eq!(r.code, Some(1), "{verb:?} {content}: {}", r.stderr);
+        let r = run(args);
+        assert_eq!(r.code, Some(1), "{args:?} {content}: {}", r.stderr);
         assert!(r.stderr.starts_with("hotprobe: error: "), "{}", r.stderr);
         assert!(r.stderr.contains("bad.json"), "{}", r.stderr);
         for e in expect {
             assert!(
                 r.stderr.contains(e),
-                "{verb:?}: expected `{e}` in {}",
+                "{args:?}: expected `{e}` in {}",
                 r.stderr
             );
         }
@@ -75,12 +85,44 @@ fn wrong_field_type() {
 }
 
 #[test]
+fn a_required_member_missing() {
+    refused(
+        r#"{"schema":"hotprobe.snapshot/1"}"#,
+        &["field `agent`", "missing"],
+    );
+    refused(
+        r#"{"schema":"hotprobe.snapshot/1","agent":{"version":"0.1.0"},"probes":[]}"#,
+        &["field `process`", "missing"],
+    );
+    refused(
+        r#"{"schema":"hotprobe.snapshot/1","agent":{},"process":{"pid":7}}"#,
+        &["field `probes`", "missing"],
+    );
+}
+
+#[test]
+fn optional_members_may_be_missing() {
+    // An older agent's snapshot: only the members every agent wrote.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("old.json");
+    std::fs::write(
+        &f,
+        r#"{"schema":"hotprobe.snapshot/1","agent":{"version":"0.0.1"},"process":{"pid":7},
+            "probes":[{"id":0,"name":"f","module":"/m","count":3,"inherent_ns":30}]}"#,
+    )
+    .unwrap();
+    let r = run(&["report", p(&f), "--format", "json"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("\"count\": 3"), "{}", r.stdout);
+}
+
+#[test]
 fn wrong_type_in_contexts_matters_only_where_contexts_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("ctx.json");
     std::fs::write(
         &f,
-        r#"{"schema":"hotprobe.snapshot/1","contexts":[{"count":"x"}]}"#,
+        r#"{"schema":"hotprobe.snapshot/1","agent":{},"process":{},"probes":[],"contexts":[{"count":"x"}]}"#,
     )
     .unwrap();
     assert_eq!(run(&["report", p(&f)]).code, Some(0));
@@ -104,6 +146,14 @@ fn empty_and_missing_inputs() {
         "{}",
         r.stderr
     );
+    for args in [
+        &["diff", p(dir.path()), p(dir.path())][..],
+        &["converge", p(dir.path())],
+    ] {
+        let r = run(args);
+        assert_eq!(r.code, Some(1), "{args:?}");
+        assert!(r.stderr.contains("no snapshots"), "{}", r.stderr);
+    }
     let r = run(&["report", "/no/such/file.json"]);
     assert_eq!(r.code, Some(1));
     assert!(

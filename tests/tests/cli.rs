@@ -1,6 +1,6 @@
 //! The `hotprobe` CLI on real programs and on the snapshots the agent really
-//! writes: `list`, report formats, refine → run with the probe set, diff and
-//! its CI gate, flame graph, pprof, `run`, and `snapshot PID`.
+//! writes: `list`, report formats, refine → run with the probe set, diff of
+//! two builds and its CI gate, flame graph, pprof, `run`, and `snapshot PID`.
 
 use hotprobe_config::snapshot::{ProbeState, Reason, Snapshot};
 use hotprobe_config::ProbeSet;
@@ -329,26 +329,68 @@ fn diff_of_a_snapshot_with_itself_reports_no_change() {
     assert_eq!(gate.status.code(), Some(0), "{}", text(&gate.stderr));
 }
 
+/// Builds `builds.c` as `<dir>/builds` and runs it under the agent, every
+/// probe counting; returns the snapshot.
+fn build_and_run(s: &Scratch, dir: &str, flags: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(s.join(dir)).unwrap();
+    let prog = s.build("builds.c", &format!("{dir}/builds"), flags);
+    let ran = Run::new(&prog, &s.join(dir))
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .run();
+    assert_eq!(ran.stdout(), "done\n", "{}", ran.stderr());
+    ran.snapshot();
+    ran.snapshots[0].0.clone()
+}
+
+fn names(list: &serde_json::Value) -> BTreeSet<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
-fn diff_names_the_function_made_slower_and_the_gate_fails() {
+fn diff_of_two_builds_in_different_directories_names_what_changed() {
     let s = Scratch::new();
-    let prog = s.build("slower.c", "slower", &["-O2"]);
-    let a = slower_snapshot(&s, &prog, "1", "a");
-    let b = slower_snapshot(&s, &prog, "20", "b");
-    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
-    let out = ok(&["diff", a, b], s.path());
-    let changed: Vec<&str> = out.lines().filter(|l| l.contains("tunable")).collect();
-    assert!(!changed.is_empty(), "tunable not named:\n{out}");
-    assert!(!out.contains("no change beyond the noise floor"), "{out}");
-    let doc = json(&ok(&["diff", a, b, "--format", "json"], s.path()));
-    assert!(doc.to_string().contains("tunable"));
-    let gate = cli(&["diff", a, b, "--fail-if", "avg_inherent>+10%"], s.path());
-    assert_eq!(gate.status.code(), Some(1), "{}", text(&gate.stdout));
-    let err = text(&gate.stderr);
-    assert!(
-        err.contains("tunable"),
-        "the gate names the function: {err}"
+    let a = build_and_run(&s, "base", &["-O2"]);
+    let b = build_and_run(&s, "new", &["-O2", "-DNEW_BUILD"]);
+    let module = |snap: &Path| {
+        let snap = Snapshot::read(snap).unwrap();
+        probe(&snap, "steady").module.clone()
+    };
+    let (module_a, module_b) = (module(&a), module(&b));
+    assert_ne!(
+        module_a, module_b,
+        "the builds live in different directories"
     );
+    assert!(module_a.ends_with("/base/builds") && module_b.ends_with("/new/builds"));
+
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let doc = json(&ok(&["diff", a, b, "--format", "json"], s.path()));
+    // Matched by file name: only the functions of one build are added or removed.
+    assert_eq!(names(&doc["added"]), BTreeSet::from(["introduced".into()]));
+    assert_eq!(names(&doc["removed"]), BTreeSet::from(["retired".into()]));
+    assert_eq!(doc["summary"]["added"], 1, "{doc:#}");
+    assert_eq!(doc["summary"]["removed"], 1, "{doc:#}");
+    let changed = names(&doc["changed"]);
+    assert!(changed.contains("tunable"), "{doc:#}");
+    assert!(doc["notes"].as_array().unwrap().is_empty(), "{doc:#}");
+    let out = ok(&["diff", a, b], s.path());
+    assert!(
+        out.contains("Added (1)") && out.contains("introduced"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Removed (1)") && out.contains("retired"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("tunable") && l.contains('+')),
+        "tunable not named as slower:\n{out}"
+    );
+
     // Wall-clock averages of a short run move when a preemption lands in
     // them; the median does not, so the gate on it names tunable alone.
     let median = cli(&["diff", a, b, "--fail-if", "p50>+10%"], s.path());
@@ -359,8 +401,65 @@ fn diff_names_the_function_made_slower_and_the_gate_fails() {
         "the gate names the function: {err}"
     );
     assert!(!err.contains("steady"), "steady did not change: {err}");
+    for gate in ["added>0", "removed>=1"] {
+        let out = cli(&["diff", a, b, "--fail-if", gate], s.path());
+        assert_eq!(out.status.code(), Some(1), "{gate}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&format!("`{gate}` holds: the value is 1")),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let quiet = cli(
+        &["diff", a, b, "--fail-if", "added>1,p50>+100000%"],
+        s.path(),
+    );
+    assert_eq!(quiet.status.code(), Some(0), "{}", text(&quiet.stderr));
     let malformed = cli(&["diff", a, b, "--fail-if", "avg_inherent>>1"], s.path());
     assert_eq!(malformed.status.code(), Some(2));
+}
+
+/// The text inside each `<tag>` element of an XML document; panics where
+/// the document is not well-formed.
+fn xml_texts(xml: &str, tag: &str) -> Vec<String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut current: Option<String> = None;
+    let mut texts = Vec::new();
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) if e.name().as_ref() == tag.as_bytes() => {
+                current = Some(String::new())
+            }
+            Ok(Event::Text(t)) => {
+                if let Some(c) = current.as_mut() {
+                    c.push_str(&t.decode().expect("UTF-8 text"));
+                }
+            }
+            Ok(Event::GeneralRef(r)) => {
+                if let Some(c) = current.as_mut() {
+                    let name = r.decode().expect("UTF-8 entity");
+                    match r.resolve_char_ref() {
+                        Ok(Some(ch)) => c.push(ch),
+                        _ => c.push_str(
+                            quick_xml::escape::resolve_predefined_entity(&name)
+                                .unwrap_or_else(|| panic!("unknown entity &{name};")),
+                        ),
+                    }
+                }
+            }
+            Ok(Event::End(e)) if e.name().as_ref() == tag.as_bytes() => {
+                texts.extend(current.take())
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!(
+                "not well-formed XML at byte {}: {e}",
+                reader.buffer_position()
+            ),
+        }
+    }
+    texts
 }
 
 #[test]
@@ -379,12 +478,21 @@ fn flamegraph_svg_holds_the_function_names() {
         s.path(),
     );
     let body = std::fs::read_to_string(&svg).unwrap();
-    assert!(
-        body.starts_with("<?xml") && body.contains("<svg"),
-        "not an SVG"
-    );
+    assert!(body.starts_with("<?xml"), "not an XML document");
+    assert_eq!(xml_texts(&body, "svg").len(), 1, "one <svg> element");
+    // Each frame is a <g> with a <title> ("name (… ns, …%)") and a <text>
+    // label; frames as wide as these hold the whole name.
+    let labels = xml_texts(&body, "text");
+    let titles = xml_texts(&body, "title");
     for name in ["main", "steady", "tunable"] {
-        assert!(body.contains(name), "{name} missing from the flame graph");
+        assert!(
+            labels.iter().any(|l| l == name),
+            "no <text> label `{name}`: {labels:?}"
+        );
+        assert!(
+            titles.iter().any(|t| t.starts_with(&format!("{name} ("))),
+            "no <title> for `{name}`: {titles:?}"
+        );
     }
     let folded = ok(
         &["flamegraph", snap.to_str().unwrap(), "--folded", "-o", "-"],
