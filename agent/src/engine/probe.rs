@@ -150,11 +150,12 @@ impl Probe {
     pub fn shared_hist(&self) -> Option<&Shared> {
         let mut p = self.hist.load(Ordering::Acquire);
         if p.is_null() {
-            let fresh =
-                crate::engine::arena::map(core::mem::size_of::<Shared>(), false) as *mut Shared;
+            let fresh = histogram::pool_alloc();
             if fresh.is_null() {
                 return None;
             }
+            // A histogram that loses the race stays in the pool, zeroed and
+            // unused: a few KiB, rarely, against a system call every time.
             match self.hist.compare_exchange(
                 core::ptr::null_mut(),
                 fresh,
@@ -162,10 +163,7 @@ impl Probe {
                 Ordering::Acquire,
             ) {
                 Ok(_) => p = fresh,
-                Err(existing) => {
-                    crate::engine::arena::unmap(fresh.cast(), core::mem::size_of::<Shared>());
-                    p = existing;
-                }
+                Err(existing) => p = existing,
             }
         }
         // SAFETY: once published the histogram is never freed; zeroed memory is valid atomics.

@@ -79,6 +79,54 @@ impl Shared {
     }
 }
 
+/// Shared histograms come from a pool of large mappings, carved with one
+/// atomic add: the first spilled call of each of thousands of probes must
+/// not cost a mapping (a system call, and a TLB shootdown on every core
+/// when a racing one is returned). Signal-safe: a handler that interrupts
+/// an allocation gets its own range. Never freed, like the probes.
+const POOL_CHUNK: usize = 1 << 20;
+
+#[repr(C, align(64))]
+struct PoolChunk {
+    used: core::sync::atomic::AtomicUsize,
+}
+
+static POOL: core::sync::atomic::AtomicPtr<PoolChunk> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// A zeroed `Shared` from the pool, or null when memory is refused.
+pub fn pool_alloc() -> *mut Shared {
+    let size = core::mem::size_of::<Shared>().next_multiple_of(64);
+    loop {
+        let chunk = POOL.load(Ordering::Acquire);
+        if !chunk.is_null() {
+            // SAFETY: a published chunk is a live mapping that starts with its header.
+            let at = unsafe { (*chunk).used.fetch_add(size, Ordering::Relaxed) };
+            if at + size <= POOL_CHUNK {
+                // SAFETY: [at, at + size) lies inside the chunk and is handed out once.
+                return unsafe { chunk.cast::<u8>().add(at).cast() };
+            }
+        }
+        let fresh = crate::engine::arena::map(POOL_CHUNK, false).cast::<PoolChunk>();
+        if fresh.is_null() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: our fresh, zeroed mapping; the header is the first 64 bytes.
+        unsafe {
+            (*fresh)
+                .used
+                .store(core::mem::size_of::<PoolChunk>(), Ordering::Relaxed)
+        };
+        if POOL
+            .compare_exchange(chunk, fresh, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Another thread (or a handler) put up a chunk first: use that one.
+            crate::engine::arena::unmap(fresh.cast(), POOL_CHUNK);
+        }
+    }
+}
+
 /// Merges counts and answers quantiles, at snapshot time.
 #[derive(Clone)]
 pub struct Merged {
