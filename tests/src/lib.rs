@@ -318,3 +318,58 @@ pub fn cli(args: &[&str], cwd: &Path) -> Output {
         .output()
         .expect("run hotprobe")
 }
+
+/// A program we talk to while it runs (tests/programs/server.c and the
+/// like): started, it prints `ready PID` on stdout.
+pub struct Live {
+    pub child: std::process::Child,
+    pub pid: u32,
+    pub out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+/// Starts `run` (with the control socket's directory in the scratch
+/// directory) and waits for its `ready PID` line.
+pub fn start_live(s: &Scratch, run: Run) -> Live {
+    use std::io::BufRead;
+    let mut cmd = run
+        .env("XDG_RUNTIME_DIR", s.path().to_str().unwrap())
+        .command();
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn server");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let pid = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no ready line: {line:?}"));
+    Live { child, pid, out }
+}
+
+impl Live {
+    /// Waits for the exit; the status and the rest of stdout.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        (status, rest)
+    }
+}
+
+/// Sends `sig` to one of our children.
+pub fn kill(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid this test started.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// The snapshots in `dir`, read.
+pub fn snapshots_in(dir: &Path) -> Vec<(PathBuf, Snapshot)> {
+    snapshot_files(dir)
+        .into_iter()
+        .map(|p| (p.clone(), Snapshot::read(&p).unwrap()))
+        .collect()
+}

@@ -7,7 +7,7 @@ use hotprobe_tests::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn within(actual: f64, truth: f64, tolerance: f64) -> bool {
@@ -230,13 +230,8 @@ fn threads_that_end_while_their_probes_are_disabled() {
     assert!(snap.meter.threads >= 2400);
 }
 
-/// A program started under the agent that we talk to while it runs.
-struct Live {
-    child: Child,
-    pid: u32,
-    out: BufReader<std::process::ChildStdout>,
-}
-
+/// server.c (or `prog`), bare or under the agent, optionally started
+/// through `sh -c 'PREFIX; exec …'` (to inherit a signal disposition).
 fn start_server(
     s: &Scratch,
     prog: &Path,
@@ -244,43 +239,20 @@ fn start_server(
     agent: bool,
     shell_prefix: Option<&str>,
 ) -> Live {
-    let mut cmd = match shell_prefix {
-        Some(prefix) => {
-            let mut c = Run::new(Path::new("/bin/sh"), s.path())
-                .args(&[
-                    "-c",
-                    &format!("{prefix}; exec \"$0\" \"$@\""),
-                    prog.to_str().unwrap(),
-                ])
-                .args(args);
-            if !agent {
-                c = c.bare();
-            }
-            c.env("XDG_RUNTIME_DIR", s.path().to_str().unwrap())
-                .command()
-        }
-        None => {
-            let mut c = Run::new(prog, s.path()).args(args);
-            if !agent {
-                c = c.bare();
-            }
-            c.env("XDG_RUNTIME_DIR", s.path().to_str().unwrap())
-                .command()
-        }
+    let mut run = match shell_prefix {
+        Some(prefix) => Run::new(Path::new("/bin/sh"), s.path())
+            .args(&[
+                "-c",
+                &format!("{prefix}; exec \"$0\" \"$@\""),
+                prog.to_str().unwrap(),
+            ])
+            .args(args),
+        None => Run::new(prog, s.path()).args(args),
     };
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn server");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let pid = line
-        .trim()
-        .strip_prefix("ready ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no ready line: {line:?}"));
-    Live { child, pid, out }
+    if !agent {
+        run = run.bare();
+    }
+    start_live(s, run)
 }
 
 /// A server under the agent with extra environment variables.
@@ -289,43 +261,7 @@ fn start_server_with(s: &Scratch, prog: &Path, env: &[(&str, &str)]) -> Live {
     for (k, v) in env {
         run = run.env(k, v);
     }
-    let mut cmd = run
-        .env("XDG_RUNTIME_DIR", s.path().to_str().unwrap())
-        .command();
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn server");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let pid = line
-        .trim()
-        .strip_prefix("ready ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no ready line: {line:?}"));
-    Live { child, pid, out }
-}
-
-fn kill(pid: u32, sig: i32) {
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(pid as i32, sig) };
-}
-
-impl Live {
-    fn finish(mut self) -> (std::process::ExitStatus, String) {
-        let status = self.child.wait().unwrap();
-        let mut rest = String::new();
-        self.out.read_to_string(&mut rest).unwrap();
-        (status, rest)
-    }
-}
-
-fn snapshots_in(dir: &Path) -> Vec<(PathBuf, Snapshot)> {
-    snapshot_files(dir)
-        .into_iter()
-        .map(|p| (p.clone(), Snapshot::read(&p).unwrap()))
-        .collect()
+    start_live(s, run)
 }
 
 #[test]

@@ -1,60 +1,15 @@
 //! Snapshot triggers under the kernel backend: SIGTERM, `hotprobe snapshot
-//! PID` and the interval, as metering.rs tests them for inline. The
-//! server helpers are copies of metering.rs's (that file is not shared).
+//! PID` and the interval, as metering.rs tests them for inline, with the
+//! harness's live-server helpers.
 
 use super::*;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// A program started (under the agent or bare) that we talk to while it runs.
-struct Live {
-    child: Child,
-    pid: u32,
-    out: BufReader<std::process::ChildStdout>,
-}
-
-/// Starts server.c (`run`) and waits for its `ready PID` line.
 fn start_server(s: &Scratch, run: Run) -> Live {
-    let mut cmd = run
-        .env("XDG_RUNTIME_DIR", s.path().to_str().unwrap())
-        .command();
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn server");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let pid = line
-        .trim()
-        .strip_prefix("ready ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no ready line: {line:?}"));
-    Live { child, pid, out }
-}
-
-fn kill(pid: u32, sig: i32) {
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(pid as i32, sig) };
-}
-
-impl Live {
-    fn finish(mut self) -> (std::process::ExitStatus, String) {
-        let status = self.child.wait().unwrap();
-        let mut rest = String::new();
-        self.out.read_to_string(&mut rest).unwrap();
-        (status, rest)
-    }
-}
-
-fn snapshots_in(dir: &Path) -> Vec<(PathBuf, Snapshot)> {
-    snapshot_files(dir)
-        .into_iter()
-        .map(|p| (p.clone(), Snapshot::read(&p).unwrap()))
-        .collect()
+    start_live(s, run)
 }
 
 #[test]
