@@ -25,7 +25,7 @@ Policy (in this order):
      largest inherent total;
   5. --keep GLOB adds matching functions whatever their numbers (unless
      rejected), and wins over --drop and --top;
-  6. second chance: a function that is not kept, judged while probed
+  6. with --second-chance: a function that is not kept, judged while probed
      callees took their share of its time, comes back when those callees
      are not kept and their time, counted as its own again, adds at least
      the inherent threshold per call (or makes it pass step 2), its
@@ -35,8 +35,10 @@ Policy (in this order):
      back once when the iteration before judged it hot on more. Functions dropped in earlier iterations are judged on the
      last iteration that probed them, found by following the probe set the
      snapshots ran with and that set's `source`, while the files are there.
-     Without this, which function of a caller → callee chain ends hot would
-     depend on the order in which the score card took them out.
+     It aims at the order in which the score card takes a caller → callee
+     chain out deciding which of them ends hot. Off by default: on redis it
+     made loops revisit functions until iteration 5 without making
+     independent loops agree more often (BENCHMARKS.md).
 Globs match the demangled name, `name#N`, or the raw symbol. Entries name the
 module by file name and carry an offset only when the module has several
 functions with that symbol (seen in the snapshots, or an entry with an offset
@@ -72,6 +74,9 @@ pub struct RefineArgs {
     /// Drop functions matching these globs.
     #[arg(long, value_name = "GLOB")]
     pub drop: Vec<String>,
+    /// Bring functions back for another try (step 6 below).
+    #[arg(long)]
+    pub second_chance: bool,
 }
 
 /// The refinement policy's knobs.
@@ -88,6 +93,8 @@ pub struct Policy {
     /// their module, though the snapshots hold only one of them: a snapshot
     /// of a run with a probe set sees only the probed functions.
     pub known_ambiguous: BTreeSet<(String, String)>,
+    /// Step 6: bring functions back for another try.
+    pub second_chance: bool,
 }
 
 /// Why a function was kept.
@@ -156,7 +163,11 @@ pub fn select(
         .collect();
     let mut iterations = vec![current];
     iterations.extend(earlier.iter());
-    let chances = second_chance::chances(&iterations, &kept, bar, |f| matches(&policy.drop, f));
+    let chances = if policy.second_chance {
+        second_chance::chances(&iterations, &kept, bar, |f| matches(&policy.drop, f))
+    } else {
+        Vec::new()
+    };
     chosen.extend(chances.iter().map(|c| (c.func.clone(), Why::Retried)));
     if let Some(n) = policy.top {
         chosen.sort_by(|a, b| {
@@ -269,8 +280,13 @@ pub fn compute(args: &RefineArgs) -> Result<Refined> {
         keep,
         drop,
         known_ambiguous,
+        second_chance: args.second_chance,
     };
-    let earlier = second_chance::earlier(&current);
+    let earlier = if args.second_chance {
+        second_chance::earlier(&current)
+    } else {
+        Vec::new()
+    };
     let bar = Bar {
         min_inherent_ns,
         min_share: policy.min_share,

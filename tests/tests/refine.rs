@@ -1,7 +1,8 @@
 //! `hotprobe refine`'s second chance, on snapshots the agent really wrote:
 //! a function judged cold while its probed callee took its time comes back
 //! once that callee leaves the probe set — from the snapshot it was judged
-//! in, or from an earlier iteration found through the chain of probe sets.
+//! in, or from an earlier iteration found through the chain of probe sets
+//! (`--second-chance`; without it nothing comes back).
 
 use hotprobe_config::snapshot::ProbeState;
 use hotprobe_config::ProbeSet;
@@ -17,6 +18,7 @@ fn text(b: &[u8]) -> String {
 fn refine(snap: &Path, set: &Path, extra: &[&str], cwd: &Path) -> (BTreeSet<String>, String) {
     let mut args = vec![
         "refine",
+        "--second-chance",
         snap.to_str().unwrap(),
         "-o",
         set.to_str().unwrap(),
@@ -165,4 +167,31 @@ fn a_hot_function_taken_out_during_warm_up_comes_back_once() {
     assert_eq!(probe(third.snapshot(), "work").state, ProbeState::Disabled);
     let (kept, log) = refine(&third.snapshots[0].0, &s.join("set-4.toml"), &[], s.path());
     assert!(!kept.contains("work"), "{kept:?}\n{log}");
+}
+
+#[test]
+fn without_the_flag_nothing_comes_back() {
+    let s = Scratch::new();
+    let prog = s.build("dispatch.c", "dispatch", &["-O2"]);
+    let first = run_dispatch(&prog, &s.join("iter-1"), None);
+    let set = s.join("set.toml");
+    let out = cli(
+        &[
+            "refine",
+            first.snapshots[0].0.to_str().unwrap(),
+            "-o",
+            set.to_str().unwrap(),
+            "--drop",
+            "work",
+        ],
+        s.path(),
+    );
+    assert!(out.status.success());
+    let kept: BTreeSet<String> = ProbeSet::read(&set)
+        .unwrap()
+        .probes
+        .into_iter()
+        .map(|e| e.symbol)
+        .collect();
+    assert!(!kept.contains("dispatch"), "{kept:?}");
 }

@@ -61,6 +61,7 @@ Workload file (--workload FILE, TOML; every key optional, flags win):
   min_share = 1.0
   keep = [\"processCommand\"]
   drop = []
+  second_chance = false
   [loop]
   iterations = 5
   no_early_stop = false
@@ -166,6 +167,10 @@ pub struct IterateArgs {
     /// Refine: drop functions matching these globs.
     #[arg(long, value_name = "GLOB", help_heading = "Refine")]
     pub drop: Vec<String>,
+    /// Refine: bring functions back for another try (hotprobe refine --help,
+    /// step 6); the loop then does not stop while any would come back.
+    #[arg(long, help_heading = "Refine")]
+    pub second_chance: bool,
 
     /// The single command and its arguments.
     #[arg(
@@ -250,6 +255,9 @@ pub fn merged_workload(args: &IterateArgs) -> Result<WorkloadFile> {
     }
     let r = &mut f.refine;
     r.top = args.top.or(r.top);
+    if args.second_chance {
+        r.second_chance = Some(true);
+    }
     r.min_inherent_us = args.min_inherent_us.or(r.min_inherent_us);
     r.min_share = args.min_share.or(r.min_share);
     for (flag, key) in [(&args.keep, &mut r.keep), (&args.drop, &mut r.drop)] {

@@ -103,12 +103,16 @@ fn refine_args(prev: &Path, set: &Path, plan: &Plan) -> RefineArgs {
         min_share: r.min_share.unwrap_or(1.0),
         keep: r.keep.clone(),
         drop: r.drop.clone(),
+        second_chance: r.second_chance.unwrap_or(false),
     }
 }
 
 /// Functions the next refinement would bring back for another try: while
 /// there are any, the loop has not reached a fixed point.
 fn pending_chances(prev: &Path, plan: &Plan) -> Vec<String> {
+    if plan.refine.second_chance != Some(true) {
+        return Vec::new();
+    }
     refine::compute(&refine_args(prev, Path::new("-"), plan))
         .map(|r| r.chances.iter().map(|c| c.func.display_name()).collect())
         .unwrap_or_default()

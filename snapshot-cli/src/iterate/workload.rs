@@ -221,6 +221,8 @@ pub struct RefineFile {
     pub keep: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drop: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_chance: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
