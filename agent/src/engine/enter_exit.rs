@@ -204,14 +204,15 @@ pub fn abandon_top(t: &mut ThreadState) {
     }
 }
 
-/// Called by the exit stub (when the fast path declined). Returns the real
-/// return address.
+/// Called by the exit stub (when the fast path declined), with the fast
+/// path's timestamp. Returns the real return address.
 ///
 /// # Safety
 /// Called only from the exit stub, with the address of the slot that held
 /// the exit stub and this thread's TLS word.
-pub unsafe extern "C" fn hotprobe_exit(slot: *mut usize, tls: *mut ThreadState) -> usize {
-    let now = clock::now();
+pub unsafe extern "C" fn hotprobe_exit(slot: *mut usize, tls: *mut ThreadState, now: u64) -> usize {
+    // The fast path's timestamp when it declined (0 when it had none).
+    let now = if now != 0 { now } else { clock::now() };
     let slot = slot as usize;
     if (tls as usize) <= crate::engine::thread::ENDED {
         return crate::engine::recover::lost_return(slot);

@@ -98,13 +98,35 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
     }
 }
 
+/// What the exit fast path returns, in rax:rdx: the real return address,
+/// or 0 when the full path must run — which then meters the call with the
+/// fast path's own timestamp (`now`, passed on in rdx), not one taken after
+/// the detour: a call must land in the same histogram bucket whichever path
+/// meters it, or the window the full path keeps never sees where the fast
+/// path's calls fall, and every call of a short function stays on the full
+/// path.
+#[repr(C)]
+pub struct Exit {
+    pub ret: usize,
+    pub now: u64,
+}
+
+impl Exit {
+    #[inline(always)]
+    fn decline(now: u64) -> Exit {
+        Exit { ret: 0, now }
+    }
+}
+
 /// # Safety
 /// Called only from the exit stub, as `hotprobe_exit`.
 #[inline(never)]
-pub unsafe extern "C" fn hotprobe_exit_fast(slot: *mut usize, tls: *mut ThreadState) -> usize {
-    let Some(now) = clock::tsc() else { return 0 };
+pub unsafe extern "C" fn hotprobe_exit_fast(slot: *mut usize, tls: *mut ThreadState) -> Exit {
+    let Some(now) = clock::tsc() else {
+        return Exit::decline(0);
+    };
     if (tls as usize) <= ENDED {
-        return 0;
+        return Exit::decline(now);
     }
     // SAFETY: see `hotprobe_exit`.
     unsafe {
@@ -113,11 +135,11 @@ pub unsafe extern "C" fn hotprobe_exit_fast(slot: *mut usize, tls: *mut ThreadSt
         let top = sh.top;
         let depth = top >> 1;
         if top & PENDING != 0 || depth == 0 {
-            return 0;
+            return Exit::decline(now);
         }
         let f = sh.frame(depth - 1);
         if (*f).slot != slot as usize || (*f).flags & FOLDED != 0 {
-            return 0;
+            return Exit::decline(now);
         }
         let probe = &*(*f).probe;
         let s = &mut *(*f).stats;
@@ -129,10 +151,10 @@ pub unsafe extern "C" fn hotprobe_exit_fast(slot: *mut usize, tls: *mut ThreadSt
         let b = bucket(inclusive).wrapping_sub(s.hist_base as usize);
         let scoring = outermost && !probe.settled.load(Ordering::Relaxed);
         if outermost && (b >= LOCAL_BUCKETS || *s.hist.get_unchecked(b) == u8::MAX) {
-            return 0;
+            return Exit::decline(now);
         }
         if scoring && s.score_calls + 1 >= crate::adaptive::score_card::BATCH {
-            return 0;
+            return Exit::decline(now);
         }
         // Committed from here on.
         let ret = (*f).ret;
@@ -164,6 +186,6 @@ pub unsafe extern "C" fn hotprobe_exit_fast(slot: *mut usize, tls: *mut ThreadSt
             (*p).child_calls = (*p).child_calls.wrapping_add(1);
             bump(&mut (*p).desc_calls, 1 + desc);
         }
-        ret
+        Exit { ret, now }
     }
 }

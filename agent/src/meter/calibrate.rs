@@ -37,14 +37,18 @@ const TWIN_AT: usize = 16;
 const LOOP_LEAF_AT: usize = 64;
 const LOOP_TWIN_AT: usize = 128;
 const PLAIN_TWIN_AT: usize = 192;
-/// Multiplies between calls in the timed loops.
-const WORK: usize = 8;
+/// Multiplies between calls in the timed loops. None: calls back to back
+/// cost what nested probed calls cost in programs (tests/programs/nested.c:
+/// within 5%), once the exit path meters a declined call with the fast
+/// path's own timestamp. (When the full path took a timestamp of its own,
+/// short calls such as the leaf's stayed on the full path — the window of
+/// their histogram never followed them — and 8 multiplies between calls
+/// had hidden part of that.)
+const WORK: usize = 0;
 
 /// `push rbx; mov rbx, rdi; L: mov rdi, rbx; call <target>; work × imul
 /// rdx, rdx; dec rbx; jnz L; pop rbx; ret`. The multiplies (independent of
-/// the call) stand for the work a program does between calls: back-to-back
-/// probed calls cost ~15 ns more each than calls among other code, and
-/// compensating every call for that made nested times 5–7% short.
+/// the call) stand for work a program does between calls.
 fn call_loop(at: usize, target: usize, work: usize) -> [u8; 52] {
     let mut code = [0x90u8; 52];
     code[..12].copy_from_slice(&[0x53, 0x48, 0x89, 0xfb, 0x48, 0x89, 0xdf, 0xe8, 0, 0, 0, 0]);

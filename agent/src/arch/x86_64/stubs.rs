@@ -21,8 +21,8 @@
 //!
 //! Exit: the function's `ret` lands in the exit stub with the stack pointer
 //! one word above the slot. The stub saves the same registers (the x87
-//! stack is never touched by the agent), calls `hotprobe_exit(slot, thread)`
-//! for the real return address, writes it back into the slot and jumps
+//! stack is never touched by the agent), calls `hotprobe_exit(slot, thread,
+//! now)` — `now` the fast path's timestamp — for the real return address, writes it back into the slot and jumps
 //! there with the stack pointer as the caller expects.
 //!
 //! Both stubs leave with `jmp [rsp - 8]`: the target sits in the red zone,
@@ -179,6 +179,8 @@ hotprobe_exit_stub:
     call {exit_fast}
     test rax, rax
     jnz 3f
+    /* rdx = the fast path's timestamp: the third argument of the full path
+       (rdx itself is restored from the save area below). */
     sub rsp, 256
     HP_SAVE_XMM
     lea rdi, [rbp + 8]
