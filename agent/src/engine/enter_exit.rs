@@ -152,7 +152,13 @@ fn committed_parent(sh: &Shadow, top: usize) -> Option<*mut Frame> {
 /// handler's calls never see the thread's tables half changed.
 fn new_context(t: &mut ThreadState, parent_ctx: u32, probe: &Probe) -> (u32, u32) {
     let stats = t.stats_for(probe);
+    // Past the cap every call on this path comes here again: it must not
+    // pay for blocking signals each time to learn that.
     if stats.is_null() {
+        return (folded_ctx(parent_ctx), FOLDED);
+    }
+    if crate::meter::contexts::is_full() {
+        crate::meter::contexts::note_truncated();
         return (folded_ctx(parent_ctx), FOLDED);
     }
     let _blocked = crate::sys::SignalsBlocked::new();

@@ -170,6 +170,13 @@ impl Probe {
         Some(unsafe { &*p })
     }
 
+    /// The shared histogram if a call has spilled into it yet.
+    pub fn shared_hist_if_any(&self) -> Option<&Shared> {
+        let p = self.hist.load(Ordering::Acquire);
+        // SAFETY: once published the histogram is never freed.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
     pub fn add_to_shared_hist(&self, bucket: usize, n: u64) {
         if let Some(h) = self.shared_hist() {
             h.add(bucket.min(histogram::BUCKETS - 1), n);

@@ -190,7 +190,7 @@ fn measure(near: (usize, usize)) -> Option<(u64, u64)> {
     let stats = unsafe { &*(*thread).stats_for(probe) };
     let mut hist = crate::meter::histogram::Merged::new();
     stats.add_hist_to(&mut hist);
-    if let Some(shared) = probe.shared_hist() {
+    if let Some(shared) = probe.shared_hist_if_any() {
         hist.add_shared(shared);
     }
     // A mean, not the median: see `Merged::trimmed_mean`.

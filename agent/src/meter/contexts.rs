@@ -59,6 +59,18 @@ pub fn take_node() -> bool {
     true
 }
 
+/// Whether the budget is spent: a caller can skip blocking signals (two
+/// system calls) for a node it cannot get. Racy by design — a node given
+/// back lets the next call try again.
+pub fn is_full() -> bool {
+    NODES_USED.load(Ordering::Relaxed) >= CAP.load(Ordering::Relaxed)
+}
+
+/// Marks the tree as having folded calls past the cap.
+pub fn note_truncated() {
+    TRUNCATED.store(true, Ordering::Relaxed);
+}
+
 /// Gives `n` nodes back to the budget.
 pub fn give_back(n: u64) {
     NODES_USED.fetch_sub(n, Ordering::Relaxed);
@@ -206,6 +218,9 @@ impl Tree {
         let k = key(caller, callee);
         let index = match self.folded_index(k) {
             Some(i) => i,
+            // Full: such calls keep their probe counts, not their edge; and
+            // they must not block signals on every call to learn that.
+            None if self.folded.len() >= MAX_FOLDED => return,
             None => {
                 let _blocked = crate::sys::SignalsBlocked::new();
                 match self.new_folded(arena, caller, callee) {
