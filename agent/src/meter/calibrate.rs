@@ -22,8 +22,10 @@
 use crate::engine::probe::{Meta, Probe};
 use crate::meter::{clock, compensate};
 
-/// The probe id calibration uses; never part of the registry or a snapshot.
-pub const CALIBRATION_ID: u32 = u32::MAX - 1;
+/// The probe ids calibration uses, one per placement (a thread's statistics
+/// are keyed by id: placements sharing one would mix their windows); never
+/// part of the registry or a snapshot.
+pub const CALIBRATION_ID: u32 = u32::MAX - 1 - PLACEMENTS as u32;
 const CALLS: u64 = 10_000;
 const ROUNDS: usize = 5;
 const PLACEMENTS: usize = 2;
@@ -72,7 +74,7 @@ pub fn run(near: (usize, usize)) -> Option<(f64, f64)> {
         .name("hotprobe-cal".into())
         .spawn(move || {
             (0..PLACEMENTS)
-                .filter_map(|_| measure(near))
+                .filter_map(|placement| measure(near, CALIBRATION_ID + placement as u32))
                 .min_by_key(|&(_, total)| total)
         })
         .ok()?
@@ -163,9 +165,9 @@ fn probe_at(id: u32, address: usize) -> (&'static Probe, &'static [u8]) {
 }
 
 /// One placement: (inner, total) ticks.
-fn measure(near: (usize, usize)) -> Option<(u64, u64)> {
+fn measure(near: (usize, usize), id: u32) -> Option<(u64, u64)> {
     let base = place_code(near)?;
-    let (probe, code) = probe_at(CALIBRATION_ID, base + LEAF_AT);
+    let (probe, code) = probe_at(id, base + LEAF_AT);
     let obj = crate::install::Loaded {
         path: Default::default(),
         bias: 0,
