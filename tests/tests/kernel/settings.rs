@@ -20,22 +20,29 @@ fn raise_lines(ran: &Ran) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn backend_kernel_from_a_toml_file() {
-    need_kernel!();
-    let s = Scratch::new();
+/// counts.c 1000 under the config file `text` only (no HOTPROBE_BACKEND),
+/// checked against a bare run; the run and the file.
+fn counts_with_config(s: &Scratch, text: &str) -> (Ran, PathBuf) {
     let prog = s.build("counts.c", "counts", &["-O2"]);
-    let file = config(
-        &s,
-        "[probes]\nbackend = \"kernel\"\n[hotspot]\nadaptive = false\n",
-    );
+    let file = config(s, text);
     let bare = Run::new(&prog, s.path()).args(&["1000"]).bare().run();
-    // No HOTPROBE_BACKEND: the file alone chooses the backend.
     let ran = Run::new(&prog, s.path())
         .args(&["1000"])
         .env("HOTPROBE_CONFIG", file.to_str().unwrap())
         .run();
     ran.assert_same_as(&bare);
+    (ran, file)
+}
+
+#[test]
+fn backend_kernel_from_a_toml_file() {
+    need_kernel!();
+    let s = Scratch::new();
+    // The file alone chooses the backend.
+    let (ran, file) = counts_with_config(
+        &s,
+        "[probes]\nbackend = \"kernel\"\n[hotspot]\nadaptive = false\n",
+    );
     let snap = ran.snapshot();
     assert_eq!(snap.config.file.as_deref(), Some(file.as_path()));
     assert_clean(snap);
@@ -111,19 +118,12 @@ fn default_thresholds_are_raised_with_one_warning_and_set_ones_kept() {
 fn a_ring_too_small_loses_records_and_the_report_says_counts_are_not_exact() {
     need_kernel!();
     let s = Scratch::new();
-    let prog = s.build("counts.c", "counts", &["-O2"]);
     // One page per CPU, read every 5 s: ~4,000 calls (8,000 records of
     // 40 bytes) in well under a second cannot fit.
-    let file = config(
+    let (ran, _) = counts_with_config(
         &s,
         "[probes]\nbackend = \"kernel\"\n[hotspot]\nadaptive = false\n[kernel]\nring_pages = 1\ndrain_ms = 5000\n",
     );
-    let bare = Run::new(&prog, s.path()).args(&["1000"]).bare().run();
-    let ran = Run::new(&prog, s.path())
-        .args(&["1000"])
-        .env("HOTPROBE_CONFIG", file.to_str().unwrap())
-        .run();
-    ran.assert_same_as(&bare);
     let snap = ran.snapshot();
     assert_eq!(snap.agent.backend, "kernel");
     assert_eq!(snap.config.kernel.ring_pages, 1);
