@@ -373,3 +373,21 @@ pub fn snapshots_in(dir: &Path) -> Vec<(PathBuf, Snapshot)> {
         .map(|p| (p.clone(), Snapshot::read(&p).unwrap()))
         .collect()
 }
+
+/// spin.c 3000 rounds with `HOTPROBE_INTERVAL=0.1` (`run` says how the
+/// agent is set up): one file, rewritten by interval snapshots, then the
+/// final one. Returns the final snapshot's run.
+pub fn interval_snapshots_then_the_final_one(run: Run) -> Ran {
+    let ran = run
+        .args(&["3000", "10"])
+        .env("HOTPROBE_INTERVAL", "0.1")
+        .run();
+    let snap = ran.snapshot();
+    assert_eq!(snap.process.reason, hotprobe_config::snapshot::Reason::Exit);
+    assert!(
+        snap.process.sequence >= 3,
+        "interval snapshots before the final one: sequence {}",
+        snap.process.sequence
+    );
+    ran
+}
