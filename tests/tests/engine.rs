@@ -450,9 +450,11 @@ fn stripped_program_probed_through_its_separate_debug_file() {
     );
 }
 
-/// The entry and exit stubs save the vector registers only when a fast path
-/// declines, so the fast paths must never touch one, nor call anything that
-/// might: checked on the agent as built.
+/// The entry and exit stubs save the vector registers only when their own
+/// steady-state paths and the entry's second tier decline, so those must
+/// never touch one, nor call anything that might: checked on the agent as
+/// built. The stubs' own paths end where the full path's frame (`push rbp`)
+/// begins.
 #[test]
 fn fast_paths_use_no_vector_register_and_call_nothing() {
     let out = std::process::Command::new("objdump")
@@ -461,12 +463,26 @@ fn fast_paths_use_no_vector_register_and_call_nothing() {
         .output()
         .expect("objdump (binutils) is needed");
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in ["hotprobe_enter_fast", "hotprobe_exit_fast"] {
+    let body_of = |label: &str| {
         let start = text
-            .find(&format!("engine::fast::{name}>:"))
-            .unwrap_or_else(|| panic!("{name} not found in the agent"));
+            .find(label)
+            .unwrap_or_else(|| panic!("{label} not found in the agent"));
         let body = &text[start..];
-        let body = &body[..body.find("\n\n").unwrap_or(body.len())];
+        body[..body.find("\n\n").unwrap_or(body.len())].to_string()
+    };
+    let mut checked = vec![(
+        "hotprobe_enter_fast",
+        body_of("engine::fast::hotprobe_enter_fast>:"),
+    )];
+    for stub in ["hotprobe_entry_stub", "hotprobe_exit_stub"] {
+        let body = body_of(&format!("<{stub}>:"));
+        let own = body
+            .find("push   %rbp")
+            .unwrap_or_else(|| panic!("{stub} has no full-path frame"));
+        assert!(body[..own].contains("rdtsc"), "{stub} reads no clock itself");
+        checked.push((stub, body[..own].to_string()));
+    }
+    for (name, body) in checked {
         assert!(body.lines().count() > 20, "{name} looks empty");
         for line in body.lines().skip(1) {
             assert!(

@@ -16,10 +16,10 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 pub const BATCH: u8 = 16;
 
-static INCLUSIVE_TICKS: AtomicU64 = AtomicU64::new(0);
-static INHERENT_TICKS: AtomicU64 = AtomicU64::new(0);
-static CREDIT: AtomicI64 = AtomicI64::new(1);
-static DEBIT: AtomicI64 = AtomicI64::new(2);
+pub(crate) static INCLUSIVE_TICKS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static INHERENT_TICKS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static CREDIT: AtomicI64 = AtomicI64::new(1);
+pub(crate) static DEBIT: AtomicI64 = AtomicI64::new(2);
 static UPPER: AtomicI64 = AtomicI64::new(i64::MAX);
 static ADAPTIVE: AtomicBool = AtomicBool::new(true);
 

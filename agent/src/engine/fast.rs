@@ -1,26 +1,24 @@
-//! The fast paths of enter and exit: the common case only, in code that
-//! uses no SSE register, so the stubs need not save xmm0–15 around it.
-//! Anything unusual (a thread's first call, a new calling context, frames
-//! to close, a histogram byte about to overflow, a score to merge) returns
-//! 0 *before changing anything*, and the stub then saves the vector
-//! registers and runs the full path in `enter_exit`.
+//! The entry's second tier: the common case the stub's own assembly could
+//! not take because this thread's hint for the call's context was missing
+//! or stale. It finds the context in the thread's index, leaves a hint for
+//! the stub, and pushes the frame; it uses no SSE register, so the stub
+//! need not save xmm0–15 around it. Anything unusual (a thread's first
+//! call, a new calling context, frames to close) returns 0 *before
+//! changing anything*, and the stub then saves the vector registers and
+//! runs the full path in `enter_exit`.
 //!
-//! What they touch: the thread state, the probe, one index slot, the
-//! chunk directory, the context node, the parent frame and the new one,
-//! and the statistics block (counters on one cache line, the histogram
-//! window on the next).
+//! The exit's steady state is all in the exit stub (arch::x86_64::stubs).
 //!
-//! A test disassembles the built agent and checks that these two functions
-//! touch no xmm/ymm register and call nothing.
+//! A test disassembles the built agent and checks that this function and
+//! the stubs' own paths touch no xmm/ymm register and call nothing.
 
 use crate::arch::x86_64::stubs::exit_stub_address;
 use crate::engine::probe::Probe;
-use crate::engine::shadow::{fence, Frame, CAPACITY, FOLDED, HOOKED, PENDING};
-use crate::engine::thread::{ThreadState, ENDED};
+use crate::engine::shadow::{fence, Frame, CAPACITY, HOOKED, PENDING};
+use crate::engine::thread::{hint_slot, ThreadState, ENDED};
 use crate::meter::contexts::ROOT;
-use crate::meter::histogram::{bucket, LOCAL_BUCKETS};
 use crate::meter::stats::bump;
-use crate::meter::{clock, compensate};
+use crate::meter::clock;
 use core::ptr::{addr_of_mut, write_volatile};
 use core::sync::atomic::Ordering;
 
@@ -69,6 +67,9 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
         let Some(ctx) = t.tree.find(parent_ctx, probe.id) else {
             return 0;
         };
+        // The entry stub's own path finds it from here on (one store: a
+        // signal handler that fills the same hint leaves one valid value).
+        write_volatile(&mut t.hints[hint_slot(parent_ctx, probe.id)], ctx + 1);
         let node = t.tree.node(ctx);
         let stats = (*node).stats;
         if !clock::is_tsc() {
@@ -95,97 +96,5 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
         fence();
         sh.top = (depth + 1) << 1;
         probe.resume.load(Ordering::Relaxed)
-    }
-}
-
-/// What the exit fast path returns, in rax:rdx: the real return address,
-/// or 0 when the full path must run — which then meters the call with the
-/// fast path's own timestamp (`now`, passed on in rdx), not one taken after
-/// the detour: a call must land in the same histogram bucket whichever path
-/// meters it, or the window the full path keeps never sees where the fast
-/// path's calls fall, and every call of a short function stays on the full
-/// path.
-#[repr(C)]
-pub struct Exit {
-    pub ret: usize,
-    pub now: u64,
-}
-
-impl Exit {
-    #[inline(always)]
-    fn decline(now: u64) -> Exit {
-        Exit { ret: 0, now }
-    }
-}
-
-/// # Safety
-/// Called only from the exit stub, as `hotprobe_exit`.
-#[inline(never)]
-pub unsafe extern "C" fn hotprobe_exit_fast(slot: *mut usize, tls: *mut ThreadState) -> Exit {
-    let Some(now) = clock::tsc() else {
-        return Exit::decline(0);
-    };
-    if (tls as usize) <= ENDED {
-        return Exit::decline(now);
-    }
-    // SAFETY: see `hotprobe_exit`.
-    unsafe {
-        let t = &mut *tls;
-        let sh = &mut *t.shadow;
-        let top = sh.top;
-        let depth = top >> 1;
-        if top & PENDING != 0 || depth == 0 {
-            return Exit::decline(now);
-        }
-        let f = sh.frame(depth - 1);
-        if (*f).slot != slot as usize || (*f).flags & FOLDED != 0 {
-            return Exit::decline(now);
-        }
-        let probe = &*(*f).probe;
-        let s = &mut *(*f).stats;
-        let window = now.saturating_sub((*f).start);
-        let (inclusive, inherent) =
-            compensate::adjust(window, (*f).child_ticks, (*f).child_calls, (*f).desc_calls);
-        let outermost = s.active == 1;
-        // The bucket's place in this thread's window (huge when outside, or unset).
-        let b = bucket(inclusive).wrapping_sub(s.hist_base as usize);
-        let scoring = outermost && !probe.settled.load(Ordering::Relaxed);
-        if outermost && (b >= LOCAL_BUCKETS || *s.hist.get_unchecked(b) == u8::MAX) {
-            return Exit::decline(now);
-        }
-        if scoring && s.score_calls + 1 >= crate::adaptive::score_card::BATCH {
-            return Exit::decline(now);
-        }
-        // Committed from here on.
-        let ret = (*f).ret;
-        let ctx = (*f).ctx;
-        let desc = (*f).desc_calls;
-        fence();
-        sh.top = (*f).prev_top;
-        fence();
-        s.active -= 1;
-        bump(&mut s.inherent, inherent);
-        if outermost {
-            bump(&mut s.inclusive, inclusive);
-            *s.hist.get_unchecked_mut(b) += 1;
-            if inclusive > s.max_inclusive {
-                s.max_inclusive = inclusive;
-            }
-            if scoring {
-                s.score_pending += crate::adaptive::score_card::delta(inclusive, inherent);
-                s.score_calls += 1;
-            }
-        }
-        let node = t.tree.node(ctx);
-        bump(&mut (*node).inclusive, inclusive);
-        bump(&mut (*node).inherent, inherent);
-        let new_top = sh.top;
-        if new_top & PENDING == 0 && new_top >> 1 > 0 {
-            let p = sh.frame((new_top >> 1) - 1);
-            bump(&mut (*p).child_ticks, window);
-            (*p).child_calls = (*p).child_calls.wrapping_add(1);
-            bump(&mut (*p).desc_calls, 1 + desc);
-        }
-        Exit { ret, now }
     }
 }

@@ -44,6 +44,21 @@ pub struct ThreadState {
     /// Set when the thread was cancelled: from then on its calls are only
     /// counted, never hooked, so the forced unwind sees real return addresses.
     pub count_only: core::sync::atomic::AtomicBool,
+    /// Context hints for the entry stub: at `hint_slot(parent, probe)`, a
+    /// context node index + 1 (0: none). A hint may be stale or name another
+    /// key; the stub checks the node's key before it trusts one.
+    pub hints: [u32; HINTS],
+}
+
+/// Context hints per thread (1 KiB).
+pub const HINTS: usize = 256;
+pub const HINT_MUL: u32 = 0x9E37_79B1;
+
+/// Where the hint for the context of `probe` called under `parent` lives
+/// (the entry stub computes the same in assembly).
+#[inline(always)]
+pub fn hint_slot(parent: u32, probe: u32) -> usize {
+    (parent.wrapping_mul(HINT_MUL) ^ probe) as usize & (HINTS - 1)
 }
 
 /// Threads seen since the image started.
@@ -153,6 +168,7 @@ pub fn allocate(tid: i32) -> *mut ThreadState {
             switches: 0,
             pthread: 0,
             count_only: core::sync::atomic::AtomicBool::new(false),
+            hints: [0; HINTS],
         });
         let s = &mut *state;
         if !s.own_shadow.init(0) {

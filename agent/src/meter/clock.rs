@@ -8,7 +8,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-static USE_TSC: AtomicBool = AtomicBool::new(false);
+pub(crate) static USE_TSC: AtomicBool = AtomicBool::new(false);
 static START_TICKS: AtomicU64 = AtomicU64::new(0);
 static START_NS: AtomicU64 = AtomicU64::new(0);
 /// Ticks per nanosecond × 2^32, from the start-up calibration.

@@ -10,8 +10,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-static INNER: AtomicU64 = AtomicU64::new(0);
-static TOTAL: AtomicU64 = AtomicU64::new(0);
+pub(crate) static INNER: AtomicU64 = AtomicU64::new(0);
+pub(crate) static TOTAL: AtomicU64 = AtomicU64::new(0);
 static ON: AtomicBool = AtomicBool::new(false);
 
 /// Compensated (inclusive, inherent) ticks of one call.

@@ -105,7 +105,7 @@ pub struct FoldedEdge {
 #[repr(C)]
 pub struct Tree {
     map: Index,
-    nodes: Slab<Node, 5>,
+    nodes: Slab<Node, NODE_SHIFT>,
     /// (caller probe, callee probe) → folded edge, for calls past the cap.
     folded_map: Index,
     folded: Slab<FoldedEdge, 5>,
@@ -114,6 +114,18 @@ pub struct Tree {
 }
 
 const MAX_FOLDED: u32 = 1 << 16;
+
+/// For the stubs: where a thread's nodes are found, in assembly (chunks of
+/// 2^NODE_SHIFT nodes through a directory, as `Slab::get` does).
+pub const NODES_DIR_OFFSET: usize =
+    core::mem::offset_of!(Tree, nodes) + Slab::<Node, NODE_SHIFT>::DIR_OFFSET;
+pub const NODES_LEN_OFFSET: usize =
+    core::mem::offset_of!(Tree, nodes) + Slab::<Node, NODE_SHIFT>::LEN_OFFSET;
+pub const NODE_SHIFT: u32 = 5;
+// The stubs compare (parent, probe) as one little-endian word at offset 0.
+const _: () = assert!(core::mem::offset_of!(Node, parent) == 0);
+const _: () = assert!(core::mem::offset_of!(Node, probe) == 4);
+const _: () = assert!(core::mem::size_of::<Node>() == 40);
 
 #[inline(always)]
 fn key(parent: u32, probe: u32) -> u64 {

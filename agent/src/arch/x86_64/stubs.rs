@@ -28,6 +28,7 @@
 //! Both stubs leave with `jmp [rsp - 8]`: the target sits in the red zone,
 //! which the kernel never overwrites when it delivers a signal.
 
+use super::layout as L;
 use core::arch::global_asm;
 
 global_asm!(
@@ -118,6 +119,124 @@ hotprobe_entry_stub:
     mov rax, qword ptr [rip + hotprobe_tls_vfork@GOTTPOFF]
     cmp qword ptr fs:[rax], 0
     jne 2f
+
+    /* The steady state, in assembly: a committed caller frame (or none),
+       and this thread's hint naming the call's context node. */
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    /* [rsp + 64] = rax, [rsp + 72] = probe, [rsp + 80] = the slot. */
+    mov rsi, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
+    mov rsi, qword ptr fs:[rsi]
+    cmp rsi, {ended}
+    jbe 5f
+    cmp byte ptr [rsi + {t_count_only}], 0
+    jne 5f
+    cmp byte ptr [rip + {use_tsc}], 0
+    je 5f
+    mov r11, [rsi + {t_shadow}]
+    mov rcx, [r11 + {sh_top}]
+    test cl, 1
+    jnz 5f
+    cmp rcx, {top_limit}
+    jae 5f
+    /* rdx = the new frame: frames + depth * 80 = frames + top * 40. */
+    lea rdx, [rcx + rcx * 4]
+    shl rdx, 3
+    add rdx, [r11 + {sh_frames}]
+    mov eax, {root}
+    test rcx, rcx
+    jz 6f
+    /* A caller frame at or below this slot may be dead: the Rust paths decide. */
+    lea r8, [rsp + 80]
+    mov r9, [rdx - {frame_size} + {f_slot}]
+    cmp r9, r8
+    jb 5f
+    jne 7f
+    lea r9, [rip + hotprobe_exit_stub]
+    cmp [r8], r9
+    jne 5f
+7:
+    mov eax, dword ptr [rdx - {frame_size} + {f_ctx}]
+6:
+    /* eax = the parent context; r8d = the hinted node, checked by its key. */
+    mov rdi, [rsp + 72]
+    mov r10d, dword ptr [rdi + {p_id}]
+    imul r8d, eax, {hint_mul}
+    xor r8d, r10d
+    and r8d, {hint_mask}
+    mov r8d, dword ptr [rsi + r8 * 4 + {t_hints}]
+    sub r8d, 1
+    cmp r8d, dword ptr [rsi + {t_nodes_len}]
+    jae 5f
+    shl r10, 32
+    or rax, r10
+    mov r9d, r8d
+    shr r9d, {node_shift}
+    mov r10, [rsi + {t_nodes_dir}]
+    mov r9, [r10 + r9 * 8]
+    mov r10d, r8d
+    and r10d, {node_mask}
+    imul r10, r10, {node_size}
+    add r9, r10
+    cmp [r9 + {n_key}], rax
+    jne 5f
+    mov r10, [r9 + {n_stats}]
+    /* Committed. The frame stays pending until its start is written. */
+    lea rax, [rcx + 3]
+    mov [r11 + {sh_top}], rax
+    lea rax, [rsp + 80]
+    mov rsi, [rax]
+    mov [rdx + {f_slot}], rax
+    mov [rdx + {f_ret}], rsi
+    mov [rdx + {f_probe}], rdi
+    mov [rdx + {f_stats}], r10
+    mov qword ptr [rdx + {f_child_ticks}], 0
+    mov [rdx + {f_prev_top}], rcx
+    mov qword ptr [rdx + {f_desc}], 0
+    mov dword ptr [rdx + {f_ctx}], r8d
+    mov dword ptr [rdx + {f_child_calls}], 0
+    mov dword ptr [rdx + {f_flags}], {hooked}
+    add qword ptr [r10 + {s_count}], 1
+    add dword ptr [r10 + {s_active}], 1
+    add qword ptr [r9 + {n_count}], 1
+    lea rsi, [rip + hotprobe_exit_stub]
+    mov [rax], rsi
+    mov rsi, rdx
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    mov [rsi + {f_start}], rax
+    add rcx, 2
+    mov [r11 + {sh_top}], rcx
+    mov rax, [rdi + {resume}]
+    mov [rsp + 72], rax
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
+    lea rsp, [rsp + 8]
+    jmp qword ptr [rsp - 8]
+5:
+    /* Declined before changing anything: the Rust paths take the call. */
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
     pop rax
     push rbp
     mov rbp, rsp
@@ -168,38 +287,197 @@ hotprobe_entry_stub:
     .type hotprobe_exit_stub,@function
 hotprobe_exit_stub:
     sub rsp, 8
-    push rbp
-    mov rbp, rsp
-    and rsp, -16
-    sub rsp, 80
-    HP_SAVE_GPRS
-    lea rdi, [rbp + 8]
-    mov rsi, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
-    mov rsi, qword ptr fs:[rsi]
-    call {exit_fast}
+    push rax
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    xor eax, eax
+    cmp byte ptr [rip + {use_tsc}], 0
+    je 8f
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+8:
+    push rax
+    /* [rsp] = now (0 without a TSC), [rsp + 8] = r11 ... [rsp + 72] = rax,
+       [rsp + 80] = the slot. */
     test rax, rax
-    jnz 3f
-    /* rdx = the fast path's timestamp: the third argument of the full path
-       (rdx itself is restored from the save area below). */
-    sub rsp, 256
-    HP_SAVE_XMM
-    lea rdi, [rbp + 8]
+    jz 5f
     mov rsi, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
     mov rsi, qword ptr fs:[rsi]
-    call {exit}
-    HP_RESTORE_XMM
-    add rsp, 256
+    cmp rsi, {ended}
+    jbe 5f
+    mov r11, [rsi + {t_shadow}]
+    mov rcx, [r11 + {sh_top}]
+    test cl, 1
+    jnz 5f
+    test rcx, rcx
+    jz 5f
+    /* rdx = the top frame; it must be this call's and not folded. */
+    lea rdx, [rcx + rcx * 4]
+    shl rdx, 3
+    add rdx, [r11 + {sh_frames}]
+    sub rdx, {frame_size}
+    lea rdi, [rsp + 80]
+    cmp [rdx + {f_slot}], rdi
+    jne 5f
+    test dword ptr [rdx + {f_flags}], {folded}
+    jnz 5f
+    mov rdi, [rdx + {f_stats}]
+    /* r8 = window = now - start (saturating). */
+    mov r8, rax
+    sub r8, [rdx + {f_start}]
+    mov ecx, 0
+    cmovb r8, rcx
+    /* rsi = the context node. */
+    mov eax, dword ptr [rdx + {f_ctx}]
+    mov ecx, eax
+    shr ecx, {node_shift}
+    mov rsi, [rsi + {t_nodes_dir}]
+    mov rsi, [rsi + rcx * 8]
+    and eax, {node_mask}
+    imul rax, rax, {node_size}
+    add rsi, rax
+    /* Overhead compensation (compensate::adjust), saturating at zero:
+       r10 = inclusive = window - (inner + desc * total),
+       r9 = inherent = window - (inner + child_ticks + child_calls * (total - inner)). */
+    mov r9, [rdx + {f_desc}]
+    imul r9, qword ptr [rip + {total}]
+    add r9, qword ptr [rip + {inner}]
+    mov r10, r8
+    sub r10, r9
+    mov ecx, 0
+    cmovb r10, rcx
+    mov r9, qword ptr [rip + {total}]
+    sub r9, qword ptr [rip + {inner}]
+    mov eax, dword ptr [rdx + {f_child_calls}]
+    imul r9, rax
+    add r9, [rdx + {f_child_ticks}]
+    add r9, qword ptr [rip + {inner}]
+    mov rax, r8
+    sub rax, r9
+    cmovb rax, rcx
+    mov r9, rax
+    /* rax = histogram::bucket(inclusive) - hist_base (wrapping). */
+    mov rax, r10
+    cmp r10, {sub}
+    jb 7f
+    bsr rcx, r10
+    sub ecx, {sub_bits}
+    shr rax, cl
+    and eax, {sub} - 1
+    shl ecx, {sub_bits}
+    lea eax, [rax + rcx + {sub}]
+7:
+    movzx ecx, word ptr [rdi + {s_hist_base}]
+    sub rax, rcx
+    /* rcx = 0: nested; 1: outermost; 2: outermost and scored. An outermost
+       call outside the window, on a full byte or closing a score batch is
+       left to the full path. */
+    xor ecx, ecx
+    cmp dword ptr [rdi + {s_active}], 1
+    jne 6f
+    cmp rax, {local_buckets}
+    jae 5f
+    cmp byte ptr [rdi + rax + {s_hist}], 255
+    je 5f
+    mov rcx, [rdx + {f_probe}]
+    cmp byte ptr [rcx + {p_settled}], 0
+    mov ecx, 1
+    jne 6f
+    cmp byte ptr [rdi + {s_score_calls}], {batch} - 1
+    jae 5f
+    mov ecx, 2
+6:
+    /* Committed: what the frame still holds is read before it is popped
+       (a signal handler may reuse it at once). */
+    mov [rsp], rcx
+    mov rcx, [rdx + {f_ret}]
+    mov [rsp + 80], rcx
+    mov rcx, [rdx + {f_desc}]
+    mov rdx, [rdx + {f_prev_top}]
+    mov [r11 + {sh_top}], rdx
+    sub dword ptr [rdi + {s_active}], 1
+    add [rdi + {s_inherent}], r9
+    add [rsi + {n_inclusive}], r10
+    add [rsi + {n_inherent}], r9
+    /* The caller's frame, if committed, gains a direct callee. */
+    test dl, 1
+    jnz 4f
+    test rdx, rdx
+    jz 4f
+    lea rsi, [rdx + rdx * 4]
+    shl rsi, 3
+    add rsi, [r11 + {sh_frames}]
+    add [rsi - {frame_size} + {f_child_ticks}], r8
+    add dword ptr [rsi - {frame_size} + {f_child_calls}], 1
+    add rcx, 1
+    add [rsi - {frame_size} + {f_desc}], rcx
+4:
+    mov rdx, [rsp]
+    test edx, edx
+    jz 3f
+    add [rdi + {s_inclusive}], r10
+    add byte ptr [rdi + rax + {s_hist}], 1
+    cmp r10, [rdi + {s_max}]
+    jbe 9f
+    mov [rdi + {s_max}], r10
+9:
+    cmp edx, 2
+    jne 3f
+    /* score_card::delta */
+    mov rdx, qword ptr [rip + {credit}]
+    mov rcx, qword ptr [rip + {debit}]
+    neg rcx
+    mov rax, rcx
+    cmp r10, qword ptr [rip + {inclusive_ticks}]
+    cmovae rax, rdx
+    cmp r9, qword ptr [rip + {inherent_ticks}]
+    cmovae rcx, rdx
+    add rax, rcx
+    add [rdi + {s_score_pending}], rax
+    add byte ptr [rdi + {s_score_calls}], 1
 3:
-    mov [rbp + 8], rax
-    HP_RESTORE_GPRS
-    mov rsp, rbp
-    pop rbp
-    lea rsp, [rsp + 8]
+    add rsp, 8
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
     /* The real return address is now in the slot just below the stack
        pointer, inside the red zone, which signal delivery never touches. An
        indirect jump is predicted where a `ret` would miss: the return stack
        buffer is one entry off after the hijacked return. */
+    lea rsp, [rsp + 8]
     jmp qword ptr [rsp - 8]
+5:
+    /* The full path, with the fast path's timestamp (rdx, the third
+       argument) so the call lands in the same bucket either way. It may use
+       vector registers: save them all. */
+    mov rdx, [rsp]
+    push rbp
+    mov rbp, rsp
+    and rsp, -16
+    sub rsp, 256
+    HP_SAVE_XMM
+    lea rdi, [rbp + 88]
+    mov rsi, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
+    mov rsi, qword ptr fs:[rsi]
+    call {exit}
+    HP_RESTORE_XMM
+    mov rsp, rbp
+    pop rbp
+    mov [rsp + 80], rax
+    jmp 3b
     .size hotprobe_exit_stub, .-hotprobe_exit_stub
 
     .p2align 4
@@ -227,9 +505,64 @@ hotprobe_tls_vfork_get:
     enter = sym crate::engine::enter_exit::hotprobe_enter,
     exit = sym crate::engine::enter_exit::hotprobe_exit,
     enter_fast = sym crate::engine::fast::hotprobe_enter_fast,
-    exit_fast = sym crate::engine::fast::hotprobe_exit_fast,
+    use_tsc = sym crate::meter::clock::USE_TSC,
+    inner = sym crate::meter::compensate::INNER,
+    total = sym crate::meter::compensate::TOTAL,
+    credit = sym crate::adaptive::score_card::CREDIT,
+    debit = sym crate::adaptive::score_card::DEBIT,
+    inclusive_ticks = sym crate::adaptive::score_card::INCLUSIVE_TICKS,
+    inherent_ticks = sym crate::adaptive::score_card::INHERENT_TICKS,
     bypass = const crate::engine::probe::BYPASS_OFFSET,
     resume = const crate::engine::probe::RESUME_OFFSET,
+    ended = const crate::engine::thread::ENDED,
+    root = const crate::meter::contexts::ROOT,
+    hooked = const crate::engine::shadow::HOOKED,
+    folded = const crate::engine::shadow::FOLDED,
+    sub = const crate::meter::histogram::SUB,
+    sub_bits = const crate::meter::histogram::SUB_BITS,
+    local_buckets = const crate::meter::histogram::LOCAL_BUCKETS,
+    batch = const crate::adaptive::score_card::BATCH,
+    t_shadow = const L::T_SHADOW,
+    t_count_only = const L::T_COUNT_ONLY,
+    t_hints = const L::T_HINTS,
+    t_nodes_dir = const L::T_NODES_DIR,
+    t_nodes_len = const L::T_NODES_LEN,
+    hint_mask = const L::HINT_MASK,
+    hint_mul = const L::HINT_MUL_I32,
+    sh_top = const L::SH_TOP,
+    sh_frames = const L::SH_FRAMES,
+    top_limit = const L::TOP_LIMIT,
+    frame_size = const L::FRAME_SIZE,
+    f_slot = const L::F_SLOT,
+    f_ret = const L::F_RET,
+    f_probe = const L::F_PROBE,
+    f_stats = const L::F_STATS,
+    f_start = const L::F_START,
+    f_child_ticks = const L::F_CHILD_TICKS,
+    f_prev_top = const L::F_PREV_TOP,
+    f_desc = const L::F_DESC,
+    f_ctx = const L::F_CTX,
+    f_child_calls = const L::F_CHILD_CALLS,
+    f_flags = const L::F_FLAGS,
+    node_shift = const crate::meter::contexts::NODE_SHIFT,
+    node_mask = const L::NODE_MASK,
+    node_size = const L::NODE_SIZE,
+    n_key = const L::N_KEY,
+    n_count = const L::N_COUNT,
+    n_inclusive = const L::N_INCLUSIVE,
+    n_inherent = const L::N_INHERENT,
+    n_stats = const L::N_STATS,
+    s_active = const L::S_ACTIVE,
+    s_score_calls = const L::S_SCORE_CALLS,
+    s_hist_base = const L::S_HIST_BASE,
+    s_count = const L::S_COUNT,
+    s_inclusive = const L::S_INCLUSIVE,
+    s_inherent = const L::S_INHERENT,
+    s_max = const L::S_MAX,
+    s_score_pending = const L::S_SCORE_PENDING,
+    s_hist = const L::S_HIST,
+    p_id = const L::P_ID,
+    p_settled = const L::P_SETTLED,
 );
 
 #[allow(improper_ctypes)] // only pointers cross; the assembly never looks inside
