@@ -453,8 +453,8 @@ fn stripped_program_probed_through_its_separate_debug_file() {
 /// The entry and exit stubs save the vector registers only when their own
 /// steady-state paths and the entry's second tier decline, so those must
 /// never touch one, nor call anything that might: checked on the agent as
-/// built. The stubs' own paths end where the full path's frame (`push rbp`)
-/// begins.
+/// built. The stubs' own paths end where a full path's frame (`push rbp`)
+/// begins; the entry stub ends by calling the function itself.
 #[test]
 fn fast_paths_use_no_vector_register_and_call_nothing() {
     let out = std::process::Command::new("objdump")
@@ -476,9 +476,7 @@ fn fast_paths_use_no_vector_register_and_call_nothing() {
     )];
     for stub in ["hotprobe_entry_stub", "hotprobe_exit_stub"] {
         let body = body_of(&format!("<{stub}>:"));
-        let own = body
-            .find("push   %rbp")
-            .unwrap_or_else(|| panic!("{stub} has no full-path frame"));
+        let own = body.find("push   %rbp").unwrap_or(body.len());
         assert!(body[..own].contains("rdtsc"), "{stub} reads no clock itself");
         checked.push((stub, body[..own].to_string()));
     }
@@ -489,7 +487,11 @@ fn fast_paths_use_no_vector_register_and_call_nothing() {
                 !line.contains("xmm") && !line.contains("ymm") && !line.contains("zmm"),
                 "{name} uses a vector register: {line}"
             );
-            assert!(!line.contains("\tcall"), "{name} calls out: {line}");
+            let calls_the_function = name == "hotprobe_entry_stub" && line.contains("*-0x10(%rsp)");
+            assert!(
+                !line.contains("\tcall") || calls_the_function,
+                "{name} calls out: {line}"
+            );
         }
     }
 }

@@ -67,11 +67,11 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
         let Some(ctx) = t.tree.find(parent_ctx, probe.id) else {
             return 0;
         };
-        // The entry stub's own path finds it from here on (one store: a
-        // signal handler that fills the same hint leaves one valid value).
-        write_volatile(&mut t.hints[hint_slot(parent_ctx, probe.id)], ctx + 1);
         let node = t.tree.node(ctx);
         let stats = (*node).stats;
+        // The entry stub's own path finds it from here on (one store: a
+        // signal handler that fills the same hint leaves one valid value).
+        write_volatile(&mut t.hints[hint_slot(parent_ctx, probe.id)], node as usize);
         if !clock::is_tsc() {
             return 0;
         }

@@ -25,7 +25,6 @@ impl<T, const SHIFT: u32> Slab<T, SHIFT> {
     const FIRST_DIR: u32 = 4;
     /// For the stubs, which find elements in assembly.
     pub const DIR_OFFSET: usize = core::mem::offset_of!(Self, dir);
-    pub const LEN_OFFSET: usize = core::mem::offset_of!(Self, len);
 
     pub const fn new() -> Self {
         Slab {

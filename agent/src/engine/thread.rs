@@ -44,13 +44,14 @@ pub struct ThreadState {
     /// Set when the thread was cancelled: from then on its calls are only
     /// counted, never hooked, so the forced unwind sees real return addresses.
     pub count_only: core::sync::atomic::AtomicBool,
-    /// Context hints for the entry stub: at `hint_slot(parent, probe)`, a
-    /// context node index + 1 (0: none). A hint may be stale or name another
-    /// key; the stub checks the node's key before it trusts one.
-    pub hints: [u32; HINTS],
+    /// Context hints for the entry stub: at `hint_slot(parent, probe)`, the
+    /// address of a context node of this thread (0: none; nodes live as
+    /// long as the thread). A hint may name another key; the stub checks the
+    /// node's key before it trusts one.
+    pub hints: [usize; HINTS],
 }
 
-/// Context hints per thread (1 KiB).
+/// Context hints per thread (2 KiB).
 pub const HINTS: usize = 256;
 pub const HINT_MUL: u32 = 0x9E37_79B1;
 

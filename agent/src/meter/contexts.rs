@@ -84,6 +84,9 @@ pub struct Node {
     pub inclusive: u64,
     pub inherent: u64,
     pub stats: *mut ThreadProbeStats,
+    /// The node's own index (its context), for the entry stub, which finds
+    /// nodes by address.
+    pub index: u32,
 }
 
 impl Node {
@@ -119,13 +122,11 @@ const MAX_FOLDED: u32 = 1 << 16;
 /// 2^NODE_SHIFT nodes through a directory, as `Slab::get` does).
 pub const NODES_DIR_OFFSET: usize =
     core::mem::offset_of!(Tree, nodes) + Slab::<Node, NODE_SHIFT>::DIR_OFFSET;
-pub const NODES_LEN_OFFSET: usize =
-    core::mem::offset_of!(Tree, nodes) + Slab::<Node, NODE_SHIFT>::LEN_OFFSET;
 pub const NODE_SHIFT: u32 = 5;
 // The stubs compare (parent, probe) as one little-endian word at offset 0.
 const _: () = assert!(core::mem::offset_of!(Node, parent) == 0);
 const _: () = assert!(core::mem::offset_of!(Node, probe) == 4);
-const _: () = assert!(core::mem::size_of::<Node>() == 40);
+const _: () = assert!(core::mem::size_of::<Node>() == 48);
 
 #[inline(always)]
 fn key(parent: u32, probe: u32) -> u64 {
@@ -213,6 +214,8 @@ impl Tree {
             inclusive: 0,
             inherent: 0,
             stats,
+            // What `push` returns: the owner appends with signals blocked.
+            index: self.nodes.len(),
         };
         let index = self.nodes.push(arena, node, MAX_INDEX + 1)?;
         let nodes = &self.nodes;
@@ -344,10 +347,10 @@ mod tests {
             assert_eq!(unsafe { (*t.node(i)).probe }, p);
         }
         assert_eq!(t.len(), 10_000);
-        // 40-byte nodes in chunks of 32, plus index slots of 4 bytes at most a quarter
+        // 48-byte nodes in chunks of 32, plus index slots of 4 bytes at most a quarter
         // full, plus the tables they grew out of.
         let bytes = arena.allocated as f64 / 10_000.0;
-        assert!(bytes <= 40.0 * 1.01 + 32.0 + 2.0, "{bytes} bytes per node");
+        assert!(bytes <= 48.0 * 1.01 + 32.0 + 2.0, "{bytes} bytes per node");
         t.release_count();
         arena.release();
     }

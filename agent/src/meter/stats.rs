@@ -3,7 +3,7 @@
 //! thread (and its signal handlers), merged at thread exit and snapshots.
 //!
 //! What a (thread, called probe) costs in all is this block, its
-//! calling-context node (40 bytes, one per distinct path to the probe) and
+//! calling-context node (48 bytes, one per distinct path to the probe) and
 //! the two index slots that find them (4 bytes in a table a quarter to half
 //! full, so 8 to 16 bytes, and as much again for the tables it grew out
 //! of): at most 232 bytes for a probe called from one path, plus fixed

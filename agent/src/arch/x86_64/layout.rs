@@ -5,7 +5,7 @@
 use crate::engine::probe::Probe;
 use crate::engine::shadow::{Frame, Shadow, CAPACITY};
 use crate::engine::thread::{ThreadState, HINTS, HINT_MUL};
-use crate::meter::contexts::{Node, NODES_DIR_OFFSET, NODES_LEN_OFFSET, NODE_SHIFT};
+use crate::meter::contexts::{Node, NODES_DIR_OFFSET, NODE_SHIFT};
 use crate::meter::stats::ThreadProbeStats;
 use core::mem::{offset_of, size_of};
 
@@ -13,7 +13,6 @@ pub const T_SHADOW: usize = offset_of!(ThreadState, shadow);
 pub const T_COUNT_ONLY: usize = offset_of!(ThreadState, count_only);
 pub const T_HINTS: usize = offset_of!(ThreadState, hints);
 pub const T_NODES_DIR: usize = offset_of!(ThreadState, tree) + NODES_DIR_OFFSET;
-pub const T_NODES_LEN: usize = offset_of!(ThreadState, tree) + NODES_LEN_OFFSET;
 pub const HINT_MASK: usize = HINTS - 1;
 /// `HINT_MUL` as the signed immediate of a 32-bit `imul`.
 pub const HINT_MUL_I32: i32 = HINT_MUL as i32;
@@ -45,6 +44,7 @@ pub const N_COUNT: usize = offset_of!(Node, count);
 pub const N_INCLUSIVE: usize = offset_of!(Node, inclusive);
 pub const N_INHERENT: usize = offset_of!(Node, inherent);
 pub const N_STATS: usize = offset_of!(Node, stats);
+pub const N_INDEX: usize = offset_of!(Node, index);
 
 pub const S_ACTIVE: usize = offset_of!(ThreadProbeStats, active);
 pub const S_SCORE_CALLS: usize = offset_of!(ThreadProbeStats, score_calls);

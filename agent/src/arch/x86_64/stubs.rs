@@ -106,6 +106,70 @@ hotprobe_tls_vfork:
     .endm
 
     .text
+    /* The entry stub's slower paths, placed before it so that its steady
+       state runs straight into the call that ends it, just before the
+       exit stub. */
+    .p2align 4
+    .type hotprobe_entry_slow,@function
+hotprobe_entry_slow:
+5:
+    /* Declined before changing anything: the Rust paths take the call. */
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
+    push rbp
+    mov rbp, rsp
+    and rsp, -16
+    sub rsp, 80
+    HP_SAVE_GPRS
+    mov rdi, [rbp + 8]
+    lea rsi, [rbp + 16]
+    mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
+    mov rdx, qword ptr fs:[rdx]
+    call {enter_fast}
+    test rax, rax
+    jnz 3f
+    /* The full path may use vector registers: save them all. */
+    sub rsp, 256
+    HP_SAVE_XMM
+    mov rdi, [rbp + 8]
+    lea rsi, [rbp + 16]
+    mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
+    mov rdx, qword ptr fs:[rdx]
+    call {enter}
+    HP_RESTORE_XMM
+    add rsp, 256
+3:
+    mov [rbp + 8], rax
+    HP_RESTORE_GPRS
+    mov rsp, rbp
+    pop rbp
+    /* [rsp] = where the call continues, [rsp + 8] = the slot: hooked when
+       it holds the exit stub, and then called like the steady state's. */
+    push rax
+    lea rax, [rip + hotprobe_exit_stub]
+    cmp [rsp + 16], rax
+    pop rax
+    je 20f
+    /* Not hooked: the return address stays; [rsp] stays readable in the red zone. */
+    lea rsp, [rsp + 8]
+    jmp qword ptr [rsp - 8]
+2:
+    /* Not metered (disabled, or in a vfork child): straight to the body. */
+    mov rax, [rsp + 8]
+    mov rax, [rax + {resume}]
+    mov [rsp + 8], rax
+    pop rax
+    lea rsp, [rsp + 8]
+    jmp qword ptr [rsp - 8]
+    .size hotprobe_entry_slow, .-hotprobe_entry_slow
+
     .p2align 4
     .globl hotprobe_entry_stub
     .hidden hotprobe_entry_stub
@@ -115,10 +179,10 @@ hotprobe_entry_stub:
     push rax
     mov rax, [rsp + 8]
     cmp dword ptr [rax + {bypass}], 0
-    jne 2f
+    jne 2b
     mov rax, qword ptr [rip + hotprobe_tls_vfork@GOTTPOFF]
     cmp qword ptr fs:[rax], 0
-    jne 2f
+    jne 2b
 
     /* The steady state, in assembly: a committed caller frame (or none),
        and this thread's hint naming the call's context node. */
@@ -134,17 +198,17 @@ hotprobe_entry_stub:
     mov rsi, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
     mov rsi, qword ptr fs:[rsi]
     cmp rsi, {ended}
-    jbe 5f
+    jbe 5b
     cmp byte ptr [rsi + {t_count_only}], 0
-    jne 5f
+    jne 5b
     cmp byte ptr [rip + {use_tsc}], 0
-    je 5f
+    je 5b
     mov r11, [rsi + {t_shadow}]
     mov rcx, [r11 + {sh_top}]
     test cl, 1
-    jnz 5f
+    jnz 5b
     cmp rcx, {top_limit}
-    jae 5f
+    jae 5b
     /* rdx = the new frame: frames + depth * 80 = frames + top * 40. */
     lea rdx, [rcx + rcx * 4]
     shl rdx, 3
@@ -156,36 +220,28 @@ hotprobe_entry_stub:
     lea r8, [rsp + 80]
     mov r9, [rdx - {frame_size} + {f_slot}]
     cmp r9, r8
-    jb 5f
+    jb 5b
     jne 7f
     lea r9, [rip + hotprobe_exit_stub]
     cmp [r8], r9
-    jne 5f
+    jne 5b
 7:
     mov eax, dword ptr [rdx - {frame_size} + {f_ctx}]
 6:
-    /* eax = the parent context; r8d = the hinted node, checked by its key. */
+    /* eax = the parent context; r9 = the hinted node, checked by its key. */
     mov rdi, [rsp + 72]
     mov r10d, dword ptr [rdi + {p_id}]
     imul r8d, eax, {hint_mul}
     xor r8d, r10d
     and r8d, {hint_mask}
-    mov r8d, dword ptr [rsi + r8 * 4 + {t_hints}]
-    sub r8d, 1
-    cmp r8d, dword ptr [rsi + {t_nodes_len}]
-    jae 5f
+    mov r9, qword ptr [rsi + r8 * 8 + {t_hints}]
+    test r9, r9
+    jz 5b
     shl r10, 32
     or rax, r10
-    mov r9d, r8d
-    shr r9d, {node_shift}
-    mov r10, [rsi + {t_nodes_dir}]
-    mov r9, [r10 + r9 * 8]
-    mov r10d, r8d
-    and r10d, {node_mask}
-    imul r10, r10, {node_size}
-    add r9, r10
     cmp [r9 + {n_key}], rax
-    jne 5f
+    jne 5b
+    mov r8d, dword ptr [r9 + {n_index}]
     mov r10, [r9 + {n_stats}]
     /* Committed. The frame stays pending until its start is written. */
     lea rax, [rcx + 3]
@@ -225,63 +281,16 @@ hotprobe_entry_stub:
     pop rdx
     pop rcx
     pop rax
-    lea rsp, [rsp + 8]
-    jmp qword ptr [rsp - 8]
-5:
-    /* Declined before changing anything: the Rust paths take the call. */
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rax
-    push rbp
-    mov rbp, rsp
-    and rsp, -16
-    sub rsp, 80
-    HP_SAVE_GPRS
-    mov rdi, [rbp + 8]
-    lea rsi, [rbp + 16]
-    mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
-    mov rdx, qword ptr fs:[rdx]
-    call {enter_fast}
-    test rax, rax
-    jnz 3f
-    /* The full path may use vector registers: save them all. */
-    sub rsp, 256
-    HP_SAVE_XMM
-    mov rdi, [rbp + 8]
-    lea rsi, [rbp + 16]
-    mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
-    mov rdx, qword ptr fs:[rdx]
-    call {enter}
-    HP_RESTORE_XMM
-    add rsp, 256
-3:
-    mov [rbp + 8], rax
-    HP_RESTORE_GPRS
-    mov rsp, rbp
-    pop rbp
-    /* [rsp] = where the call continues; it stays readable in the red zone. */
-    lea rsp, [rsp + 8]
-    jmp qword ptr [rsp - 8]
-2:
-    /* Not metered (disabled, or in a vfork child): straight to the body. */
-    mov rax, [rsp + 8]
-    mov rax, [rax + {resume}]
-    mov [rsp + 8], rax
-    pop rax
-    lea rsp, [rsp + 8]
-    jmp qword ptr [rsp - 8]
+    jmp 20f
+20:
+    /* [rsp] = where the call continues, [rsp + 8] = the hooked slot. The
+       function is *called* from here: the call writes the slot with the
+       address of the next instruction, the exit stub, so its `ret` and the
+       exit stub's own `ret` are both predicted by the return stack buffer
+       (a hijacked return address would miss once per call). */
+    lea rsp, [rsp + 16]
+    call qword ptr [rsp - 16]
     .size hotprobe_entry_stub, .-hotprobe_entry_stub
-
-    /* One byte before the exit stub, so that an unwinder looking up
-       (return address - 1) lands inside a known symbol. */
-    .p2align 4
-    nop
     .globl hotprobe_exit_stub
     .hidden hotprobe_exit_stub
     .type hotprobe_exit_stub,@function
@@ -453,12 +462,8 @@ hotprobe_exit_stub:
     pop rdx
     pop rcx
     pop rax
-    /* The real return address is now in the slot just below the stack
-       pointer, inside the red zone, which signal delivery never touches. An
-       indirect jump is predicted where a `ret` would miss: the return stack
-       buffer is one entry off after the hijacked return. */
-    lea rsp, [rsp + 8]
-    jmp qword ptr [rsp - 8]
+    /* [rsp] = the slot, now holding the real return address. */
+    ret
 5:
     /* The full path, with the fast path's timestamp (rdx, the third
        argument) so the call lands in the same bucket either way. It may use
@@ -526,7 +531,6 @@ hotprobe_tls_vfork_get:
     t_count_only = const L::T_COUNT_ONLY,
     t_hints = const L::T_HINTS,
     t_nodes_dir = const L::T_NODES_DIR,
-    t_nodes_len = const L::T_NODES_LEN,
     hint_mask = const L::HINT_MASK,
     hint_mul = const L::HINT_MUL_I32,
     sh_top = const L::SH_TOP,
@@ -552,6 +556,7 @@ hotprobe_tls_vfork_get:
     n_inclusive = const L::N_INCLUSIVE,
     n_inherent = const L::N_INHERENT,
     n_stats = const L::N_STATS,
+    n_index = const L::N_INDEX,
     s_active = const L::S_ACTIVE,
     s_score_calls = const L::S_SCORE_CALLS,
     s_hist_base = const L::S_HIST_BASE,
