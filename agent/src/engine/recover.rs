@@ -54,7 +54,7 @@ fn take_slow(t: &mut ThreadState, slot: usize) -> Option<(Frame, bool)> {
         let found = candidates
             .into_iter()
             .find(|&c| position(unsafe { &*c }, slot).is_some())?;
-        t.shadow = found;
+        t.set_shadow(found);
         t.switches += 1;
     }
     // SAFETY: as above.

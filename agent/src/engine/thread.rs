@@ -184,6 +184,15 @@ pub fn allocate(tid: i32) -> *mut ThreadState {
 }
 
 impl ThreadState {
+    /// Switches the shadow stack calls are pushed on; the stubs follow when
+    /// this is the calling thread's state (as it is for the inline engine).
+    pub fn set_shadow(&mut self, shadow: *mut Shadow) {
+        self.shadow = shadow;
+        if crate::arch::x86_64::stubs::current_thread() == self as *mut ThreadState {
+            crate::arch::x86_64::stubs::set_current_shadow(shadow);
+        }
+    }
+
     /// This thread's statistics block for `probe`, created on first use.
     #[inline(always)]
     pub fn stats_for(&mut self, probe: &Probe) -> *mut ThreadProbeStats {

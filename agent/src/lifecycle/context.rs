@@ -87,7 +87,7 @@ pub unsafe extern "C" fn swapcontext(
         // SAFETY: the current shadow is this thread's.
         unsafe { (*t.shadow).key = oucp as usize };
         let next = shadow_for(t, ucp as usize, stack_of(ucp));
-        t.shadow = next;
+        t.set_shadow(next);
     }
     // SAFETY: the real libc function.
     let real: extern "C" fn(*mut libc::ucontext_t, *const libc::ucontext_t) -> i32 =
@@ -99,7 +99,7 @@ pub unsafe extern "C" fn swapcontext(
 pub unsafe extern "C" fn setcontext(ucp: *const libc::ucontext_t) -> i32 {
     if let Some(t) = this_thread() {
         let next = shadow_for(t, ucp as usize, stack_of(ucp));
-        t.shadow = next;
+        t.set_shadow(next);
     }
     // SAFETY: the real libc function.
     let real: extern "C" fn(*const libc::ucontext_t) -> i32 =

@@ -14,6 +14,12 @@
 //! only ever adds time, so the least disturbed of several interleaved
 //! rounds is the best estimate.
 //!
+//! The leaf is called from a loop that is probed as well, so every timed
+//! call is nested in a probed frame, as most calls in a program are: a
+//! nested call takes the longer paths (the caller's frame checked on
+//! entry, its child time and counts updated on exit), and calibrating on
+//! calls at depth 0 read ~20 ns too cheap for tests/programs/nested.c.
+//!
 //! The same probe can cost more at some code addresses than at others
 //! (branch predictors index by address), so the leaf is placed at two
 //! addresses and the cheaper placement is kept: over-compensating would
@@ -22,10 +28,10 @@
 use crate::engine::probe::{Meta, Probe};
 use crate::meter::{clock, compensate};
 
-/// The probe ids calibration uses, one per placement (a thread's statistics
-/// are keyed by id: placements sharing one would mix their windows); never
-/// part of the registry or a snapshot.
-pub const CALIBRATION_ID: u32 = u32::MAX - 1 - PLACEMENTS as u32;
+/// The probe ids calibration uses, two per placement (the leaf's and its
+/// loop's: a thread's statistics are keyed by id, and placements sharing
+/// one would mix their windows); never part of the registry or a snapshot.
+pub const CALIBRATION_ID: u32 = u32::MAX - 1 - 2 * PLACEMENTS as u32;
 const CALLS: u64 = 10_000;
 const ROUNDS: usize = 5;
 const PLACEMENTS: usize = 2;
@@ -39,30 +45,37 @@ const TWIN_AT: usize = 16;
 const LOOP_LEAF_AT: usize = 64;
 const LOOP_TWIN_AT: usize = 128;
 const PLAIN_TWIN_AT: usize = 192;
-/// Multiplies between calls in the timed loops. None: calls back to back
-/// cost what nested probed calls cost in programs (tests/programs/nested.c:
-/// within 5%), once the exit path meters a declined call with the fast
-/// path's own timestamp. (When the full path took a timestamp of its own,
-/// short calls such as the leaf's stayed on the full path — the window of
-/// their histogram never followed them — and 8 multiplies between calls
-/// had hidden part of that.)
-const WORK: usize = 0;
+/// Between calls the timed loops run an `lfence`, which lets no later
+/// instruction start before every earlier one is done: it stands for the
+/// program's own work, which a probe's work cannot overlap the way one
+/// probed call overlaps the next in a loop of nothing but calls. Back to
+/// back, a probe read ~53 ns here where a call among other work pays 57–60
+/// (and the first call after a clock read ~84): compensation fell short by
+/// 6–10% on tests/programs/nested.c. With the fence it reads ~56.
+const FENCE: [u8; 3] = [0x0f, 0xae, 0xe8];
 
-/// `push rbx; mov rbx, rdi; L: mov rdi, rbx; call <target>; work × imul
-/// rdx, rdx; dec rbx; jnz L; pop rbx; ret`. The multiplies (independent of
-/// the call) stand for work a program does between calls.
-fn call_loop(at: usize, target: usize, work: usize) -> [u8; 52] {
-    let mut code = [0x90u8; 52];
-    code[..12].copy_from_slice(&[0x53, 0x48, 0x89, 0xfb, 0x48, 0x89, 0xdf, 0xe8, 0, 0, 0, 0]);
-    let end = 12 + 4 * work;
-    for k in 0..work {
-        code[12 + 4 * k..16 + 4 * k].copy_from_slice(&[0x48, 0x0f, 0xaf, 0xd2]);
-    }
-    // dec rbx; jnz L (L at 4, from the end of the jnz); pop rbx; ret
+/// Where a loop's code starts: a 5-byte nop the loop's own probe patches.
+const LOOP_NOP: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+const LOOP_LEN: usize = 57;
+
+/// `nop5; push rbx; mov rbx, rdi; L: mov rdi, rbx; call <target>; [lfence;]
+/// dec rbx; jnz L; pop rbx; ret`. The nop is where a probe on the loop
+/// itself goes (nothing branches into it).
+fn call_loop(at: usize, target: usize, fence: bool) -> [u8; LOOP_LEN] {
+    let mut code = [0x90u8; LOOP_LEN];
+    code[..5].copy_from_slice(&LOOP_NOP);
+    code[5..17].copy_from_slice(&[0x53, 0x48, 0x89, 0xfb, 0x48, 0x89, 0xdf, 0xe8, 0, 0, 0, 0]);
+    let end = if fence {
+        code[17..20].copy_from_slice(&FENCE);
+        20
+    } else {
+        17
+    };
+    // dec rbx; jnz L (L at 9, from the end of the jnz); pop rbx; ret
     code[end..end + 7].copy_from_slice(&[0x48, 0xff, 0xcb, 0x75, 0, 0x5b, 0xc3]);
-    code[end + 4] = (4 - (end as i32 + 5)) as u8;
-    let rel = (target as i64 - (at as i64 + 12)) as i32;
-    code[8..12].copy_from_slice(&rel.to_le_bytes());
+    code[end + 4] = (9 - (end as i32 + 5)) as u8;
+    let rel = (target as i64 - (at as i64 + 17)) as i32;
+    code[13..17].copy_from_slice(&rel.to_le_bytes());
     code
 }
 
@@ -74,7 +87,7 @@ pub fn run(near: (usize, usize)) -> Option<(f64, f64)> {
         .name("hotprobe-cal".into())
         .spawn(move || {
             (0..PLACEMENTS)
-                .filter_map(|placement| measure(near, CALIBRATION_ID + placement as u32))
+                .filter_map(|placement| measure(near, CALIBRATION_ID + 2 * placement as u32))
                 .min_by_key(|&(_, total)| total)
         })
         .ok()?
@@ -106,20 +119,20 @@ fn place_code(near: (usize, usize)) -> Option<usize> {
     let mut page = [0xCCu8; 256];
     page[LEAF_AT..LEAF_AT + 16].copy_from_slice(&LEAF);
     page[TWIN_AT..TWIN_AT + 16].copy_from_slice(&LEAF);
-    page[LOOP_LEAF_AT..LOOP_LEAF_AT + 52].copy_from_slice(&call_loop(
+    page[LOOP_LEAF_AT..LOOP_LEAF_AT + LOOP_LEN].copy_from_slice(&call_loop(
         base + LOOP_LEAF_AT,
         base + LEAF_AT,
-        WORK,
+        true,
     ));
-    page[LOOP_TWIN_AT..LOOP_TWIN_AT + 52].copy_from_slice(&call_loop(
+    page[LOOP_TWIN_AT..LOOP_TWIN_AT + LOOP_LEN].copy_from_slice(&call_loop(
         base + LOOP_TWIN_AT,
         base + TWIN_AT,
-        WORK,
+        true,
     ));
-    page[PLAIN_TWIN_AT..PLAIN_TWIN_AT + 52].copy_from_slice(&call_loop(
+    page[PLAIN_TWIN_AT..PLAIN_TWIN_AT + LOOP_LEN].copy_from_slice(&call_loop(
         base + PLAIN_TWIN_AT,
         base + TWIN_AT,
-        0,
+        false,
     ));
     // SAFETY: our fresh page; it becomes executable before anything runs it.
     unsafe {
@@ -144,14 +157,14 @@ fn per_call(entry: usize) -> u64 {
     clock::now().saturating_sub(t0) / CALLS
 }
 
-/// A settled probe (never scored) on 16 bytes of the calibration page.
-fn probe_at(id: u32, address: usize) -> (&'static Probe, &'static [u8]) {
+/// A settled probe (never scored) on `size` bytes of the calibration page.
+fn probe_at(id: u32, address: usize, size: usize) -> (&'static Probe, &'static [u8]) {
     let meta = Meta {
         name: "(calibration)".into(),
         symbol: String::new(),
         module: String::new(),
         offset: 0,
-        size: 16,
+        size: size as u64,
         address,
         link_address: 0,
     };
@@ -159,22 +172,24 @@ fn probe_at(id: u32, address: usize) -> (&'static Probe, &'static [u8]) {
     probe
         .settled
         .store(true, core::sync::atomic::Ordering::Relaxed);
-    // SAFETY: 16 bytes of our own page.
-    let code: &'static [u8] = unsafe { std::slice::from_raw_parts(address as *const u8, 16) };
+    // SAFETY: `size` bytes of our own page.
+    let code: &'static [u8] = unsafe { std::slice::from_raw_parts(address as *const u8, size) };
     (probe, code)
 }
 
-/// One placement: (inner, total) ticks.
+/// One placement: (inner, total) ticks. `id` for the leaf, `id + 1` for
+/// the loop that calls it.
 fn measure(near: (usize, usize), id: u32) -> Option<(u64, u64)> {
     let base = place_code(near)?;
-    let (probe, code) = probe_at(id, base + LEAF_AT);
+    let (probe, code) = probe_at(id, base + LEAF_AT, 16);
+    let caller = probe_at(id + 1, base + LOOP_LEAF_AT, LOOP_LEN);
     let obj = crate::install::Loaded {
         path: Default::default(),
         bias: 0,
         is_main: false,
         code: vec![(base, base + 4096)],
     };
-    if crate::install::install(&[(probe, code)], &obj) != 1 {
+    if crate::install::install(&[(probe, code), caller], &obj) != 2 {
         return None;
     }
     let thread =

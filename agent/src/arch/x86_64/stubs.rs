@@ -43,6 +43,11 @@ hotprobe_tls_thread:
     .hidden hotprobe_tls_vfork
 hotprobe_tls_vfork:
     .zero 8
+    /* The current state's `shadow`, kept equal to it by set_shadow. */
+    .globl hotprobe_tls_shadow
+    .hidden hotprobe_tls_shadow
+hotprobe_tls_shadow:
+    .zero 8
 
     /* Every register a call may change, saved around our Rust code: the
        nine scratch GPRs always, xmm0-15 only around the full paths. */
@@ -203,7 +208,8 @@ hotprobe_entry_stub:
     jne 5b
     cmp byte ptr [rip + {use_tsc}], 0
     je 5b
-    mov r11, [rsi + {t_shadow}]
+    mov r11, qword ptr [rip + hotprobe_tls_shadow@GOTTPOFF]
+    mov r11, qword ptr fs:[r11]
     mov rcx, [r11 + {sh_top}]
     test cl, 1
     jnz 5b
@@ -321,7 +327,8 @@ hotprobe_exit_stub:
     mov rsi, qword ptr fs:[rsi]
     cmp rsi, {ended}
     jbe 5f
-    mov r11, [rsi + {t_shadow}]
+    mov r11, qword ptr [rip + hotprobe_tls_shadow@GOTTPOFF]
+    mov r11, qword ptr fs:[r11]
     mov rcx, [r11 + {sh_top}]
     test cl, 1
     jnz 5f
@@ -500,6 +507,13 @@ hotprobe_tls_thread_set:
     mov qword ptr fs:[rax], rdi
     ret
 
+    .globl hotprobe_tls_shadow_set
+    .hidden hotprobe_tls_shadow_set
+hotprobe_tls_shadow_set:
+    mov rax, qword ptr [rip + hotprobe_tls_shadow@GOTTPOFF]
+    mov qword ptr fs:[rax], rdi
+    ret
+
     .globl hotprobe_tls_vfork_get
     .hidden hotprobe_tls_vfork_get
 hotprobe_tls_vfork_get:
@@ -527,7 +541,6 @@ hotprobe_tls_vfork_get:
     sub_bits = const crate::meter::histogram::SUB_BITS,
     local_buckets = const crate::meter::histogram::LOCAL_BUCKETS,
     batch = const crate::adaptive::score_card::BATCH,
-    t_shadow = const L::T_SHADOW,
     t_count_only = const L::T_COUNT_ONLY,
     t_hints = const L::T_HINTS,
     t_nodes_dir = const L::T_NODES_DIR,
@@ -577,6 +590,7 @@ extern "C" {
     fn hotprobe_tls_thread_get() -> *mut crate::engine::thread::ThreadState;
     fn hotprobe_tls_thread_set(thread: *mut crate::engine::thread::ThreadState);
     fn hotprobe_tls_vfork_get() -> usize;
+    fn hotprobe_tls_shadow_set(shadow: *mut crate::engine::shadow::Shadow);
 }
 
 pub fn entry_stub_address() -> usize {
@@ -593,9 +607,22 @@ pub fn current_thread() -> *mut crate::engine::thread::ThreadState {
     unsafe { hotprobe_tls_thread_get() }
 }
 
+/// Makes `thread` (a state, or one of the markers up to ENDED) this
+/// thread's; a state's current shadow becomes the stubs' too.
 pub fn set_current_thread(thread: *mut crate::engine::thread::ThreadState) {
+    if thread as usize > crate::engine::thread::ENDED {
+        // SAFETY: a live state; its shadow pointer is always valid.
+        set_current_shadow(unsafe { (*thread).shadow });
+    }
     // SAFETY: writes this thread's TLS word.
     unsafe { hotprobe_tls_thread_set(thread) }
+}
+
+/// The shadow stack the stubs use on this thread: always the current
+/// state's `shadow` (the stubs read it from TLS to save a dependent load).
+pub fn set_current_shadow(shadow: *mut crate::engine::shadow::Shadow) {
+    // SAFETY: writes this thread's TLS word.
+    unsafe { hotprobe_tls_shadow_set(shadow) }
 }
 
 /// Whether this thread is the child of a `vfork` that has not exec'd yet.
