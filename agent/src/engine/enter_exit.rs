@@ -89,9 +89,14 @@ pub fn push(
             None => new_context(t, parent_ctx, probe),
         }
     };
+    let node = if folded == 0 {
+        t.tree.node(ctx)
+    } else {
+        core::ptr::null_mut()
+    };
     let stats = if folded == 0 {
         // SAFETY: ctx is a node of this thread's tree.
-        unsafe { (*t.tree.node(ctx)).stats }
+        unsafe { (*node).stats }
     } else {
         t.stats_for(probe)
     };
@@ -110,6 +115,7 @@ pub fn push(
             ret,
             probe,
             stats,
+            node,
             start: start.unwrap_or(0),
             child_ticks: 0,
             prev_top: top,
@@ -118,12 +124,13 @@ pub fn push(
             child_calls: 0,
             flags,
             caller,
+            spare: 0,
         });
         let s = &mut *stats;
         bump(&mut s.count, 1);
         s.active += 1;
         if folded == 0 {
-            bump(&mut (*t.tree.node(ctx)).count, 1);
+            bump(&mut (*node).count, 1);
         }
         if start.is_none() {
             (*frame).start = clock::now();

@@ -82,6 +82,7 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
         set!(frame, ret, ret);
         set!(frame, probe, probe as *const Probe);
         set!(frame, stats, stats);
+        set!(frame, node, node);
         set!(frame, child_ticks, 0);
         set!(frame, prev_top, top);
         set!(frame, desc_calls, 0);

@@ -15,6 +15,7 @@
 //! frames left behind by longjmp or unwinding are found and closed.
 
 use crate::engine::probe::Probe;
+use crate::meter::contexts::Node;
 use crate::meter::stats::ThreadProbeStats;
 
 pub const PENDING: usize = 1;
@@ -34,6 +35,9 @@ pub struct Frame {
     pub ret: usize,
     pub probe: *const Probe,
     pub stats: *mut ThreadProbeStats,
+    /// The calling-context node (null when FOLDED): the exit stub updates
+    /// it without looking it up.
+    pub node: *mut Node,
     /// Clock at entry.
     pub start: u64,
     /// Raw ticks of direct probed callees.
@@ -50,9 +54,12 @@ pub struct Frame {
     /// The probe of the probed frame below (ROOT if none). Written only by
     /// the slow path, and read only for FOLDED frames, which it alone pushes.
     pub caller: u32,
+    /// To 96 bytes: the stubs find frame `d` at `(d << 1) * 48`, a shift and
+    /// a scaled add.
+    pub spare: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<Frame>() == 80);
+const _: () = assert!(core::mem::size_of::<Frame>() == 96);
 
 #[repr(C)]
 pub struct Shadow {

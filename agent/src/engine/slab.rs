@@ -23,8 +23,6 @@ pub struct Slab<T, const SHIFT: u32> {
 impl<T, const SHIFT: u32> Slab<T, SHIFT> {
     const PER_CHUNK: usize = 1 << SHIFT;
     const FIRST_DIR: u32 = 4;
-    /// For the stubs, which find elements in assembly.
-    pub const DIR_OFFSET: usize = core::mem::offset_of!(Self, dir);
 
     pub const fn new() -> Self {
         Slab {

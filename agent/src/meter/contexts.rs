@@ -118,10 +118,7 @@ pub struct Tree {
 
 const MAX_FOLDED: u32 = 1 << 16;
 
-/// For the stubs: where a thread's nodes are found, in assembly (chunks of
-/// 2^NODE_SHIFT nodes through a directory, as `Slab::get` does).
-pub const NODES_DIR_OFFSET: usize =
-    core::mem::offset_of!(Tree, nodes) + Slab::<Node, NODE_SHIFT>::DIR_OFFSET;
+/// Nodes per chunk of the slab, as a power of two.
 pub const NODE_SHIFT: u32 = 5;
 // The stubs compare (parent, probe) as one little-endian word at offset 0.
 const _: () = assert!(core::mem::offset_of!(Node, parent) == 0);

@@ -5,14 +5,13 @@
 use crate::engine::probe::Probe;
 use crate::engine::shadow::{Frame, Shadow, CAPACITY};
 use crate::engine::thread::{ThreadState, HINTS, HINT_MUL};
-use crate::meter::contexts::{Node, NODES_DIR_OFFSET, NODE_SHIFT};
+use crate::meter::contexts::Node;
 use crate::meter::stats::ThreadProbeStats;
 use core::mem::{offset_of, size_of};
 
 pub const T_SHADOW: usize = offset_of!(ThreadState, shadow);
 pub const T_COUNT_ONLY: usize = offset_of!(ThreadState, count_only);
 pub const T_HINTS: usize = offset_of!(ThreadState, hints);
-pub const T_NODES_DIR: usize = offset_of!(ThreadState, tree) + NODES_DIR_OFFSET;
 pub const HINT_MASK: usize = HINTS - 1;
 /// `HINT_MUL` as the signed immediate of a 32-bit `imul`.
 pub const HINT_MUL_I32: i32 = HINT_MUL as i32;
@@ -27,6 +26,7 @@ pub const F_SLOT: usize = offset_of!(Frame, slot);
 pub const F_RET: usize = offset_of!(Frame, ret);
 pub const F_PROBE: usize = offset_of!(Frame, probe);
 pub const F_STATS: usize = offset_of!(Frame, stats);
+pub const F_NODE: usize = offset_of!(Frame, node);
 pub const F_START: usize = offset_of!(Frame, start);
 pub const F_CHILD_TICKS: usize = offset_of!(Frame, child_ticks);
 pub const F_PREV_TOP: usize = offset_of!(Frame, prev_top);
@@ -34,11 +34,9 @@ pub const F_DESC: usize = offset_of!(Frame, desc_calls);
 pub const F_CTX: usize = offset_of!(Frame, ctx);
 pub const F_CHILD_CALLS: usize = offset_of!(Frame, child_calls);
 pub const F_FLAGS: usize = offset_of!(Frame, flags);
-// The stub finds frame `depth` at frames + top * (FRAME_SIZE / 2).
-const _: () = assert!(FRAME_SIZE == 80);
+// The stubs find frame `depth` at frames + top * 48 (top = depth << 1).
+const _: () = assert!(FRAME_SIZE == 96);
 
-pub const NODE_SIZE: usize = size_of::<Node>();
-pub const NODE_MASK: u32 = (1 << NODE_SHIFT) - 1;
 pub const N_KEY: usize = offset_of!(Node, parent);
 pub const N_COUNT: usize = offset_of!(Node, count);
 pub const N_INCLUSIVE: usize = offset_of!(Node, inclusive);

@@ -215,9 +215,9 @@ hotprobe_entry_stub:
     jnz 5b
     cmp rcx, {top_limit}
     jae 5b
-    /* rdx = the new frame: frames + depth * 80 = frames + top * 40. */
-    lea rdx, [rcx + rcx * 4]
-    shl rdx, 3
+    /* rdx = the new frame: frames + depth * 96 = frames + top * 48. */
+    lea rdx, [rcx + rcx * 2]
+    shl rdx, 4
     add rdx, [r11 + {sh_frames}]
     mov eax, {root}
     test rcx, rcx
@@ -258,6 +258,7 @@ hotprobe_entry_stub:
     mov [rdx + {f_ret}], rsi
     mov [rdx + {f_probe}], rdi
     mov [rdx + {f_stats}], r10
+    mov [rdx + {f_node}], r9
     mov qword ptr [rdx + {f_child_ticks}], 0
     mov [rdx + {f_prev_top}], rcx
     mov qword ptr [rdx + {f_desc}], 0
@@ -335,8 +336,8 @@ hotprobe_exit_stub:
     test rcx, rcx
     jz 5f
     /* rdx = the top frame; it must be this call's and not folded. */
-    lea rdx, [rcx + rcx * 4]
-    shl rdx, 3
+    lea rdx, [rcx + rcx * 2]
+    shl rdx, 4
     add rdx, [r11 + {sh_frames}]
     sub rdx, {frame_size}
     lea rdi, [rsp + 80]
@@ -350,15 +351,7 @@ hotprobe_exit_stub:
     sub r8, [rdx + {f_start}]
     mov ecx, 0
     cmovb r8, rcx
-    /* rsi = the context node. */
-    mov eax, dword ptr [rdx + {f_ctx}]
-    mov ecx, eax
-    shr ecx, {node_shift}
-    mov rsi, [rsi + {t_nodes_dir}]
-    mov rsi, [rsi + rcx * 8]
-    and eax, {node_mask}
-    imul rax, rax, {node_size}
-    add rsi, rax
+    mov rsi, [rdx + {f_node}]
     /* Overhead compensation (compensate::adjust), saturating at zero:
        r10 = inclusive = window - (inner + desc * total),
        r9 = inherent = window - (inner + child_ticks + child_calls * (total - inner)). */
@@ -427,8 +420,8 @@ hotprobe_exit_stub:
     jnz 4f
     test rdx, rdx
     jz 4f
-    lea rsi, [rdx + rdx * 4]
-    shl rsi, 3
+    lea rsi, [rdx + rdx * 2]
+    shl rsi, 4
     add rsi, [r11 + {sh_frames}]
     add [rsi - {frame_size} + {f_child_ticks}], r8
     add dword ptr [rsi - {frame_size} + {f_child_calls}], 1
@@ -543,7 +536,6 @@ hotprobe_tls_vfork_get:
     batch = const crate::adaptive::score_card::BATCH,
     t_count_only = const L::T_COUNT_ONLY,
     t_hints = const L::T_HINTS,
-    t_nodes_dir = const L::T_NODES_DIR,
     hint_mask = const L::HINT_MASK,
     hint_mul = const L::HINT_MUL_I32,
     sh_top = const L::SH_TOP,
@@ -554,6 +546,7 @@ hotprobe_tls_vfork_get:
     f_ret = const L::F_RET,
     f_probe = const L::F_PROBE,
     f_stats = const L::F_STATS,
+    f_node = const L::F_NODE,
     f_start = const L::F_START,
     f_child_ticks = const L::F_CHILD_TICKS,
     f_prev_top = const L::F_PREV_TOP,
@@ -561,9 +554,6 @@ hotprobe_tls_vfork_get:
     f_ctx = const L::F_CTX,
     f_child_calls = const L::F_CHILD_CALLS,
     f_flags = const L::F_FLAGS,
-    node_shift = const crate::meter::contexts::NODE_SHIFT,
-    node_mask = const L::NODE_MASK,
-    node_size = const L::NODE_SIZE,
     n_key = const L::N_KEY,
     n_count = const L::N_COUNT,
     n_inclusive = const L::N_INCLUSIVE,
