@@ -69,12 +69,13 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
         };
         let node = t.tree.node(ctx);
         let stats = (*node).stats;
-        // The entry stub's own path finds it from here on (one store: a
-        // signal handler that fills the same hint leaves one valid value).
-        write_volatile(&mut t.hints[hint_slot(parent_ctx, probe.id)], node as usize);
         if !clock::is_tsc() {
             return 0;
         }
+        // The entry stub's own path finds it from here on (one store: a
+        // signal handler that fills the same hint leaves one valid value).
+        // Never without a TSC: the stub's own path reads it unchecked.
+        write_volatile(&mut t.hints[hint_slot(parent_ctx, probe.id)], node as usize);
         sh.top = ((depth + 1) << 1) | PENDING;
         fence();
         let frame: *mut Frame = sh.frame(depth);

@@ -33,6 +33,8 @@ pub const F_PREV_TOP: usize = offset_of!(Frame, prev_top);
 pub const F_DESC: usize = offset_of!(Frame, desc_calls);
 pub const F_CTX: usize = offset_of!(Frame, ctx);
 pub const F_CHILD_CALLS: usize = offset_of!(Frame, child_calls);
+// The entry stub writes ctx and child_calls with one 8-byte store.
+const _: () = assert!(F_CHILD_CALLS == F_CTX + 4);
 pub const F_FLAGS: usize = offset_of!(Frame, flags);
 // The stubs find frame `depth` at frames + top * 48 (top = depth << 1).
 const _: () = assert!(FRAME_SIZE == 96);

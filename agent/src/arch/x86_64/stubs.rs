@@ -206,8 +206,7 @@ hotprobe_entry_stub:
     jbe 5b
     cmp byte ptr [rsi + {t_count_only}], 0
     jne 5b
-    cmp byte ptr [rip + {use_tsc}], 0
-    je 5b
+    /* (Without a TSC no hint is ever left: the hint check below declines.) */
     mov r11, qword ptr [rip + hotprobe_tls_shadow@GOTTPOFF]
     mov r11, qword ptr fs:[r11]
     mov rcx, [r11 + {sh_top}]
@@ -262,8 +261,8 @@ hotprobe_entry_stub:
     mov qword ptr [rdx + {f_child_ticks}], 0
     mov [rdx + {f_prev_top}], rcx
     mov qword ptr [rdx + {f_desc}], 0
-    mov dword ptr [rdx + {f_ctx}], r8d
-    mov dword ptr [rdx + {f_child_calls}], 0
+    /* ctx and child_calls = 0 in one store (r8 is zero-extended). */
+    mov qword ptr [rdx + {f_ctx}], r8
     mov dword ptr [rdx + {f_flags}], {hooked}
     add qword ptr [r10 + {s_count}], 1
     add dword ptr [r10 + {s_active}], 1
@@ -312,18 +311,13 @@ hotprobe_exit_stub:
     push r9
     push r10
     push r11
-    xor eax, eax
     cmp byte ptr [rip + {use_tsc}], 0
     je 8f
     rdtsc
     shl rdx, 32
     or rax, rdx
-8:
     push rax
-    /* [rsp] = now (0 without a TSC), [rsp + 8] = r11 ... [rsp + 72] = rax,
-       [rsp + 80] = the slot. */
-    test rax, rax
-    jz 5f
+    /* [rsp] = now, [rsp + 8] = r11 ... [rsp + 72] = rax, [rsp + 80] = the slot. */
     mov rsi, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
     mov rsi, qword ptr fs:[rsi]
     cmp rsi, {ended}
@@ -464,6 +458,9 @@ hotprobe_exit_stub:
     pop rax
     /* [rsp] = the slot, now holding the real return address. */
     ret
+8:
+    /* No TSC: the full path reads the clock itself (now = 0). */
+    push 0
 5:
     /* The full path, with the fast path's timestamp (rdx, the third
        argument) so the call lands in the same bucket either way. It may use
