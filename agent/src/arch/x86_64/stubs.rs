@@ -119,6 +119,7 @@ hotprobe_tls_shadow:
 hotprobe_entry_slow:
 5:
     /* Declined before changing anything: the Rust paths take the call. */
+    lea rsp, [rsp + 8]
     pop r11
     pop r10
     pop r9
@@ -199,7 +200,12 @@ hotprobe_entry_stub:
     push r9
     push r10
     push r11
-    /* [rsp + 64] = rax, [rsp + 72] = probe, [rsp + 80] = the slot. */
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    push rax
+    /* [rsp] = the call's start, [rsp + 72] = rax, [rsp + 80] = probe,
+       [rsp + 88] = the slot. */
     mov rsi, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
     mov rsi, qword ptr fs:[rsi]
     cmp rsi, {ended}
@@ -222,7 +228,7 @@ hotprobe_entry_stub:
     test rcx, rcx
     jz 6f
     /* A caller frame at or below this slot may be dead: the Rust paths decide. */
-    lea r8, [rsp + 80]
+    lea r8, [rsp + 88]
     mov r9, [rdx - {frame_size} + {f_slot}]
     cmp r9, r8
     jb 5b
@@ -234,7 +240,7 @@ hotprobe_entry_stub:
     mov eax, dword ptr [rdx - {frame_size} + {f_ctx}]
 6:
     /* eax = the parent context; r9 = the hinted node, checked by its key. */
-    mov rdi, [rsp + 72]
+    mov rdi, [rsp + 80]
     mov r10d, dword ptr [rdi + {p_id}]
     imul r8d, eax, {hint_mul}
     xor r8d, r10d
@@ -251,7 +257,7 @@ hotprobe_entry_stub:
     /* Committed. The frame stays pending until its start is written. */
     lea rax, [rcx + 3]
     mov [r11 + {sh_top}], rax
-    lea rax, [rsp + 80]
+    lea rax, [rsp + 88]
     mov rsi, [rax]
     mov [rdx + {f_slot}], rax
     mov [rdx + {f_ret}], rsi
@@ -269,11 +275,8 @@ hotprobe_entry_stub:
     add qword ptr [r9 + {n_count}], 1
     lea rsi, [rip + hotprobe_exit_stub]
     mov [rax], rsi
-    mov rsi, rdx
-    rdtsc
-    shl rdx, 32
-    or rax, rdx
-    mov [rsi + {f_start}], rax
+    pop rax
+    mov [rdx + {f_start}], rax
     add rcx, 2
     mov [r11 + {sh_top}], rcx
     mov rax, [rdi + {resume}]
@@ -287,7 +290,6 @@ hotprobe_entry_stub:
     pop rdx
     pop rcx
     pop rax
-    jmp 20f
 20:
     /* [rsp] = where the call continues, [rsp + 8] = the hooked slot. The
        function is *called* from here: the call writes the slot with the
