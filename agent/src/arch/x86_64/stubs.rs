@@ -5,28 +5,40 @@
 //! reading one is two instructions and never calls `__tls_get_addr`, which
 //! is what a preloaded library's Rust `thread_local!` would do.
 //!
-//! Each stub first calls a fast path that uses no vector register (see
-//! engine::fast); only when that declines does it save xmm0–15 and run the
-//! full path.
+//! Each stub runs the steady state in its own assembly, saving only the
+//! scratch registers: a committed caller frame (or none), this thread's
+//! hint naming the call's context node, the statistics block's histogram
+//! window holding the call. Anything else is declined *before anything
+//! changes*; the entry then tries its Rust second tier (engine::fast, no
+//! vector register either), and only after that, like the exit, saves
+//! xmm0–15 and runs the full path in engine::enter_exit. The assembly
+//! keeps the same protocol as the Rust paths (the pending bit of the
+//! shadow stack's `top`, one-instruction counter updates), so signal
+//! handlers may interrupt it anywhere. Offsets come from `layout`.
 //!
 //! Entry: a probe's trampoline pushes the probe's address and jumps to the
 //! entry stub. A disabled probe (or a vfork child) goes straight on to the
-//! relocated prologue. Otherwise the stub saves every register a call may
-//! change — all nine scratch registers and xmm0–15, not only the argument
-//! registers: with `-fipa-ra` GCC lets a caller keep values in registers
-//! its callee is known not to touch — aligns the stack, and calls
-//! `hotprobe_enter(probe, slot, thread)`, where `slot` is the address of the
-//! return address. That returns where the call continues (the relocated
-//! prologue); it may have replaced `*slot` with the exit stub.
+//! relocated prologue. Otherwise the stub preserves every register a call
+//! may change — all nine scratch registers (and xmm0–15 around the full
+//! path), not only the argument registers: with `-fipa-ra` GCC lets a
+//! caller keep values in registers its callee is known not to touch. The
+//! start timestamp is read first, so its latency overlaps the bookkeeping
+//! (the calibration counts that as part of the probe's cost inside the
+//! window). A hooked call is then *called* from the end of the entry stub,
+//! which sits just before the exit stub: the call itself writes the exit
+//! stub's address into the return-address slot, and both the function's
+//! `ret` and the exit stub's own are predicted by the return stack buffer.
 //!
 //! Exit: the function's `ret` lands in the exit stub with the stack pointer
-//! one word above the slot. The stub saves the same registers (the x87
-//! stack is never touched by the agent), calls `hotprobe_exit(slot, thread,
-//! now)` — `now` the fast path's timestamp — for the real return address, writes it back into the slot and jumps
-//! there with the stack pointer as the caller expects.
+//! one word above the slot. The stub reads the clock, saves the same
+//! registers (the x87 stack is never touched by the agent), meters the
+//! call, writes the real return address back into the slot and returns
+//! through it. The full path, `hotprobe_exit(slot, thread, now)`, gets the
+//! stub's timestamp, so a call lands in the same histogram bucket either way.
 //!
-//! Both stubs leave with `jmp [rsp - 8]`: the target sits in the red zone,
-//! which the kernel never overwrites when it delivers a signal.
+//! A call that is not hooked leaves the entry stub with `jmp [rsp - 8]`:
+//! the target sits in the red zone, which the kernel never overwrites when
+//! it delivers a signal.
 
 use super::layout as L;
 use core::arch::global_asm;
@@ -295,7 +307,8 @@ hotprobe_entry_stub:
        function is *called* from here: the call writes the slot with the
        address of the next instruction, the exit stub, so its `ret` and the
        exit stub's own `ret` are both predicted by the return stack buffer
-       (a hijacked return address would miss once per call). */
+       (a hijacked return address would miss once per call). An unwinder
+       looking up (return address - 1) lands in this call, a known symbol. */
     lea rsp, [rsp + 16]
     call qword ptr [rsp - 16]
     .size hotprobe_entry_stub, .-hotprobe_entry_stub
