@@ -60,13 +60,19 @@ def call_cost(rounds):
     if shutil.which("uftrace"):
         data = os.path.join(WORK, "uftrace.data")
         variants["uftrace record -P leaf"] = (lambda: ["uftrace", "record", "-P", "leaf", "-d", data, prog, n, "0"], bare_env())
+    skeleton = build("bench/skeleton.c", "skeleton")
     results = {k: [] for k in variants}
+    floor = {"bare": [], "swap": [], "swap+clock": []}
     for _ in range(rounds):
         for name, (cmd, env) in variants.items():
             out = run(cmd(), env).stdout
             m = re.search(r"([0-9.]+) ns/call", out)
             if m:
                 results[name].append(float(m.group(1)))
+        m = re.search(r"bare ([0-9.]+) swap ([0-9.]+) swap\+clock ([0-9.]+)", run([skeleton, n], bare_env()).stdout)
+        if m:
+            for k, v in zip(floor, m.groups()):
+                floor[k].append(float(v))
     bare = med(results["bare"])
     print(f"### Per-call cost of a ~3 ns function (`bench/call_cost.c`, {rounds} interleaved rounds, median)\n")
     print("| variant | ns per call | added to the bare call | × bare |")
@@ -80,6 +86,14 @@ def call_cost(rounds):
         ours = med(results["hotprobe, probe active"]) - bare
         theirs = med(results["uftrace record -P leaf"]) - bare
         print(f"\nhotprobe adds {ours / theirs:.2f}× what uftrace adds ({ours:.1f} ns vs {theirs:.1f} ns).")
+    if floor["bare"]:
+        fb = med(floor["bare"])
+        print("\nThe least any return-hooking probe costs here (`bench/skeleton.c`, same rounds):\n")
+        print("| skeleton | ns per call | added |")
+        print("| --- | ---: | ---: |")
+        print(f"| bare call | {fb:.1f} | +0.0 |")
+        print(f"| return address swapped for an exit label | {med(floor['swap']):.1f} | {med(floor['swap']) - fb:+.1f} |")
+        print(f"| the same and two `rdtsc` | {med(floor['swap+clock']):.1f} | {med(floor['swap+clock']) - fb:+.1f} |")
     print()
 
 
