@@ -18,7 +18,6 @@ use crate::engine::shadow::{fence, Frame, CAPACITY, HOOKED, PENDING};
 use crate::engine::thread::{hint_slot, ThreadState, ENDED};
 use crate::meter::contexts::ROOT;
 use crate::meter::stats::bump;
-use crate::meter::clock;
 use core::ptr::{addr_of_mut, write_volatile};
 use core::sync::atomic::Ordering;
 
@@ -30,6 +29,8 @@ macro_rules! set {
     };
 }
 
+/// `start`: the stub's timestamp (0 without a TSC, when this declines).
+///
 /// # Safety
 /// Called only from the entry stub, as `hotprobe_enter`.
 #[inline(never)]
@@ -37,6 +38,7 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
     probe: *const Probe,
     slot: *mut usize,
     tls: *mut ThreadState,
+    start: u64,
 ) -> usize {
     if (tls as usize) <= ENDED {
         return 0;
@@ -69,12 +71,11 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
         };
         let node = t.tree.node(ctx);
         let stats = (*node).stats;
-        if !clock::is_tsc() {
-            return 0;
+        if start == 0 {
+            return 0; // no TSC
         }
         // The entry stub's own path finds it from here on (one store: a
         // signal handler that fills the same hint leaves one valid value).
-        // Never without a TSC: the stub's own path reads it unchecked.
         write_volatile(&mut t.hints[hint_slot(parent_ctx, probe.id)], node as usize);
         sh.top = ((depth + 1) << 1) | PENDING;
         fence();
@@ -94,7 +95,9 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
         (*stats).active += 1;
         bump(&mut (*node).count, 1);
         *slot = exit_stub_address();
-        set!(frame, start, clock::tsc().unwrap_or(0));
+        // The stub's own timestamp, read where the steady state reads it:
+        // the calibrated cost inside the window assumes that place.
+        set!(frame, start, start);
         fence();
         sh.top = (depth + 1) << 1;
         probe.resume.load(Ordering::Relaxed)

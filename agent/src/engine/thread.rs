@@ -186,7 +186,11 @@ pub fn allocate(tid: i32) -> *mut ThreadState {
 impl ThreadState {
     /// Switches the shadow stack calls are pushed on; the stubs follow when
     /// this is the calling thread's state (as it is for the inline engine).
+    /// Two stores, so signals are blocked around them: a handler whose
+    /// probed call switched shadows in between would leave the stubs and
+    /// the Rust paths on different ones.
     pub fn set_shadow(&mut self, shadow: *mut Shadow) {
+        let _blocked = crate::sys::SignalsBlocked::new();
         self.shadow = shadow;
         if crate::arch::x86_64::stubs::current_thread() == self as *mut ThreadState {
             crate::arch::x86_64::stubs::set_current_shadow(shadow);

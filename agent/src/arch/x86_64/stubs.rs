@@ -61,30 +61,7 @@ hotprobe_tls_vfork:
 hotprobe_tls_shadow:
     .zero 8
 
-    /* Every register a call may change, saved around our Rust code: the
-       nine scratch GPRs always, xmm0-15 only around the full paths. */
-    .macro HP_SAVE_GPRS
-    mov [rsp + 0], rax
-    mov [rsp + 8], rcx
-    mov [rsp + 16], rdx
-    mov [rsp + 24], rsi
-    mov [rsp + 32], rdi
-    mov [rsp + 40], r8
-    mov [rsp + 48], r9
-    mov [rsp + 56], r10
-    mov [rsp + 64], r11
-    .endm
-    .macro HP_RESTORE_GPRS
-    mov rax, [rsp + 0]
-    mov rcx, [rsp + 8]
-    mov rdx, [rsp + 16]
-    mov rsi, [rsp + 24]
-    mov rdi, [rsp + 32]
-    mov r8, [rsp + 40]
-    mov r9, [rsp + 48]
-    mov r10, [rsp + 56]
-    mov r11, [rsp + 64]
-    .endm
+    /* The vector registers, saved around the full paths. */
     .macro HP_SAVE_XMM
     movaps [rsp + 0], xmm0
     movaps [rsp + 16], xmm1
@@ -129,8 +106,38 @@ hotprobe_tls_shadow:
     .p2align 4
     .type hotprobe_entry_slow,@function
 hotprobe_entry_slow:
+24:
+    /* No TSC: the same, with no start time (the Rust paths read the clock). */
+    push 0
 5:
-    /* Declined before changing anything: the Rust paths take the call. */
+    /* Declined before changing anything: the Rust paths take the call,
+       with the registers still saved by the steady state's pushes:
+       [rbp + 8] = the start time, [rbp + 16] = r11 ... [rbp + 80] = rax,
+       [rbp + 88] = probe, [rbp + 96] = the slot. */
+    push rbp
+    mov rbp, rsp
+    and rsp, -16
+    mov rdi, [rbp + 88]
+    lea rsi, [rbp + 96]
+    mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
+    mov rdx, qword ptr fs:[rdx]
+    mov rcx, [rbp + 8]
+    call {enter_fast}
+    test rax, rax
+    jnz 3f
+    /* The full path may use vector registers: save them all. */
+    sub rsp, 256
+    HP_SAVE_XMM
+    mov rdi, [rbp + 88]
+    lea rsi, [rbp + 96]
+    mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
+    mov rdx, qword ptr fs:[rdx]
+    call {enter}
+    HP_RESTORE_XMM
+3:
+    mov [rbp + 88], rax
+    mov rsp, rbp
+    pop rbp
     lea rsp, [rsp + 8]
     pop r11
     pop r10
@@ -141,33 +148,6 @@ hotprobe_entry_slow:
     pop rdx
     pop rcx
     pop rax
-    push rbp
-    mov rbp, rsp
-    and rsp, -16
-    sub rsp, 80
-    HP_SAVE_GPRS
-    mov rdi, [rbp + 8]
-    lea rsi, [rbp + 16]
-    mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
-    mov rdx, qword ptr fs:[rdx]
-    call {enter_fast}
-    test rax, rax
-    jnz 3f
-    /* The full path may use vector registers: save them all. */
-    sub rsp, 256
-    HP_SAVE_XMM
-    mov rdi, [rbp + 8]
-    lea rsi, [rbp + 16]
-    mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
-    mov rdx, qword ptr fs:[rdx]
-    call {enter}
-    HP_RESTORE_XMM
-    add rsp, 256
-3:
-    mov [rbp + 8], rax
-    HP_RESTORE_GPRS
-    mov rsp, rbp
-    pop rbp
     /* [rsp] = where the call continues, [rsp + 8] = the slot: hooked when
        it holds the exit stub, and then called like the steady state's. */
     push rax
@@ -212,6 +192,8 @@ hotprobe_entry_stub:
     push r9
     push r10
     push r11
+    cmp byte ptr [rip + {use_tsc}], 0
+    je 24b
     rdtsc
     shl rdx, 32
     or rax, rdx
@@ -224,7 +206,6 @@ hotprobe_entry_stub:
     jbe 5b
     cmp byte ptr [rsi + {t_count_only}], 0
     jne 5b
-    /* (Without a TSC no hint is ever left: the hint check below declines.) */
     mov r11, qword ptr [rip + hotprobe_tls_shadow@GOTTPOFF]
     mov r11, qword ptr fs:[r11]
     mov rcx, [r11 + {sh_top}]
@@ -413,17 +394,18 @@ hotprobe_exit_stub:
     mov ecx, 2
 6:
     /* Committed: what the frame still holds is read before it is popped
-       (a signal handler may reuse it at once). */
+       (a signal handler may reuse it at once), and the real return address
+       goes into the slot only after: a handler's unwinder must never find
+       a hooked frame whose slot has lost the exit stub. */
     mov [rsp], rcx
-    mov rcx, [rdx + {f_ret}]
-    mov [rsp + 80], rcx
+    add [rsi + {n_inclusive}], r10
+    add [rsi + {n_inherent}], r9
+    mov rsi, [rdx + {f_ret}]
     mov rcx, [rdx + {f_desc}]
     mov rdx, [rdx + {f_prev_top}]
     mov [r11 + {sh_top}], rdx
-    sub dword ptr [rdi + {s_active}], 1
+    mov [rsp + 80], rsi
     add [rdi + {s_inherent}], r9
-    add [rsi + {n_inclusive}], r10
-    add [rsi + {n_inherent}], r9
     /* The caller's frame, if committed, gains a direct callee. */
     test dl, 1
     jnz 4f
@@ -439,7 +421,7 @@ hotprobe_exit_stub:
 4:
     mov rdx, [rsp]
     test edx, edx
-    jz 3f
+    jz 23f
     add [rdi + {s_inclusive}], r10
     add byte ptr [rdi + rax + {s_hist}], 1
     cmp r10, [rdi + {s_max}]
@@ -447,7 +429,7 @@ hotprobe_exit_stub:
     mov [rdi + {s_max}], r10
 9:
     cmp edx, 2
-    jne 3f
+    jne 23f
     /* score_card::delta */
     mov rdx, qword ptr [rip + {credit}]
     mov rcx, qword ptr [rip + {debit}]
@@ -460,6 +442,11 @@ hotprobe_exit_stub:
     add rax, rcx
     add [rdi + {s_score_pending}], rax
     add byte ptr [rdi + {s_score_calls}], 1
+23:
+    /* Only now does the activation end: until here a handler's call of
+       this probe is nested and leaves the histogram byte checked above
+       alone (it cannot wrap it). */
+    sub dword ptr [rdi + {s_active}], 1
 3:
     add rsp, 8
     pop r11
