@@ -135,6 +135,39 @@ fn profiling_signal_handler_calls_probed_functions_exactly() {
     assert_clean(snap);
 }
 
+/// A sampling profiler's handler walks the stack wherever the timer lands,
+/// inside the agent's stubs included: the walk must find every hooked
+/// frame's slot still holding the exit stub (an exit stub that put the
+/// real return address back before popping its frame once made the
+/// re-hook after the walk point a return at nothing: abort, in about one
+/// run in three of these).
+#[test]
+fn profiling_signal_handler_walking_the_stack_mid_probe() {
+    let s = Scratch::new();
+    let prog = s.build("sigprof.c", "sigprof", &["-O2"]);
+    for _ in 0..3 {
+        let ran = run_both(&s, &prog, &["10000", "backtrace"]);
+        let snap = ran.snapshot();
+        let line = |prefix: &str| -> u64 {
+            ran.stderr()
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no `{prefix}` line"))
+        };
+        let handled = line("handled: ");
+        assert!(handled > 10, "the timer fired only {handled} times");
+        assert_eq!(line("walked: "), handled);
+        assert_eq!(count(snap, "in_handler"), handled);
+        assert_eq!(count(snap, "worker"), 10_000);
+        assert_eq!(count(snap, "worker_leaf"), 10_000_000);
+        assert_clean(snap);
+        for (path, _) in &ran.snapshots {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+}
+
 #[test]
 fn many_short_lived_threads() {
     let s = Scratch::new();
