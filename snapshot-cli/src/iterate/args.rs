@@ -65,7 +65,6 @@ Workload file (--workload FILE, TOML; every key optional, flags win):
   [loop]
   iterations = 5
   no_early_stop = false
-  judge_fixed = false
   min_jaccard = 0.9
   min_spearman = 0.9
   out = \"results/redis\"
@@ -121,11 +120,6 @@ pub struct IterateArgs {
     /// Run every iteration even when the hot set settles earlier.
     #[arg(long, help_heading = "Loop")]
     pub no_early_stop: bool,
-    /// Run iteration 2 with adaptive off: the set refined from iteration 1
-    /// stays installed for the whole run, so each function is judged with
-    /// the same callees probed from start to end.
-    #[arg(long, help_heading = "Loop")]
-    pub judge_fixed: bool,
     /// Jaccard index of the last two hot sets needed to call it settled [default: 0.9].
     #[arg(long, value_name = "X", help_heading = "Loop")]
     pub min_jaccard: Option<f64>,
@@ -275,9 +269,6 @@ pub fn merged_workload(args: &IterateArgs) -> Result<WorkloadFile> {
     l.iterations = args.iterations.or(l.iterations);
     if args.no_early_stop {
         l.no_early_stop = Some(true);
-    }
-    if args.judge_fixed {
-        l.judge_fixed = Some(true);
     }
     l.min_jaccard = args.min_jaccard.or(l.min_jaccard);
     l.min_spearman = args.min_spearman.or(l.min_spearman);

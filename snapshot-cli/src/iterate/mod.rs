@@ -139,10 +139,9 @@ fn refine_into(prev: &Path, set: &Path, plan: &Plan) -> Outcome<usize> {
     Ok(n)
 }
 
-/// The agent's variables for iteration `n`.
+/// The agent's variables for one iteration.
 fn agent_env(
     plan: &Plan,
-    n: usize,
     agent: &Path,
     dir: &Path,
     set: Option<&Path>,
@@ -157,8 +156,7 @@ fn agent_env(
         output: Some(dir.join("{exe}-{pid}.json").display().to_string()),
         probes: set.map(Path::to_path_buf),
         backend: None,
-        // Judged on a fixed set: nothing is removed while it runs.
-        adaptive: (plan.judge_fixed && n == 2).then_some(false),
+        adaptive: None,
         log: None,
         follow: a.follow.clone(),
         interval: None,
@@ -205,7 +203,7 @@ impl Loop<'_> {
         if let Some(sig) = interrupt::received() {
             return Err(Failure::Interrupted(sig));
         }
-        let agent_env = agent_env(self.plan, n, &self.agent, &dir, (n > 1).then_some(&*set))
+        let agent_env = agent_env(self.plan, &self.agent, &dir, (n > 1).then_some(&*set))
             .map_err(|e| Failure::Error(e.message))?;
         let remove: &[&str] = if n > 1 { &[] } else { &["HOTPROBE_PROBESET"] };
         let env = Env {

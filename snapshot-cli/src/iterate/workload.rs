@@ -233,9 +233,6 @@ pub struct LoopFile {
     /// Run every iteration even when the hot set settles earlier.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_early_stop: Option<bool>,
-    /// Iteration 2 with adaptive off (see `--judge-fixed`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub judge_fixed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_jaccard: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -313,8 +310,6 @@ pub struct Plan {
     pub refine: RefineFile,
     pub iterations: usize,
     pub early_stop: bool,
-    /// Iteration 2 runs with adaptive off.
-    pub judge_fixed: bool,
     pub thresholds: Thresholds,
     pub out: Option<PathBuf>,
     pub rows: usize,
@@ -511,7 +506,6 @@ impl WorkloadFile {
             refine: self.refine.clone(),
             iterations,
             early_stop: !l.no_early_stop.unwrap_or(false),
-            judge_fixed: l.judge_fixed.unwrap_or(false),
             thresholds,
             out: l.out.clone(),
             rows: l.rows.unwrap_or(20),
