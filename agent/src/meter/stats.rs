@@ -6,7 +6,7 @@
 //! calling-context node (48 bytes, one per distinct path to the probe) and
 //! the two index slots that find them (4 bytes in a table a quarter to half
 //! full, so 8 to 16 bytes, and as much again for the tables it grew out
-//! of): at most 232 bytes for a probe called from one path, plus fixed
+//! of): at most 240 bytes for a probe called from one path, plus fixed
 //! per-thread costs shared by all its probes.
 
 use crate::engine::probe::Probe;
