@@ -5,7 +5,6 @@
 //! this thread's state, one statistics block and one context node.
 
 use crate::adaptive::score_card as score;
-use crate::arch::x86_64::stubs::exit_stub_address;
 use crate::engine::probe::Probe;
 use crate::engine::shadow::{fence, Frame, Shadow, CAPACITY, FOLDED, HOOKED};
 use crate::engine::thread::{current_or_create, ThreadState};
@@ -14,8 +13,10 @@ use crate::meter::stats::bump;
 use crate::meter::{clock, compensate};
 use core::sync::atomic::Ordering;
 
-/// Called by the entry stub (when the fast path declined). Returns where
-/// the call continues.
+/// Called by the entry stub (when the fast path declined). Returns 1 when
+/// the call is hooked (the trampoline's dispatch then calls the body, and
+/// the slot holds `hook`, the trampoline's landing), else where the call
+/// continues unhooked.
 ///
 /// # Safety
 /// Called only from the entry stub: `probe` is a registered probe, `slot`
@@ -24,6 +25,7 @@ pub unsafe extern "C" fn hotprobe_enter(
     probe: *const Probe,
     slot: *mut usize,
     tls: *mut ThreadState,
+    hook: usize,
 ) -> usize {
     // SAFETY: the trampoline passes a leaked, never-freed probe.
     let probe = unsafe { &*probe };
@@ -43,29 +45,32 @@ pub unsafe extern "C" fn hotprobe_enter(
             return resume;
         }
         let ret = *slot;
-        if push(t, probe, slot as usize, ret, None) {
-            *slot = exit_stub_address();
+        if push(t, probe, slot as usize, ret, hook, None) {
+            *slot = hook;
+            return 1;
         }
     }
     resume
 }
 
 /// Pushes a frame for a call of `probe` whose return address is at `slot`
-/// (holding `ret`, or 0 when returns are not hooked), after closing the
-/// frames the call proves dead. `start` is the entry time, or None to read
-/// the clock last (so the bookkeeping stays outside the call's window).
-/// False when the call cannot be metered (counted in `unmetered`).
+/// (holding `ret`, or 0 when returns are not hooked; `hook` is what the
+/// caller then puts in the slot), after closing the frames the call proves
+/// dead. `start` is the entry time, or None to read the clock last (so the
+/// bookkeeping stays outside the call's window). False when the call
+/// cannot be metered (counted in `unmetered`).
 pub fn push(
     t: &mut ThreadState,
     probe: &Probe,
     slot: usize,
     ret: usize,
+    hook: usize,
     start: Option<u64>,
 ) -> bool {
     // SAFETY: `shadow` always points at one of this thread's shadows.
     let pending = unsafe { (*t.shadow).pending() };
     if !pending {
-        close_dead_frames(t, slot, ret != 0 && ret == exit_stub_address());
+        close_dead_frames(t, slot, ret);
     }
     // SAFETY: as above.
     let sh = unsafe { &mut *t.shadow };
@@ -124,7 +129,7 @@ pub fn push(
             child_calls: 0,
             flags,
             caller,
-            spare: 0,
+            hook: if ret != 0 { hook } else { 0 },
         });
         let s = &mut *stats;
         bump(&mut s.count, 1);
@@ -176,11 +181,12 @@ fn new_context(t: &mut ThreadState, parent_ctx: u32, probe: &Probe) -> (u32, u32
 }
 
 /// Closes frames on top of the shadow stack that a new call at `slot`
-/// proves dead: deeper on the same stack (left by longjmp, or by unwinding
-/// that no hook saw). A frame with this very slot is the caller of a tail
-/// call when the slot still holds the exit stub, and dead otherwise.
+/// (holding `ret`) proves dead: deeper on the same stack (left by longjmp,
+/// or by unwinding that no hook saw). A frame with this very slot is the
+/// caller of a tail call when the slot still holds its hook, and dead
+/// otherwise.
 #[inline(always)]
-fn close_dead_frames(t: &mut ThreadState, slot: usize, slot_hooked: bool) {
+fn close_dead_frames(t: &mut ThreadState, slot: usize, ret: usize) {
     // SAFETY: see hotprobe_enter.
     let sh = unsafe { &mut *t.shadow };
     loop {
@@ -190,7 +196,8 @@ fn close_dead_frames(t: &mut ThreadState, slot: usize, slot_hooked: bool) {
         }
         let f = sh.frame(d - 1);
         // SAFETY: committed frame.
-        let fslot = unsafe { (*f).slot };
+        let (fslot, hook) = unsafe { ((*f).slot, (*f).hook) };
+        let slot_hooked = ret != 0 && ret == hook;
         let dead = (fslot < slot || (fslot == slot && !slot_hooked)) && sh.same_stack(fslot, slot);
         if !dead {
             return;

@@ -36,7 +36,7 @@ impl External {
 
     /// A call of `probe` entered at `time` with the stack pointer at `sp`.
     pub fn enter(&mut self, probe: &Probe, sp: usize, time: u64) -> bool {
-        push(self.state(), probe, sp, 0, Some(time))
+        push(self.state(), probe, sp, 0, 0, Some(time))
     }
 
     /// The call whose entry stack pointer was `sp` returned at `time`.

@@ -12,7 +12,6 @@
 //! A test disassembles the built agent and checks that this function and
 //! the stubs' own paths touch no xmm/ymm register and call nothing.
 
-use crate::arch::x86_64::stubs::exit_stub_address;
 use crate::engine::probe::Probe;
 use crate::engine::shadow::{fence, Frame, CAPACITY, HOOKED, PENDING};
 use crate::engine::thread::{hint_slot, ThreadState, ENDED};
@@ -29,7 +28,10 @@ macro_rules! set {
     };
 }
 
-/// `start`: the stub's timestamp (0 without a TSC, when this declines).
+/// `start`: the stub's timestamp (0 without a TSC, when this declines);
+/// `hook`: what the hooked slot will hold (the trampoline's landing).
+/// Returns 1 when the call is hooked (the trampoline's dispatch calls the
+/// body), 0 when the full path must decide.
 ///
 /// # Safety
 /// Called only from the entry stub, as `hotprobe_enter`.
@@ -39,6 +41,7 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
     slot: *mut usize,
     tls: *mut ThreadState,
     start: u64,
+    hook: usize,
 ) -> usize {
     if (tls as usize) <= ENDED {
         return 0;
@@ -61,7 +64,7 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
             let parent = sh.frame(depth - 1);
             let pslot = (*parent).slot;
             // A frame at or below this call's slot may be dead: the full path decides.
-            if pslot < slot as usize || (pslot == slot as usize && ret != exit_stub_address()) {
+            if pslot < slot as usize || (pslot == slot as usize && ret != (*parent).hook) {
                 return 0;
             }
             (*parent).ctx
@@ -91,15 +94,16 @@ pub unsafe extern "C" fn hotprobe_enter_fast(
         set!(frame, ctx, ctx);
         set!(frame, child_calls, 0);
         set!(frame, flags, HOOKED);
+        set!(frame, hook, hook);
         bump(&mut (*stats).count, 1);
         (*stats).active += 1;
         bump(&mut (*node).count, 1);
-        *slot = exit_stub_address();
+        *slot = hook;
         // The stub's own timestamp, read where the steady state reads it:
         // the calibrated cost inside the window assumes that place.
         set!(frame, start, start);
         fence();
         sh.top = (depth + 1) << 1;
-        probe.resume.load(Ordering::Relaxed)
+        1
     }
 }

@@ -22,7 +22,7 @@ pub const PENDING: usize = 1;
 /// Frames per shadow stack: 20,000-deep recursion fits many times over.
 pub const CAPACITY: usize = 1 << 18;
 
-/// The slot holds the exit stub (the frame's return is hooked).
+/// The slot holds the frame's hook (its return is hooked).
 pub const HOOKED: u32 = 1;
 /// The call got no calling-context node of its own (past the cap).
 pub const FOLDED: u32 = 2;
@@ -54,9 +54,11 @@ pub struct Frame {
     /// The probe of the probed frame below (ROOT if none). Written only by
     /// the slow path, and read only for FOLDED frames, which it alone pushes.
     pub caller: u32,
-    /// To 96 bytes: the stubs find frame `d` at `(d << 1) * 48`, a shift and
-    /// a scaled add.
-    pub spare: u64,
+    /// What the return slot holds while the frame is hooked: the landing of
+    /// the trampoline the call came through (0 when returns are not hooked).
+    /// Also rounds the frame to 96 bytes: the stubs find frame `d` at
+    /// `(d << 1) * 48`, a shift and a scaled add.
+    pub hook: usize,
 }
 
 const _: () = assert!(core::mem::size_of::<Frame>() == 96);

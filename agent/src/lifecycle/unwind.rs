@@ -12,7 +12,7 @@
 //! The wrappers an unwind passes through are `extern "C-unwind"`: a Rust
 //! `extern "C"` frame would abort the program when unwound.
 
-use crate::arch::x86_64::stubs::{current_thread, exit_stub_address};
+use crate::arch::x86_64::stubs::current_thread;
 use crate::engine::enter_exit::abandon_top;
 use crate::engine::shadow::HOOKED;
 use crate::engine::thread::{ThreadState, ENDED};
@@ -26,7 +26,6 @@ fn this_thread() -> Option<&'static mut ThreadState> {
 /// Puts the real return addresses back into every hooked slot of this thread.
 pub fn unhook_all() {
     let Some(t) = this_thread() else { return };
-    let stub = exit_stub_address();
     // SAFETY: `shadow` points at one of this thread's shadows.
     let sh = unsafe { &*t.shadow };
     for f in sh.live_frames() {
@@ -34,7 +33,7 @@ pub fn unhook_all() {
         unsafe {
             if (*f).flags & HOOKED != 0 {
                 let slot = (*f).slot as *mut usize;
-                if *slot == stub {
+                if *slot == (*f).hook {
                     *slot = (*f).ret;
                 }
                 (*f).flags &= !HOOKED;
@@ -61,7 +60,6 @@ pub fn rehook_from(live_from: usize) {
         }
         abandon_top(t);
     }
-    let stub = exit_stub_address();
     // SAFETY: as above.
     let sh = unsafe { &*t.shadow };
     for f in sh.live_frames() {
@@ -70,7 +68,7 @@ pub fn rehook_from(live_from: usize) {
             if (*f).flags & HOOKED == 0 && (*f).ret != 0 && (*f).slot >= live_from {
                 let slot = (*f).slot as *mut usize;
                 if *slot == (*f).ret {
-                    *slot = stub;
+                    *slot = (*f).hook;
                     (*f).flags |= HOOKED;
                 }
             }
@@ -195,7 +193,6 @@ crate::real!(PTHREAD_CANCEL, "pthread_cancel");
 #[no_mangle]
 pub unsafe extern "C" fn pthread_cancel(thread: libc::pthread_t) -> i32 {
     crate::guard::fail_open("pthread_cancel", (), || {
-        let stub = exit_stub_address();
         crate::engine::thread::with_threads(|threads| {
             for t in threads.iter().filter(|t| t.pthread == thread) {
                 t.count_only
@@ -208,7 +205,7 @@ pub unsafe extern "C" fn pthread_cancel(thread: libc::pthread_t) -> i32 {
                             let slot = (*f).slot as *mut usize;
                             if (*f).flags & HOOKED != 0
                                 && (*f).ret != 0
-                                && core::ptr::read_volatile(slot) == stub
+                                && core::ptr::read_volatile(slot) == (*f).hook
                             {
                                 core::ptr::write_volatile(slot, (*f).ret);
                             }

@@ -36,6 +36,7 @@ pub const F_CHILD_CALLS: usize = offset_of!(Frame, child_calls);
 // The entry stub writes ctx and child_calls with one 8-byte store.
 const _: () = assert!(F_CHILD_CALLS == F_CTX + 4);
 pub const F_FLAGS: usize = offset_of!(Frame, flags);
+pub const F_HOOK: usize = offset_of!(Frame, hook);
 // The stubs find frame `depth` at frames + top * 48 (top = depth << 1).
 const _: () = assert!(FRAME_SIZE == 96);
 

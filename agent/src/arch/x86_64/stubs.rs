@@ -16,25 +16,29 @@
 //! shadow stack's `top`, one-instruction counter updates), so signal
 //! handlers may interrupt it anywhere. Offsets come from `layout`.
 //!
-//! Entry: a probe's trampoline pushes the probe's address and jumps to the
-//! entry stub. A disabled probe (or a vfork child) goes straight on to the
-//! relocated prologue. Otherwise the stub preserves every register a call
-//! may change — all nine scratch registers (and xmm0–15 around the full
-//! path), not only the argument registers: with `-fipa-ra` GCC lets a
-//! caller keep values in registers its callee is known not to touch. The
-//! start timestamp is read first, so its latency overlaps the bookkeeping
-//! (the calibration counts that as part of the probe's cost inside the
-//! window). A hooked call is then *called* from the end of the entry stub,
-//! which sits just before the exit stub: the call itself writes the exit
-//! stub's address into the return-address slot, and both the function's
-//! `ret` and the exit stub's own are predicted by the return stack buffer.
+//! Entry: a probe's trampoline pushes the probe's address and *calls* the
+//! entry stub (see trampoline.rs). A disabled probe (or a vfork child) goes
+//! straight on to the relocated prologue. Otherwise the stub preserves
+//! every register a call may change — all nine scratch registers (and
+//! xmm0–15 around the full path), not only the argument registers: with
+//! `-fipa-ra` GCC lets a caller keep values in registers its callee is
+//! known not to touch. The start timestamp is read first, so its latency
+//! overlaps the bookkeeping (the calibration counts that as part of the
+//! probe's cost inside the window). A hooked call's frame keeps the
+//! trampoline's landing as its `hook`; the stub returns into the
+//! trampoline, whose dispatch calls the body, so the slot then holds the
+//! landing. Every branch that depends on the probe is thus made from the
+//! probe's own code and predicted: one shared indirect branch choosing
+//! among probes cost ~20 ns a call when 16 probed functions were called in
+//! random order.
 //!
-//! Exit: the function's `ret` lands in the exit stub with the stack pointer
-//! one word above the slot. The stub reads the clock, saves the same
-//! registers (the x87 stack is never touched by the agent), meters the
-//! call, writes the real return address back into the slot and returns
-//! through it. The full path, `hotprobe_exit(slot, thread, now)`, gets the
-//! stub's timestamp, so a call lands in the same histogram bucket either way.
+//! Exit: the function's `ret` lands in its trampoline, which jumps to the
+//! exit stub with the stack pointer one word above the slot. The stub reads
+//! the clock, saves the same registers (the x87 stack is never touched by
+//! the agent), meters the call, writes the real return address back into
+//! the slot (after popping the frame) and returns through it. The full
+//! path, `hotprobe_exit(slot, thread, now)`, gets the stub's timestamp, so
+//! a call lands in the same histogram bucket either way.
 //!
 //! A call that is not hooked leaves the entry stub with `jmp [rsp - 8]`:
 //! the target sits in the red zone, which the kernel never overwrites when
@@ -100,9 +104,7 @@ hotprobe_tls_shadow:
     .endm
 
     .text
-    /* The entry stub's slower paths, placed before it so that its steady
-       state runs straight into the call that ends it, just before the
-       exit stub. */
+    /* The entry stub's slower paths. */
     .p2align 4
     .type hotprobe_entry_slow,@function
 hotprobe_entry_slow:
@@ -113,29 +115,36 @@ hotprobe_entry_slow:
     /* Declined before changing anything: the Rust paths take the call,
        with the registers still saved by the steady state's pushes:
        [rbp + 8] = the start time, [rbp + 16] = r11 ... [rbp + 80] = rax,
-       [rbp + 88] = probe, [rbp + 96] = the slot. */
+       [rbp + 88] = the trampoline's dispatch, [rbp + 96] = probe,
+       [rbp + 104] = the slot. */
     push rbp
     mov rbp, rsp
     and rsp, -16
-    mov rdi, [rbp + 88]
-    lea rsi, [rbp + 96]
+    mov rdi, [rbp + 96]
+    lea rsi, [rbp + 104]
     mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
     mov rdx, qword ptr fs:[rdx]
     mov rcx, [rbp + 8]
+    mov r8, [rbp + 88]
+    add r8, {landing_from_dispatch}
     call {enter_fast}
     test rax, rax
     jnz 3f
     /* The full path may use vector registers: save them all. */
     sub rsp, 256
     HP_SAVE_XMM
-    mov rdi, [rbp + 88]
-    lea rsi, [rbp + 96]
+    mov rdi, [rbp + 96]
+    lea rsi, [rbp + 104]
     mov rdx, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
     mov rdx, qword ptr fs:[rdx]
+    mov rcx, [rbp + 88]
+    add rcx, {landing_from_dispatch}
     call {enter}
     HP_RESTORE_XMM
 3:
-    mov [rbp + 88], rax
+    /* rax = 1: hooked, the trampoline's dispatch calls the body; else
+       where the call continues, unhooked. */
+    mov [rbp + 96], rax
     mov rsp, rbp
     pop rbp
     lea rsp, [rsp + 8]
@@ -148,23 +157,23 @@ hotprobe_entry_slow:
     pop rdx
     pop rcx
     pop rax
-    /* [rsp] = where the call continues, [rsp + 8] = the slot: hooked when
-       it holds the exit stub, and then called like the steady state's. */
-    push rax
-    lea rax, [rip + hotprobe_exit_stub]
-    cmp [rsp + 16], rax
-    pop rax
-    je 20f
-    /* Not hooked: the return address stays; [rsp] stays readable in the red zone. */
-    lea rsp, [rsp + 8]
-    jmp qword ptr [rsp - 8]
+    cmp qword ptr [rsp + 8], 1
+    jne 2f
+    ret
 2:
-    /* Not metered (disabled, or in a vfork child): straight to the body. */
-    mov rax, [rsp + 8]
+    /* Not hooked: [rsp + 8] = where the call continues; the slot keeps the
+       return address. (The dispatch's return-stack entry is left over:
+       one misprediction later, on this rare path.) */
+    lea rsp, [rsp + 16]
+    jmp qword ptr [rsp - 8]
+25:
+    /* Not metered (disabled, or in a vfork child): straight to the body.
+       [rsp] = rax, [rsp + 16] = probe. */
+    mov rax, [rsp + 16]
     mov rax, [rax + {resume}]
-    mov [rsp + 8], rax
+    mov [rsp + 16], rax
     pop rax
-    lea rsp, [rsp + 8]
+    lea rsp, [rsp + 16]
     jmp qword ptr [rsp - 8]
     .size hotprobe_entry_slow, .-hotprobe_entry_slow
 
@@ -173,14 +182,15 @@ hotprobe_entry_slow:
     .hidden hotprobe_entry_stub
     .type hotprobe_entry_stub,@function
 hotprobe_entry_stub:
-    /* [rsp] = probe (pushed by the trampoline), [rsp + 8] = return address. */
+    /* Called by a probe's trampoline: [rsp] = the trampoline's dispatch,
+       [rsp + 8] = probe, [rsp + 16] = the return-address slot. */
     push rax
-    mov rax, [rsp + 8]
+    mov rax, [rsp + 16]
     cmp dword ptr [rax + {bypass}], 0
-    jne 2b
+    jne 25b
     mov rax, qword ptr [rip + hotprobe_tls_vfork@GOTTPOFF]
     cmp qword ptr fs:[rax], 0
-    jne 2b
+    jne 25b
 
     /* The steady state, in assembly: a committed caller frame (or none),
        and this thread's hint naming the call's context node. */
@@ -198,8 +208,8 @@ hotprobe_entry_stub:
     shl rdx, 32
     or rax, rdx
     push rax
-    /* [rsp] = the call's start, [rsp + 72] = rax, [rsp + 80] = probe,
-       [rsp + 88] = the slot. */
+    /* [rsp] = the call's start, [rsp + 72] = rax, [rsp + 80] = dispatch,
+       [rsp + 88] = probe, [rsp + 96] = the slot. */
     mov rsi, qword ptr [rip + hotprobe_tls_thread@GOTTPOFF]
     mov rsi, qword ptr fs:[rsi]
     cmp rsi, {ended}
@@ -220,20 +230,22 @@ hotprobe_entry_stub:
     mov eax, {root}
     test rcx, rcx
     jz 6f
-    /* A caller frame at or below this slot may be dead: the Rust paths decide. */
-    lea r8, [rsp + 88]
+    /* A caller frame at or below this slot may be dead: the Rust paths
+       decide. One at this very slot still holding its hook is the caller
+       of a tail call. */
+    lea r8, [rsp + 96]
     mov r9, [rdx - {frame_size} + {f_slot}]
     cmp r9, r8
     jb 5b
     jne 7f
-    lea r9, [rip + hotprobe_exit_stub]
+    mov r9, [rdx - {frame_size} + {f_hook}]
     cmp [r8], r9
     jne 5b
 7:
     mov eax, dword ptr [rdx - {frame_size} + {f_ctx}]
 6:
     /* eax = the parent context; r9 = the hinted node, checked by its key. */
-    mov rdi, [rsp + 80]
+    mov rdi, [rsp + 88]
     mov r10d, dword ptr [rdi + {p_id}]
     imul r8d, eax, {hint_mul}
     xor r8d, r10d
@@ -250,7 +262,7 @@ hotprobe_entry_stub:
     /* Committed. The frame stays pending until its start is written. */
     lea rax, [rcx + 3]
     mov [r11 + {sh_top}], rax
-    lea rax, [rsp + 88]
+    lea rax, [rsp + 96]
     mov rsi, [rax]
     mov [rdx + {f_slot}], rax
     mov [rdx + {f_ret}], rsi
@@ -266,14 +278,17 @@ hotprobe_entry_stub:
     add qword ptr [r10 + {s_count}], 1
     add dword ptr [r10 + {s_active}], 1
     add qword ptr [r9 + {n_count}], 1
-    lea rsi, [rip + hotprobe_exit_stub]
+    /* The hook: the trampoline's landing, which its dispatch is about to
+       write into the slot as the body's return address (written here too,
+       so a hooked frame's slot always holds its hook). */
+    mov rsi, [rsp + 80]
+    add rsi, {landing_from_dispatch}
+    mov [rdx + {f_hook}], rsi
     mov [rax], rsi
     pop rax
     mov [rdx + {f_start}], rax
     add rcx, 2
     mov [r11 + {sh_top}], rcx
-    mov rax, [rdi + {resume}]
-    mov [rsp + 72], rax
     pop r11
     pop r10
     pop r9
@@ -283,16 +298,13 @@ hotprobe_entry_stub:
     pop rdx
     pop rcx
     pop rax
-20:
-    /* [rsp] = where the call continues, [rsp + 8] = the hooked slot. The
-       function is *called* from here: the call writes the slot with the
-       address of the next instruction, the exit stub, so its `ret` and the
-       exit stub's own `ret` are both predicted by the return stack buffer
-       (a hijacked return address would miss once per call). An unwinder
-       looking up (return address - 1) lands in this call, a known symbol. */
-    lea rsp, [rsp + 16]
-    call qword ptr [rsp - 16]
+    /* Back into the trampoline, predicted (it called us): its dispatch
+       calls the body, whose return lands in the trampoline and goes on to
+       the exit stub, so both returns are predicted as well. */
+    ret
     .size hotprobe_entry_stub, .-hotprobe_entry_stub
+
+    .p2align 4
     .globl hotprobe_exit_stub
     .hidden hotprobe_exit_stub
     .type hotprobe_exit_stub,@function
@@ -546,6 +558,8 @@ hotprobe_tls_vfork_get:
     f_probe = const L::F_PROBE,
     f_stats = const L::F_STATS,
     f_node = const L::F_NODE,
+    f_hook = const L::F_HOOK,
+    landing_from_dispatch = const crate::arch::x86_64::trampoline::LANDING_FROM_DISPATCH,
     f_start = const L::F_START,
     f_child_ticks = const L::F_CHILD_TICKS,
     f_prev_top = const L::F_PREV_TOP,

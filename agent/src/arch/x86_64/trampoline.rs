@@ -1,15 +1,28 @@
 //! Per-probe trampolines, placed within ±2 GiB of the code they serve:
 //!
 //! ```text
-//! +0   push [rip + 10]           FF 35 0A000000   (the probe's address)
-//! +6   jmp  [rip + 12]           FF 25 0C000000   (the entry stub)
-//! +12  padding
-//! +16  <probe address>           imm64
-//! +24  <entry stub address>      imm64
-//! +32  relocated prologue, ending in a jump back to the body
+//! +0   push [rip + 26]           FF 35 1A000000   (the probe's address)
+//! +6   call [rip + 28]           FF 15 1C000000   (the entry stub)
+//! +12  dispatch: lea rsp, [rsp + 16]    48 8D 64 24 10
+//! +17  call +64                  E8 2A000000      (the body: its return
+//!                                                  address, the landing, goes
+//!                                                  into the return slot)
+//! +22  landing: jmp [rip + 20]   FF 25 14000000   (the exit stub)
+//! +28  padding
+//! +32  <probe address>           imm64
+//! +40  <entry stub address>      imm64
+//! +48  <exit stub address>       imm64
+//! +56  padding
+//! +64  relocated prologue, ending in a jump back to the body
 //! ```
 //!
 //! No register is changed on the way in: the probe travels on the stack.
+//! Every transfer that depends on the probe is made from the probe's own
+//! trampoline: the entry stub returns into the dispatch that called it,
+//! the dispatch calls the body directly, and the body returns to the
+//! landing, so the return stack buffer predicts all three and no shared
+//! indirect branch picks among probes. A hooked call's return slot holds
+//! its trampoline's landing (the frame keeps it as `hook`).
 //!
 //! A batch of trampolines is written into fresh read-write pages that then
 //! become read-execute and are never written, moved or freed again: a
@@ -18,7 +31,9 @@
 
 use hotprobe_x86::MAX_RELOCATED_LEN;
 
-pub const HEADER_LEN: usize = 32;
+pub const HEADER_LEN: usize = 64;
+/// From the dispatch (the entry stub's return address) to the landing.
+pub const LANDING_FROM_DISPATCH: usize = 10;
 /// One trampoline's room, code and padding (data lives in the probe).
 pub const SLOT_LEN: usize = (HEADER_LEN + MAX_RELOCATED_LEN + 15) & !15;
 /// ±2 GiB less a margin for the relocated code's own displacements.
@@ -91,10 +106,14 @@ impl Batch {
             });
         }
         let mut bytes = [0xCCu8; SLOT_LEN];
-        bytes[0..6].copy_from_slice(&[0xFF, 0x35, 0x0A, 0, 0, 0]);
-        bytes[6..12].copy_from_slice(&[0xFF, 0x25, 0x0C, 0, 0, 0]);
-        bytes[16..24].copy_from_slice(&(probe as u64).to_le_bytes());
-        bytes[24..32].copy_from_slice(&(super::stubs::entry_stub_address() as u64).to_le_bytes());
+        bytes[0..6].copy_from_slice(&[0xFF, 0x35, 0x1A, 0, 0, 0]);
+        bytes[6..12].copy_from_slice(&[0xFF, 0x15, 0x1C, 0, 0, 0]);
+        bytes[12..17].copy_from_slice(&[0x48, 0x8D, 0x64, 0x24, 0x10]);
+        bytes[17..22].copy_from_slice(&[0xE8, 0x2A, 0, 0, 0]);
+        bytes[22..28].copy_from_slice(&[0xFF, 0x25, 0x14, 0, 0, 0]);
+        bytes[32..40].copy_from_slice(&(probe as u64).to_le_bytes());
+        bytes[40..48].copy_from_slice(&(super::stubs::entry_stub_address() as u64).to_le_bytes());
+        bytes[48..56].copy_from_slice(&(super::stubs::exit_stub_address() as u64).to_le_bytes());
         bytes[HEADER_LEN..HEADER_LEN + relocated.len()].copy_from_slice(&relocated);
         // SAFETY: [tramp, tramp + SLOT_LEN) lies inside our read-write batch.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), tramp as *mut u8, SLOT_LEN) };
