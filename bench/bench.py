@@ -61,14 +61,21 @@ def call_cost(rounds):
         data = os.path.join(WORK, "uftrace.data")
         variants["uftrace record -P leaf"] = (lambda: ["uftrace", "record", "-P", "leaf", "-d", data, prog, n, "0"], bare_env())
     skeleton = build("bench/skeleton.c", "skeleton")
+    multi = build("bench/multi_call.c", "multi_call")
     results = {k: [] for k in variants}
     floor = {"bare": [], "swap": [], "swap+clock": []}
+    many = {"bare": [], "hotprobe, probes active": []}
+    many_env = {"bare": bare_env(), "hotprobe, probes active": agent_env(HOTPROBE_ADAPTIVE="0", HOTPROBE_INCLUDE="leaf*")}
     for _ in range(rounds):
         for name, (cmd, env) in variants.items():
             out = run(cmd(), env).stdout
             m = re.search(r"([0-9.]+) ns/call", out)
             if m:
                 results[name].append(float(m.group(1)))
+        for name, env in many_env.items():
+            m = re.search(r"([0-9.]+) ns/call", run([multi, n, "16"], env).stdout)
+            if m:
+                many[name].append(float(m.group(1)))
         m = re.search(r"bare ([0-9.]+) swap ([0-9.]+) swap\+clock ([0-9.]+)", run([skeleton, n], bare_env()).stdout)
         if m:
             for k, v in zip(floor, m.groups()):
@@ -86,6 +93,14 @@ def call_cost(rounds):
         ours = med(results["hotprobe, probe active"]) - bare
         theirs = med(results["uftrace record -P leaf"]) - bare
         print(f"\nhotprobe adds {ours / theirs:.2f}× what uftrace adds ({ours:.1f} ns vs {theirs:.1f} ns).")
+    if many["bare"] and many["hotprobe, probes active"]:
+        mb = med(many["bare"])
+        mh = med(many["hotprobe, probes active"])
+        print("\n16 such functions called in a random order (`bench/multi_call.c`, same rounds):\n")
+        print("| variant | ns per call | added |")
+        print("| --- | ---: | ---: |")
+        print(f"| bare | {mb:.1f} | +0.0 |")
+        print(f"| hotprobe, probes active | {mh:.1f} | {mh - mb:+.1f} |")
     if floor["bare"]:
         fb = med(floor["bare"])
         print("\nThe least any return-hooking probe costs here (`bench/skeleton.c`, same rounds):\n")
