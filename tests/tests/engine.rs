@@ -302,6 +302,27 @@ fn tail_calls_count_as_calls() {
     assert_clean(&snap);
 }
 
+/// Frames of a tail-call chain share one return slot; an exception thrown
+/// from its end and a backtrace taken there must still see the real return
+/// addresses (putting them back outermost first once left the slot holding
+/// a trampoline's landing: terminate, and a truncated backtrace).
+#[test]
+fn unwinding_through_tail_calls() {
+    let s = Scratch::new();
+    let prog = s.build("tailcall_unwind.cc", "tailcall_unwind", &["-O2"]);
+    let ran = run_both(&s, &prog, &[]);
+    assert!(ran.stdout().contains("caught: 100"), "{}", ran.stdout());
+    let snap = ran.snapshot();
+    for f in ["tail_a", "tail_b", "tail_c"] {
+        assert_eq!(count(snap, f), 100, "{f}");
+        assert_eq!(probe(snap, f).abandoned, 100, "{f}: every call ends in the throw");
+    }
+    for f in ["walk_a", "walk_b", "walk_c"] {
+        assert_eq!(count(snap, f), 1, "{f}");
+    }
+    assert_clean(snap);
+}
+
 #[test]
 fn backtrace_sees_the_same_frames_as_bare() {
     let s = Scratch::new();

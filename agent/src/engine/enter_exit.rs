@@ -229,7 +229,7 @@ pub fn abandon_top(t: &mut ThreadState) {
 ///
 /// # Safety
 /// Called only from the exit stub, with the address of the slot that held
-/// the exit stub and this thread's TLS word.
+/// the call's hook and this thread's TLS word.
 pub unsafe extern "C" fn hotprobe_exit(slot: *mut usize, tls: *mut ThreadState, now: u64) -> usize {
     // The fast path's timestamp when it declined (0 when it had none).
     let now = if now != 0 { now } else { clock::now() };

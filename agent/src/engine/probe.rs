@@ -67,7 +67,7 @@ pub struct Meta {
 
 #[repr(C)]
 pub struct Probe {
-    /// Where calls continue: the relocated prologue. Offset 0 (the entry stub reads it).
+    /// Where calls continue: the relocated prologue.
     pub resume: AtomicUsize,
     /// Non-zero: calls pass straight through, unmetered. Offset 8 (the entry stub reads it).
     pub bypass: AtomicU32,
@@ -89,7 +89,6 @@ pub struct Probe {
     demangled: std::sync::OnceLock<String>,
 }
 
-pub const RESUME_OFFSET: usize = 0;
 pub const BYPASS_OFFSET: usize = 8;
 
 impl Probe {

@@ -140,7 +140,7 @@ impl Shadow {
     }
 
     /// The committed frames, outermost first (for snapshots and unwinding).
-    pub fn live_frames(&self) -> impl Iterator<Item = *mut Frame> + '_ {
+    pub fn live_frames(&self) -> impl DoubleEndedIterator<Item = *mut Frame> + '_ {
         let mut d = self.depth();
         if self.pending() {
             d = d.saturating_sub(1);

@@ -1,4 +1,5 @@
-//! Unwinders must see the real return addresses, not the exit stub.
+//! Unwinders must see the real return addresses, not the hooks (the
+//! trampolines' landings) that probed calls' return slots hold.
 //!
 //! Before anything walks the stack (`_Unwind_RaiseException`,
 //! `_Unwind_Resume`, `_Unwind_Resume_or_Rethrow`, `_Unwind_Backtrace`,
@@ -7,7 +8,7 @@
 //! (`_Unwind_SetIP`, which every personality routine — C++ and Rust — calls
 //! just before control goes to a landing pad), frames deeper than that frame
 //! are over: they are closed as abandoned, and the frames still live get
-//! their exit stub back. Backtraces re-hook everything afterwards.
+//! their hooks back. Backtraces re-hook everything afterwards.
 //!
 //! The wrappers an unwind passes through are `extern "C-unwind"`: a Rust
 //! `extern "C"` frame would abort the program when unwound.
@@ -23,12 +24,15 @@ fn this_thread() -> Option<&'static mut ThreadState> {
     ((t as usize) > ENDED).then(|| unsafe { &mut *t })
 }
 
-/// Puts the real return addresses back into every hooked slot of this thread.
+/// Puts the real return addresses back into every hooked slot of this
+/// thread. Innermost first: frames of a tail-call chain share one slot,
+/// which holds the innermost frame's hook, and each frame's real return
+/// address is the hook of the frame below it.
 pub fn unhook_all() {
     let Some(t) = this_thread() else { return };
     // SAFETY: `shadow` points at one of this thread's shadows.
     let sh = unsafe { &*t.shadow };
-    for f in sh.live_frames() {
+    for f in sh.live_frames().rev() {
         // SAFETY: committed frames; their slots are on live stack frames while hooked.
         unsafe {
             if (*f).flags & HOOKED != 0 {
@@ -198,7 +202,8 @@ pub unsafe extern "C" fn pthread_cancel(thread: libc::pthread_t) -> i32 {
                 t.count_only
                     .store(true, core::sync::atomic::Ordering::SeqCst);
                 for sh in t.shadows() {
-                    for f in sh.live_frames() {
+                    // Innermost first, as in unhook_all (tail-call chains).
+                    for f in sh.live_frames().rev() {
                         // SAFETY: registered states stay valid under the registry lock; the
                         // slots of live hooked frames are on the target's live stack.
                         unsafe {

@@ -40,9 +40,8 @@
 //! path, `hotprobe_exit(slot, thread, now)`, gets the stub's timestamp, so
 //! a call lands in the same histogram bucket either way.
 //!
-//! A call that is not hooked leaves the entry stub with `jmp [rsp - 8]`:
-//! the target sits in the red zone, which the kernel never overwrites when
-//! it delivers a signal.
+//! A call that is not hooked returns into the trampoline's plain way in,
+//! which goes straight to the relocated prologue with the slot untouched.
 
 use super::layout as L;
 use core::arch::global_asm;
@@ -158,23 +157,19 @@ hotprobe_entry_slow:
     pop rcx
     pop rax
     cmp qword ptr [rsp + 8], 1
-    jne 2f
-    ret
+    je 2f
+    /* Not hooked: back into the trampoline's plain way in, which goes on
+       to the body with the slot left alone. (A `ret` that misses once but
+       keeps the return stack balanced.) */
+    add qword ptr [rsp], {plain_from_dispatch}
 2:
-    /* Not hooked: [rsp + 8] = where the call continues; the slot keeps the
-       return address. (The dispatch's return-stack entry is left over:
-       one misprediction later, on this rare path.) */
-    lea rsp, [rsp + 16]
-    jmp qword ptr [rsp - 8]
+    ret
 25:
-    /* Not metered (disabled, or in a vfork child): straight to the body.
-       [rsp] = rax, [rsp + 16] = probe. */
-    mov rax, [rsp + 16]
-    mov rax, [rax + {resume}]
-    mov [rsp + 16], rax
+    /* Not metered (disabled, or in a vfork child): the same plain way in.
+       [rsp] = rax, [rsp + 8] = the dispatch. */
+    add qword ptr [rsp + 8], {plain_from_dispatch}
     pop rax
-    lea rsp, [rsp + 16]
-    jmp qword ptr [rsp - 8]
+    ret
     .size hotprobe_entry_slow, .-hotprobe_entry_slow
 
     .p2align 4
@@ -536,7 +531,6 @@ hotprobe_tls_vfork_get:
     inclusive_ticks = sym crate::adaptive::score_card::INCLUSIVE_TICKS,
     inherent_ticks = sym crate::adaptive::score_card::INHERENT_TICKS,
     bypass = const crate::engine::probe::BYPASS_OFFSET,
-    resume = const crate::engine::probe::RESUME_OFFSET,
     ended = const crate::engine::thread::ENDED,
     root = const crate::meter::contexts::ROOT,
     hooked = const crate::engine::shadow::HOOKED,
@@ -560,6 +554,7 @@ hotprobe_tls_vfork_get:
     f_node = const L::F_NODE,
     f_hook = const L::F_HOOK,
     landing_from_dispatch = const crate::arch::x86_64::trampoline::LANDING_FROM_DISPATCH,
+    plain_from_dispatch = const crate::arch::x86_64::trampoline::PLAIN_FROM_DISPATCH,
     f_start = const L::F_START,
     f_child_ticks = const L::F_CHILD_TICKS,
     f_prev_top = const L::F_PREV_TOP,
