@@ -40,8 +40,9 @@
 //! path, `hotprobe_exit(slot, thread, now)`, gets the stub's timestamp, so
 //! a call lands in the same histogram bucket either way.
 //!
-//! A call that is not hooked returns into the trampoline's plain way in,
-//! which goes straight to the relocated prologue with the slot untouched.
+//! A call that is not hooked returns into the dispatch too, with the probe
+//! word zeroed: the dispatch then goes straight to the relocated prologue
+//! with the slot untouched.
 
 use super::layout as L;
 use core::arch::global_asm;
@@ -141,9 +142,13 @@ hotprobe_entry_slow:
     call {enter}
     HP_RESTORE_XMM
 3:
-    /* rax = 1: hooked, the trampoline's dispatch calls the body; else
-       where the call continues, unhooked. */
-    mov [rbp + 96], rax
+    /* rax = 1: hooked, the trampoline's dispatch calls the body; else the
+       call goes on unhooked: the probe word becomes 0, which sends the
+       dispatch the plain way. */
+    cmp rax, 1
+    je 26f
+    mov qword ptr [rbp + 96], 0
+26:
     mov rsp, rbp
     pop rbp
     lea rsp, [rsp + 8]
@@ -156,18 +161,11 @@ hotprobe_entry_slow:
     pop rdx
     pop rcx
     pop rax
-    cmp qword ptr [rsp + 8], 1
-    je 2f
-    /* Not hooked: back into the trampoline's plain way in, which goes on
-       to the body with the slot left alone. (A `ret` that misses once but
-       keeps the return stack balanced.) */
-    add qword ptr [rsp], {plain_from_dispatch}
-2:
     ret
 25:
-    /* Not metered (disabled, or in a vfork child): the same plain way in.
-       [rsp] = rax, [rsp + 8] = the dispatch. */
-    add qword ptr [rsp + 8], {plain_from_dispatch}
+    /* Not metered (disabled, or in a vfork child): the dispatch's plain
+       way. [rsp] = rax, [rsp + 16] = the probe word. */
+    mov qword ptr [rsp + 16], 0
     pop rax
     ret
     .size hotprobe_entry_slow, .-hotprobe_entry_slow
@@ -554,7 +552,6 @@ hotprobe_tls_vfork_get:
     f_node = const L::F_NODE,
     f_hook = const L::F_HOOK,
     landing_from_dispatch = const crate::arch::x86_64::trampoline::LANDING_FROM_DISPATCH,
-    plain_from_dispatch = const crate::arch::x86_64::trampoline::PLAIN_FROM_DISPATCH,
     f_start = const L::F_START,
     f_child_ticks = const L::F_CHILD_TICKS,
     f_prev_top = const L::F_PREV_TOP,

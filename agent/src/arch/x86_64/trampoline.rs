@@ -1,20 +1,23 @@
 //! Per-probe trampolines, placed within ±2 GiB of the code they serve:
 //!
 //! ```text
-//! +0   push [rip + 34]           FF 35 22000000   (the probe's address)
-//! +6   call [rip + 36]           FF 15 24000000   (the entry stub)
-//! +12  dispatch: lea rsp, [rsp + 16]    48 8D 64 24 10
-//! +17  call +64                  E8 2A000000      (the body: its return
+//! +0   push [rip + 42]           FF 35 2A000000   (the probe's address)
+//! +6   call [rip + 44]           FF 15 2C000000   (the entry stub)
+//! +12  dispatch: cmp qword ptr [rsp], 0   48 83 3C 24 00
+//! +17  je plain                  74 10            (the stub zeroed the
+//!                                                  probe word: not hooked)
+//! +19  lea rsp, [rsp + 16]       48 8D 64 24 10
+//! +24  call +72                  E8 2B000000      (the body: its return
 //!                                                  address, the landing, goes
 //!                                                  into the return slot)
-//! +22  landing: jmp [rip + 28]   FF 25 1C000000   (the exit stub)
-//! +28  plain: lea rsp, [rsp + 8] 48 8D 64 24 08   (a call not hooked: the
-//! +33  jmp +64                   E9 1A000000       slot keeps its address)
-//! +38  padding
-//! +40  <probe address>           imm64
-//! +48  <entry stub address>      imm64
-//! +56  <exit stub address>       imm64
-//! +64  relocated prologue, ending in a jump back to the body
+//! +29  landing: jmp [rip + 29]   FF 25 1D000000   (the exit stub)
+//! +35  plain: lea rsp, [rsp + 8] 48 8D 64 24 08   (the slot keeps its
+//! +40  jmp +72                   E9 1B000000       return address)
+//! +45  padding
+//! +48  <probe address>           imm64
+//! +56  <entry stub address>      imm64
+//! +64  <exit stub address>       imm64
+//! +72  relocated prologue, ending in a jump back to the body
 //! ```
 //!
 //! No register is changed on the way in: the probe travels on the stack.
@@ -32,11 +35,9 @@
 
 use hotprobe_x86::MAX_RELOCATED_LEN;
 
-pub const HEADER_LEN: usize = 64;
+pub const HEADER_LEN: usize = 72;
 /// From the dispatch (the entry stub's return address) to the landing.
-pub const LANDING_FROM_DISPATCH: usize = 10;
-/// From the dispatch to the plain way in, for calls that are not hooked.
-pub const PLAIN_FROM_DISPATCH: usize = 16;
+pub const LANDING_FROM_DISPATCH: usize = 17;
 /// One trampoline's room, code and padding (data lives in the probe).
 pub const SLOT_LEN: usize = (HEADER_LEN + MAX_RELOCATED_LEN + 15) & !15;
 /// ±2 GiB less a margin for the relocated code's own displacements.
@@ -109,16 +110,18 @@ impl Batch {
             });
         }
         let mut bytes = [0xCCu8; SLOT_LEN];
-        bytes[0..6].copy_from_slice(&[0xFF, 0x35, 0x22, 0, 0, 0]);
-        bytes[6..12].copy_from_slice(&[0xFF, 0x15, 0x24, 0, 0, 0]);
-        bytes[12..17].copy_from_slice(&[0x48, 0x8D, 0x64, 0x24, 0x10]);
-        bytes[17..22].copy_from_slice(&[0xE8, 0x2A, 0, 0, 0]);
-        bytes[22..28].copy_from_slice(&[0xFF, 0x25, 0x1C, 0, 0, 0]);
-        bytes[28..33].copy_from_slice(&[0x48, 0x8D, 0x64, 0x24, 0x08]);
-        bytes[33..38].copy_from_slice(&[0xE9, 0x1A, 0, 0, 0]);
-        bytes[40..48].copy_from_slice(&(probe as u64).to_le_bytes());
-        bytes[48..56].copy_from_slice(&(super::stubs::entry_stub_address() as u64).to_le_bytes());
-        bytes[56..64].copy_from_slice(&(super::stubs::exit_stub_address() as u64).to_le_bytes());
+        bytes[0..6].copy_from_slice(&[0xFF, 0x35, 0x2A, 0, 0, 0]);
+        bytes[6..12].copy_from_slice(&[0xFF, 0x15, 0x2C, 0, 0, 0]);
+        bytes[12..17].copy_from_slice(&[0x48, 0x83, 0x3C, 0x24, 0x00]);
+        bytes[17..19].copy_from_slice(&[0x74, 0x10]);
+        bytes[19..24].copy_from_slice(&[0x48, 0x8D, 0x64, 0x24, 0x10]);
+        bytes[24..29].copy_from_slice(&[0xE8, 0x2B, 0, 0, 0]);
+        bytes[29..35].copy_from_slice(&[0xFF, 0x25, 0x1D, 0, 0, 0]);
+        bytes[35..40].copy_from_slice(&[0x48, 0x8D, 0x64, 0x24, 0x08]);
+        bytes[40..45].copy_from_slice(&[0xE9, 0x1B, 0, 0, 0]);
+        bytes[48..56].copy_from_slice(&(probe as u64).to_le_bytes());
+        bytes[56..64].copy_from_slice(&(super::stubs::entry_stub_address() as u64).to_le_bytes());
+        bytes[64..72].copy_from_slice(&(super::stubs::exit_stub_address() as u64).to_le_bytes());
         bytes[HEADER_LEN..HEADER_LEN + relocated.len()].copy_from_slice(&relocated);
         // SAFETY: [tramp, tramp + SLOT_LEN) lies inside our read-write batch.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), tramp as *mut u8, SLOT_LEN) };
