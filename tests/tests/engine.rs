@@ -315,7 +315,11 @@ fn unwinding_through_tail_calls() {
     let snap = ran.snapshot();
     for f in ["tail_a", "tail_b", "tail_c"] {
         assert_eq!(count(snap, f), 100, "{f}");
-        assert_eq!(probe(snap, f).abandoned, 100, "{f}: every call ends in the throw");
+        assert_eq!(
+            probe(snap, f).abandoned,
+            100,
+            "{f}: every call ends in the throw"
+        );
     }
     for f in ["walk_a", "walk_b", "walk_c"] {
         assert_eq!(count(snap, f), 1, "{f}");
@@ -531,7 +535,10 @@ fn fast_paths_use_no_vector_register_and_call_nothing() {
     for stub in ["hotprobe_entry_stub", "hotprobe_exit_stub"] {
         let body = body_of(&format!("<{stub}>:"));
         let own = body.find("push   %rbp").unwrap_or(body.len());
-        assert!(body[..own].contains("rdtsc"), "{stub} reads no clock itself");
+        assert!(
+            body[..own].contains("rdtsc"),
+            "{stub} reads no clock itself"
+        );
         checked.push((stub, body[..own].to_string()));
     }
     for (name, body) in checked {
