@@ -3,7 +3,7 @@
 and probed side by side in one session), printed as markdown for
 BENCHMARKS.md.
 
-    python3 bench/bench.py [call-cost|install|many|redis|kernel|report|all] [--rounds N] [--probeset FILE]
+    python3 bench/bench.py [call-cost|install|many|nested|redis|kernel|report|all] [--rounds N] [--probeset FILE]
 
 `report` times `hotprobe report` over 100 fixture snapshots of 10,000 probes
 (the CLI's speed goal: under 2 s); it waits for the 1-minute load average to
@@ -15,7 +15,7 @@ the one `hotprobe iterate` ran its settled iteration with, iter-N/probes.toml).
 Needs a release build (cargo build --release --workspace) and gcc; the
 uftrace column needs `uftrace`, redis needs `redis-server redis-benchmark`.
 """
-import argparse, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT = os.path.join(ROOT, "target", "release", "libhotprobe.so")
@@ -343,9 +343,45 @@ def redis(rounds, probeset=None):
     print(f"\nThroughput as bare / agent: the machine swings ±20% run to run; CPU per request is the steadier figure.\n")
 
 
+def nested(rounds):
+    """Compensation accuracy: tests/programs/nested.c's own account of its
+    times against the agent's, per run, as the compensation test computes
+    them (time spent preempted inside a spin taken out of both)."""
+    prog = build("tests/programs/nested.c", "nested")
+    rows = []
+    for _ in range(rounds):
+        out = os.path.join(WORK, "nested.json")
+        env = agent_env(HOTPROBE_ADAPTIVE="0", HOTPROBE_EXCLUDE="tick_twin", HOTPROBE_OUTPUT=out)
+        err = run([prog, "1000"], env).stderr
+        nums = lambda prefix: [float(w) for l in err.splitlines() if l.startswith(prefix)
+                               for w in l[len(prefix):].split() if re.fullmatch(r"-?[0-9.]+", w)]
+        spun_outer, spun_mid, read, tick = nums("spun outer ")[:4]
+        pre_outer, pre_mid = nums("preempted outer ")[:2]
+        snap = json.load(open(out))
+        os.remove(out)
+        p = {x["name"]: x for x in snap["probes"]}
+        n = p["outer"]["count"]
+        mid_inh = (spun_mid - pre_mid) / n + read
+        mid_incl = mid_inh + 6 * tick
+        outer_inh = (spun_outer - pre_outer) / n + read
+        outer_incl = outer_inh + mid_incl + 2 * tick
+        per = lambda name, key, pre: (p[name][key] - pre) / n
+        rows.append((snap["overhead"]["probe_ns"],
+                     per("outer", "inclusive_ns", pre_outer + pre_mid) / outer_incl,
+                     per("outer", "inherent_ns", pre_outer) / outer_inh,
+                     per("mid", "inclusive_ns", pre_mid) / mid_incl,
+                     per("mid", "inherent_ns", pre_mid) / mid_inh))
+    print(f"### Compensation on `tests/programs/nested.c 1000` ({rounds} runs, median; reported / true)\n")
+    print("| calibrated probe ns | outer inclusive | outer inherent | mid inclusive | mid inherent |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    cols = list(zip(*rows))
+    print("| " + " | ".join([f"{med(cols[0]):.1f}"] + [f"{med(c):.3f}" for c in cols[1:]]) + " |")
+    print()
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "redis", "kernel", "report", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "kernel", "report", "all"])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output)")
     ap.add_argument("--max-load", type=float, default=1.5, help="report: wait for a 1-minute load average under this")
@@ -354,7 +390,7 @@ def main():
         sys.exit("build first: cargo build --release --workspace")
     print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
     extra = {"redis": {"probeset": a.probeset}, "report": {"max_load": a.max_load}}
-    for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("redis", redis), ("kernel", kernel),
+    for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("nested", nested), ("redis", redis), ("kernel", kernel),
                     ("report", report)):
         if a.what in (name, "all"):
             f(a.rounds, **extra.get(name, {}))

@@ -17,8 +17,8 @@
 //! The leaf is called from a loop that is probed as well, so every timed
 //! call is nested in a probed frame, as most calls in a program are: a
 //! nested call takes the longer paths (the caller's frame checked on
-//! entry, its child time and counts updated on exit), and calibrating on
-//! calls at depth 0 read ~20 ns too cheap for tests/programs/nested.c.
+//! entry, its child time and counts updated on exit), which calls at depth
+//! 0 never take.
 //!
 //! The same probe can cost more at some code addresses than at others
 //! (branch predictors index by address), so the leaf is placed at two
@@ -49,9 +49,9 @@ const PLAIN_TWIN_AT: usize = 192;
 /// instruction start before every earlier one is done: it stands for the
 /// program's own work, which a probe's work cannot overlap the way one
 /// probed call overlaps the next in a loop of nothing but calls. Back to
-/// back, a probe read ~53 ns here where a call among other work pays 57–60
-/// (and the first call after a clock read ~84): compensation fell short by
-/// 6–10% on tests/programs/nested.c. With the fence it reads ~56.
+/// back, the probe read cheaper than calls among other work cost, and
+/// compensation fell short on tests/programs/nested.c (`bench.py nested`,
+/// BENCHMARKS.md).
 const FENCE: [u8; 3] = [0x0f, 0xae, 0xe8];
 
 /// Where a loop's code starts: a 5-byte nop the loop's own probe patches.

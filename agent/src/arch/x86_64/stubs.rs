@@ -30,7 +30,7 @@
 //! landing. Every branch that depends on the probe is thus made from the
 //! probe's own code and predicted: one shared indirect branch choosing
 //! among probes cost ~20 ns a call when 16 probed functions were called in
-//! random order.
+//! random order (`bench/multi_call.c`, BENCHMARKS.md).
 //!
 //! Exit: the function's `ret` lands in its trampoline, which jumps to the
 //! exit stub with the stack pointer one word above the slot. The stub reads
@@ -65,6 +65,28 @@ hotprobe_tls_vfork:
 hotprobe_tls_shadow:
     .zero 8
 
+    /* The scratch registers besides rax (saved first, on its own), in the
+       order the steady-state paths' stack offsets assume. */
+    .macro HP_PUSH_SCRATCH
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    .endm
+    .macro HP_POP_SCRATCH
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    .endm
     /* The vector registers, saved around the full paths. */
     .macro HP_SAVE_XMM
     movaps [rsp + 0], xmm0
@@ -152,14 +174,7 @@ hotprobe_entry_slow:
     mov rsp, rbp
     pop rbp
     lea rsp, [rsp + 8]
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
+    HP_POP_SCRATCH
     pop rax
     ret
 25:
@@ -187,14 +202,7 @@ hotprobe_entry_stub:
 
     /* The steady state, in assembly: a committed caller frame (or none),
        and this thread's hint naming the call's context node. */
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push r8
-    push r9
-    push r10
-    push r11
+    HP_PUSH_SCRATCH
     cmp byte ptr [rip + {use_tsc}], 0
     je 24b
     rdtsc
@@ -282,14 +290,7 @@ hotprobe_entry_stub:
     mov [rdx + {f_start}], rax
     add rcx, 2
     mov [r11 + {sh_top}], rcx
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
+    HP_POP_SCRATCH
     pop rax
     /* Back into the trampoline, predicted (it called us): its dispatch
        calls the body, whose return lands in the trampoline and goes on to
@@ -304,14 +305,7 @@ hotprobe_entry_stub:
 hotprobe_exit_stub:
     sub rsp, 8
     push rax
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push r8
-    push r9
-    push r10
-    push r11
+    HP_PUSH_SCRATCH
     cmp byte ptr [rip + {use_tsc}], 0
     je 8f
     rdtsc
@@ -454,14 +448,7 @@ hotprobe_exit_stub:
     sub dword ptr [rdi + {s_active}], 1
 3:
     add rsp, 8
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
+    HP_POP_SCRATCH
     pop rax
     /* [rsp] = the slot, now holding the real return address. */
     ret
