@@ -327,6 +327,31 @@ fn unwinding_through_tail_calls() {
     assert_clean(snap);
 }
 
+/// Without a usable TSC the stubs take their no-clock ways (the entry's
+/// steady state declines, the exit hands the full path no timestamp) and
+/// the full paths read CLOCK_MONOTONIC: counts stay exact, unwinding
+/// through tail calls still works, and times are still measured.
+#[test]
+fn without_a_tsc_counts_stay_exact() {
+    let s = Scratch::new();
+    let prog = s.build("tailcall_unwind.cc", "tailcall_unwind", &["-O2"]);
+    let bare = Run::new(&prog, s.path()).bare().run();
+    let ran = Run::new(&prog, s.path())
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .env("HOTPROBE_NO_TSC", "1")
+        .run();
+    ran.assert_same_as(&bare);
+    let snap = ran.snapshot();
+    assert_eq!(snap.meter.clock, "monotonic");
+    for f in ["tail_a", "tail_b", "tail_c"] {
+        assert_eq!(count(snap, f), 100, "{f}");
+        assert_eq!(probe(snap, f).abandoned, 100, "{f}");
+    }
+    assert_eq!(count(snap, "walk_a"), 1);
+    assert!(probe(snap, "walk_a").inclusive_ns > 0, "walk_a was timed");
+    assert_clean(snap);
+}
+
 #[test]
 fn backtrace_sees_the_same_frames_as_bare() {
     let s = Scratch::new();
