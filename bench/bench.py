@@ -308,20 +308,21 @@ def redis_once(env, requests):
     return statistics.mean(rps) if rps else float("nan"), cpu * 1e6 / (2 * requests)
 
 
-def redis(rounds, probeset=None):
+def redis(rounds, probeset=None, config=None):
     if not shutil.which("redis-server"):
         print("(redis-server not installed: skipped)\n")
         return
     requests = 100000
+    card = {"HOTPROBE_CONFIG": os.path.abspath(config)} if config else {}
     variants = {
         "bare": bare_env(),
-        "hotprobe, all functions, adaptive on": agent_env(),
-        "hotprobe, all functions, adaptive off": agent_env(HOTPROBE_ADAPTIVE="0"),
+        "hotprobe, all functions, adaptive on": agent_env(**card),
+        "hotprobe, all functions, adaptive off": agent_env(HOTPROBE_ADAPTIVE="0", **card),
     }
     if probeset:
         n = len(re.findall(r"^\[\[probe\]\]", open(probeset).read(), re.M))
         variants[f"hotprobe, probe set `{os.path.basename(probeset)}` ({n} probes), adaptive on"] = \
-            agent_env(HOTPROBE_PROBESET=os.path.abspath(probeset))
+            agent_env(HOTPROBE_PROBESET=os.path.abspath(probeset), **card)
     res = {k: ([], []) for k in variants}
     for _ in range(rounds):
         for name, env in variants.items():
@@ -329,7 +330,8 @@ def redis(rounds, probeset=None):
             res[name][0].append(rps)
             res[name][1].append(us)
     bare_rps, bare_us = res["bare"]
-    print(f"### redis-server (Debian, stripped) under `redis-benchmark -c 8 -t set,get -n {requests}` ({rounds} interleaved rounds, median)\n")
+    card_text = f", score card `{config}`" if config else ""
+    print(f"### redis-server (Debian, stripped) under `redis-benchmark -c 8 -t set,get -n {requests}` ({rounds} interleaved rounds, median{card_text})\n")
     print("× bare is the median of each round's ratio to that round's bare run (range in brackets).\n")
     print("| variant | requests/s | × bare | server CPU µs per request | × bare |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -384,12 +386,13 @@ def main():
     ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "kernel", "report", "all"])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output)")
+    ap.add_argument("--config", help="redis: the agent's TOML config (HOTPROBE_CONFIG), e.g. scripts/redis.toml")
     ap.add_argument("--max-load", type=float, default=1.5, help="report: wait for a 1-minute load average under this")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
     print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
-    extra = {"redis": {"probeset": a.probeset}, "report": {"max_load": a.max_load}}
+    extra = {"redis": {"probeset": a.probeset, "config": a.config}, "report": {"max_load": a.max_load}}
     for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("nested", nested), ("redis", redis), ("kernel", kernel),
                     ("report", report)):
         if a.what in (name, "all"):
