@@ -386,7 +386,7 @@ def main():
     ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "kernel", "report", "all"])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output)")
-    ap.add_argument("--config", help="redis: the agent's TOML config (HOTPROBE_CONFIG), e.g. scripts/redis.toml")
+    ap.add_argument("--config", help="redis: the agent's TOML config (HOTPROBE_CONFIG) for every agent variant, e.g. a [hotspot] score card")
     ap.add_argument("--max-load", type=float, default=1.5, help="report: wait for a 1-minute load average under this")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
