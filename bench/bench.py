@@ -288,9 +288,18 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def redis_once(env, requests):
+def redis_pinning(pin):
+    """(server args, load prefix): redis-server's main thread on CPU 0, the
+    load on CPU 1, as scripts/redis.sh does; nothing with fewer CPUs."""
+    if pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+        return ["--server_cpulist", "0"], ["taskset", "-c", "1"]
+    return [], []
+
+
+def redis_once(env, requests, pin=True):
     port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    server_args, load_prefix = redis_pinning(pin)
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] + server_args,
                               env=env, cwd=WORK, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
@@ -298,7 +307,7 @@ def redis_once(env, requests):
                 break
             time.sleep(0.05)
         cpu0 = cpu_seconds(server.pid)
-        out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "8", "-n", str(requests), "-t", "set,get", "--csv"],
+        out = subprocess.run(load_prefix + ["redis-benchmark", "-p", str(port), "-c", "8", "-n", str(requests), "-t", "set,get", "--csv"],
                              capture_output=True, text=True).stdout
         cpu = cpu_seconds(server.pid) - cpu0
         rps = [float(m) for m in re.findall(r'^"(?:SET|GET)","([0-9.]+)"', out, re.M)]
@@ -308,7 +317,7 @@ def redis_once(env, requests):
     return statistics.mean(rps) if rps else float("nan"), cpu * 1e6 / (2 * requests)
 
 
-def redis(rounds, probeset=None, config=None):
+def redis(rounds, probeset=None, config=None, pin=True):
     if not shutil.which("redis-server"):
         print("(redis-server not installed: skipped)\n")
         return
@@ -326,11 +335,11 @@ def redis(rounds, probeset=None, config=None):
     res = {k: ([], []) for k in variants}
     for _ in range(rounds):
         for name, env in variants.items():
-            rps, us = redis_once(env, requests)
+            rps, us = redis_once(env, requests, pin)
             res[name][0].append(rps)
             res[name][1].append(us)
     bare_rps, bare_us = res["bare"]
-    card_text = f", score card `{config}`" if config else ""
+    card_text = (f", score card `{config}`" if config else "") + ("" if redis_pinning(pin)[0] else ", unpinned")
     print(f"### redis-server (Debian, stripped) under `redis-benchmark -c 8 -t set,get -n {requests}` ({rounds} interleaved rounds, median{card_text})\n")
     print("× bare is the median of each round's ratio to that round's bare run (range in brackets).\n")
     print("| variant | requests/s | × bare | server CPU µs per request | × bare |")
@@ -387,12 +396,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output)")
     ap.add_argument("--config", help="redis: the agent's TOML config (HOTPROBE_CONFIG) for every agent variant, e.g. a [hotspot] score card")
+    ap.add_argument("--no-pin", action="store_true", help="redis: leave the server and redis-benchmark to the scheduler (by default the server runs on CPU 0, the load on CPU 1)")
     ap.add_argument("--max-load", type=float, default=1.5, help="report: wait for a 1-minute load average under this")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
     print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
-    extra = {"redis": {"probeset": a.probeset, "config": a.config}, "report": {"max_load": a.max_load}}
+    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin}, "report": {"max_load": a.max_load}}
     for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("nested", nested), ("redis", redis), ("kernel", kernel),
                     ("report", report)):
         if a.what in (name, "all"):

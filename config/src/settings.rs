@@ -122,13 +122,14 @@ pub struct Probes {
 
 /// The score card (see CONTRACT.md "The score card"). Defaults are
 /// documented in the README with the measurements behind them: a probed
-/// call costs 60–90 ns on the project's machine, so an inherent threshold
-/// of 0.1 µs (about 1.5× that) takes out functions whose own time is within
-/// a small multiple of the probe's cost; 0.3 µs inclusive keeps a native
-/// server's request path — redis's `call` (0.35–0.55 µs a call) and
-/// `processCommand` (0.5–0.85 µs) — hot, where Satoris' JVM values
-/// (10 µs / 2 µs) would disable it, and so did 0.5 µs once the machine got
-/// faster (README, "Why these score-card defaults").
+/// call costs 27–37 ns on the project's machine today, so an inherent
+/// threshold of 0.06 µs (about twice that) takes out functions whose own
+/// time is within a small multiple of the probe's cost; 0.18 µs inclusive
+/// keeps a native server's request path — redis's `call` (0.2–0.3 µs a
+/// call) and `processCommand` (0.25–0.45 µs) — hot, where Satoris' JVM
+/// values (10 µs / 2 µs) would disable it, and so did 0.5 µs and then
+/// 0.3 µs each time the machine got faster (README, "Why these score-card
+/// defaults").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Hotspot {
@@ -146,8 +147,8 @@ impl Default for Hotspot {
     fn default() -> Self {
         Hotspot {
             adaptive: true,
-            threshold_us: 0.3,
-            inherent_threshold_us: 0.1,
+            threshold_us: 0.18,
+            inherent_threshold_us: 0.06,
             credit: 1,
             debit: 2,
             initial: 200,
@@ -940,7 +941,7 @@ mod tests {
     fn settings_round_trip_through_json() {
         let s = Settings::default();
         let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v["hotspot"]["threshold_us"], 0.3);
+        assert_eq!(v["hotspot"]["threshold_us"], 0.18);
         assert_eq!(v["target"]["follow"], "all");
         let back: Settings = serde_json::from_value(v).unwrap();
         assert_eq!(back.hotspot, s.hotspot);

@@ -33,7 +33,7 @@ fn table_has_header_columns_and_footnotes() {
     );
     assert!(
         out.contains("backend inline")
-            && out.contains("score card: inclusive ≥ 300 ns, inherent ≥ 100 ns"),
+            && out.contains("score card: inclusive ≥ 180 ns, inherent ≥ 60 ns"),
         "{out}"
     );
     assert!(

@@ -172,8 +172,9 @@ fn single_command_converges() {
             "--requests",
             "150000",
             // The demo's key count: with 5,000 keys the lookup path
-            // (store_get, p50 ≈ 0.27–0.33 µs here) sits at the 0.3 µs
-            // threshold and the run's scoring decides whether it stays hot.
+            // (store_get, p50 ≈ 0.27–0.33 µs on a slower machine) sat at
+            // the 0.3 µs threshold of the time and the run's scoring
+            // decided whether it stayed hot.
             "--keys",
             "20000",
         ],

@@ -84,7 +84,7 @@ fn default_thresholds_are_raised_with_one_warning_and_set_ones_kept() {
     let line = &lines[0];
     assert!(line.starts_with("hotprobe: "), "{line}");
     assert!(
-        line.contains("from 0.30/0.10 µs")
+        line.contains("from 0.18/0.06 µs")
             && line.contains("kernel-probed call")
             && line.contains("[hotspot] threshold_us")
             && line.contains("[hotspot] inherent_threshold_us"),
