@@ -3,7 +3,7 @@
 and probed side by side in one session), printed as markdown for
 BENCHMARKS.md.
 
-    python3 bench/bench.py [call-cost|install|many|nested|redis|kernel|report|all] [--rounds N] [--probeset FILE]
+    python3 bench/bench.py [call-cost|install|many|nested|redis|speed|kernel|report|all] [--rounds N] [--probeset FILE]
 
 `report` times `hotprobe report` over 100 fixture snapshots of 10,000 probes
 (the CLI's speed goal: under 2 s); it waits for the 1-minute load average to
@@ -14,8 +14,13 @@ the one `hotprobe iterate` ran its settled iteration with, iter-N/probes.toml).
 
 Needs a release build (cargo build --release --workspace) and gcc; the
 uftrace column needs `uftrace`, redis needs `redis-server redis-benchmark`.
+
+`speed --probeset FILE` asks whether a speed probe the agent could run at
+start-up follows redis's own slow and fast periods: each round runs the
+probes of bench/speed_kernels.c and a large-code kernel on CPU 0 before and
+after one pinned redis run with that probe set and adaptive off.
 """
-import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, random, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT = os.path.join(ROOT, "target", "release", "libhotprobe.so")
@@ -354,6 +359,90 @@ def redis(rounds, probeset=None, config=None, pin=True):
     print(f"\nThroughput as bare / agent: the machine swings ±20% run to run; CPU per request is the steadier figure.\n")
 
 
+def code_kernel_source(n=4096, seed=7):
+    """C source of n small distinct functions called in a fixed random
+    order: ~600 KB of code, so the probe stresses instruction fetch and
+    branch prediction the way a large program does, not one tight loop."""
+    rnd = random.Random(seed)
+    out = ["#include <stdint.h>", "#include <stdio.h>", "#include <time.h>", "uint64_t tab[8192];"]
+    for i in range(n):
+        a, b, c = rnd.randrange(1, 1 << 30), rnd.randrange(8192), rnd.randrange(1, 63)
+        out.append(f"uint64_t f{i}(uint64_t x) {{ x ^= tab[(x + {b}) & 8191];")
+        out.append(f" if (x & {1 << rnd.randrange(0, 20)}) x = (x << {c % 13 + 1}) ^ {a}; else x += {a};")
+        for _ in range(rnd.randrange(1, 4)):
+            out.append(f" x = x * {rnd.randrange(3, 1 << 20) | 1} + tab[(x >> {rnd.randrange(1, 40)}) & 8191];")
+        out.append(" return x; }")
+    out.append("typedef uint64_t (*fn)(uint64_t);")
+    out.append("fn fns[%d] = {%s};" % (n, ",".join(f"f{i}" for i in range(n))))
+    out.append("""static double now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e9 + t.tv_nsec; }
+int main(void) {
+  for (int i = 0; i < 8192; i++) tab[i] = i * 0x9E3779B97F4A7C15ULL;
+  static uint32_t order[65536]; uint32_t s = 1;
+  for (int i = 0; i < 65536; i++) { s = s * 1664525u + 1013904223u; order[i] = (s >> 8) %% %d; }
+  double best = 1e18; uint64_t x = 1;
+  for (int r = 0; r < 20; r++) { double t0 = now_ns(); for (int i = 0; i < 65536; i++) x = fns[order[i]](x); double t = now_ns() - t0; if (t < best) best = t; }
+  printf("code %%.3f\\n", best / 65536); return (int)(x & 1);
+}""" % n)
+    return "\n".join(out)
+
+
+def correlation(a, b):
+    ma, mb = statistics.mean(a), statistics.mean(b)
+    sa = sum((x - ma) ** 2 for x in a) ** 0.5
+    sb = sum((y - mb) ** 2 for y in b) ** 0.5
+    return sum((x - ma) * (y - mb) for x, y in zip(a, b)) / (sa * sb) if sa and sb else float("nan")
+
+
+def speed(rounds, probeset=None):
+    """Does a start-up speed probe follow redis's slow and fast periods?
+    Each round: the probes of bench/speed_kernels.c and a large-code kernel
+    on CPU 0, then one pinned redis run with a fixed probe set and adaptive
+    off (every call of the same functions timed), then the probes again."""
+    if not shutil.which("redis-server") or not probeset:
+        print("(speed needs redis-server and --probeset: skipped)\n")
+        return
+    kernels = build("bench/speed_kernels.c", "speed_kernels")
+    src = os.path.join(WORK, "code_kernel.c")
+    with open(src, "w") as f:
+        f.write(code_kernel_source())
+    code = os.path.join(WORK, "code_kernel")
+    subprocess.run(["gcc", "-O2", "-fno-inline", "-o", code, src], check=True)
+    names = ["processCommand", "call", "setGenericCommand", "readQueryFromClient"]
+
+    def run_probes():
+        words = run(["taskset", "-c", "0", kernels], bare_env()).stdout.split()
+        got = {k: float(v) for k, v in zip(words[::2], words[1::2])}
+        got["code"] = float(run(["taskset", "-c", "0", code], bare_env()).stdout.split()[1])
+        return got
+
+    rows = []
+    for _ in range(rounds):
+        before = run_probes()
+        out = os.path.join(WORK, "speed.json")
+        redis_once(agent_env(HOTPROBE_ADAPTIVE="0", HOTPROBE_PROBESET=os.path.abspath(probeset), HOTPROBE_OUTPUT=out), 100000)
+        after = run_probes()
+        snap = json.load(open(out))
+        os.remove(out)
+        p = {x["name"]: x for x in snap["probes"]}
+        per_call = {n: p[n]["inclusive_ns"] / max(p[n]["count"], 1) for n in names if n in p}
+        probes = {k: (before[k] + after[k]) / 2 for k in before}
+        probes["probe"] = snap["overhead"]["probe_ns"]
+        rows.append((per_call, probes))
+        time.sleep(5)
+    print(f"### Speed probes against redis's own speed ({rounds} pinned rounds, probe set `{os.path.basename(probeset)}`, adaptive off)\n")
+    print("Per-call inclusive times of redis functions (mean of the run) and the speed probes run just before and after (mean of the two), over all rounds.\n")
+    print("| measure | least | most | most / least | correlation with `processCommand` |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    ref = [r[0]["processCommand"] for r in rows]
+    columns = [(f"`{n}` ns per call", [r[0][n] for r in rows]) for n in names]
+    labels = {"alu": "ALU chain, ns a step", "l1": "chase over 16 KiB", "l2": "chase over 256 KiB", "llc": "chase over 4 MiB",
+              "code": "4,096 functions, ns a call", "probe": "the agent's calibrated probe cost"}
+    columns += [(f"speed probe: {labels[k]}", [r[1][k] for r in rows]) for k in labels]
+    for label, vals in columns:
+        print(f"| {label} | {min(vals):.2f} | {max(vals):.2f} | {max(vals) / min(vals):.2f} | {correlation(vals, ref):.2f} |")
+    print("\nThe chases step through a random cycle of pointers; the 4,096 functions (~600 KB of code) are called in a fixed random order.\n")
+
+
 def nested(rounds):
     """Compensation accuracy: tests/programs/nested.c's own account of its
     times against the agent's, per run, as the compensation test computes
@@ -392,9 +481,9 @@ def nested(rounds):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "kernel", "report", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "speed", "kernel", "report", "all"])
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output)")
+    ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output); speed: the probe set its redis runs use")
     ap.add_argument("--config", help="redis: the agent's TOML config (HOTPROBE_CONFIG) for every agent variant, e.g. a [hotspot] score card")
     ap.add_argument("--no-pin", action="store_true", help="redis: leave the server and redis-benchmark to the scheduler (by default the server runs on CPU 0, the load on CPU 1)")
     ap.add_argument("--max-load", type=float, default=1.5, help="report: wait for a 1-minute load average under this")
@@ -402,8 +491,8 @@ def main():
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
     print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
-    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin}, "report": {"max_load": a.max_load}}
-    for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("nested", nested), ("redis", redis), ("kernel", kernel),
+    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin}, "speed": {"probeset": a.probeset}, "report": {"max_load": a.max_load}}
+    for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("nested", nested), ("redis", redis), ("speed", speed), ("kernel", kernel),
                     ("report", report)):
         if a.what in (name, "all"):
             f(a.rounds, **extra.get(name, {}))
