@@ -3,7 +3,7 @@
 and probed side by side in one session), printed as markdown for
 BENCHMARKS.md.
 
-    python3 bench/bench.py [call-cost|install|many|nested|redis|speed|kernel|report|all] [--rounds N] [--probeset FILE]
+    python3 bench/bench.py [call-cost|install|many|nested|redis|speed|kernel|report|all] [--rounds N] [--probeset FILE] [--config FILE] [--no-pin]
 
 `report` times `hotprobe report` over 100 fixture snapshots of 10,000 probes
 (the CLI's speed goal: under 2 s); it waits for the 1-minute load average to
@@ -295,8 +295,9 @@ def cpu_seconds(pid):
 
 def redis_pinning(pin):
     """(server args, load prefix): redis-server's main thread on CPU 0, the
-    load on CPU 1, as scripts/redis.sh does; nothing with fewer CPUs."""
-    if pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+    load on CPU 1, as scripts/redis.sh does; nothing unless both CPUs are
+    ours to use and taskset is there."""
+    if pin and {0, 1} <= os.sched_getaffinity(0) and shutil.which("taskset"):
         return ["--server_cpulist", "0"], ["taskset", "-c", "1"]
     return [], []
 
@@ -398,8 +399,11 @@ def speed(rounds, probeset=None):
     Each round: the probes of bench/speed_kernels.c and a large-code kernel
     on CPU 0, then one pinned redis run with a fixed probe set and adaptive
     off (every call of the same functions timed), then the probes again."""
-    if not shutil.which("redis-server") or not probeset:
-        print("(speed needs redis-server and --probeset: skipped)\n")
+    if not shutil.which("redis-server") or not probeset or rounds < 1:
+        print("(speed needs redis-server, --probeset and at least one round: skipped)\n")
+        return
+    if not redis_pinning(True)[0]:
+        print("(speed needs taskset and CPUs 0 and 1: skipped)\n")
         return
     kernels = build("bench/speed_kernels.c", "speed_kernels")
     src = os.path.join(WORK, "code_kernel.c")
@@ -421,10 +425,15 @@ def speed(rounds, probeset=None):
         out = os.path.join(WORK, "speed.json")
         redis_once(agent_env(HOTPROBE_ADAPTIVE="0", HOTPROBE_PROBESET=os.path.abspath(probeset), HOTPROBE_OUTPUT=out), 100000)
         after = run_probes()
+        if not os.path.exists(out):
+            sys.exit("speed: the agent wrote no snapshot (is the probe set readable?)")
         snap = json.load(open(out))
         os.remove(out)
-        p = {x["name"]: x for x in snap["probes"]}
-        per_call = {n: p[n]["inclusive_ns"] / max(p[n]["count"], 1) for n in names if n in p}
+        p = {x["name"]: x for x in snap["probes"] if x["count"] > 0}
+        missing = [n for n in names if n not in p]
+        if missing:
+            sys.exit(f"speed: the probe set does not probe (or nothing called) {', '.join(missing)}")
+        per_call = {n: p[n]["inclusive_ns"] / p[n]["count"] for n in names}
         probes = {k: (before[k] + after[k]) / 2 for k in before}
         probes["probe"] = snap["overhead"]["probe_ns"]
         rows.append((per_call, probes))
@@ -435,8 +444,8 @@ def speed(rounds, probeset=None):
     print("| --- | ---: | ---: | ---: | ---: |")
     ref = [r[0]["processCommand"] for r in rows]
     columns = [(f"`{n}` ns per call", [r[0][n] for r in rows]) for n in names]
-    labels = {"alu": "ALU chain, ns a step", "l1": "chase over 16 KiB", "l2": "chase over 256 KiB", "llc": "chase over 4 MiB",
-              "code": "4,096 functions, ns a call", "probe": "the agent's calibrated probe cost"}
+    labels = {"alu": "ALU chain, ns a step", "l1": "chase over 16 KiB, ns a step", "l2": "chase over 256 KiB, ns a step",
+              "llc": "chase over 4 MiB, ns a step", "code": "4,096 functions, ns a call", "probe": "the agent's calibrated probe cost, ns"}
     columns += [(f"speed probe: {labels[k]}", [r[1][k] for r in rows]) for k in labels]
     for label, vals in columns:
         print(f"| {label} | {min(vals):.2f} | {max(vals):.2f} | {max(vals) / min(vals):.2f} | {correlation(vals, ref):.2f} |")

@@ -10,10 +10,9 @@
 #
 # With two CPUs or more, the server runs on CPU 0 and the load generator on
 # CPU 1, in the bare run and in the loop (redis's own `server_cpulist`, so
-# that no other program runs under the agent; `taskset` for the load): left
-# to the scheduler,
-# redis-server ran 25–35 % slower in some runs than in others, every
-# function alike, and which functions end hot moved with it
+# that no other program runs under the agent; `taskset` for the load). Left
+# to the scheduler, redis-server ran 25–35 % slower in some runs than in
+# others, every function alike, and which functions end hot moved with it
 # (BENCHMARKS.md, "where the fast and slow runs come from").
 #
 # Usage: scripts/redis.sh [--bare] [--no-pin] [-n REQUESTS] [--iterations N] [--out DIR] [-- iterate flags…]
@@ -42,14 +41,18 @@ out="${out:-target/redis/results-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$out"
 regex='([0-9.]+) requests per second'
 on_server="" on_load=""
-if [ "$pin" = 1 ] && command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
-  on_server="--server_cpulist 0 " on_load="taskset -c 1 "
+if [ "$pin" = 1 ]; then
+  if command -v taskset >/dev/null 2>&1 && taskset -c 0 true 2>/dev/null && taskset -c 1 true 2>/dev/null; then
+    on_server=" --server_cpulist 0" on_load="taskset -c 1 "
+  else
+    echo "$(basename "$0"): CPUs 0 and 1 (or taskset) not available: server and load run unpinned" >&2
+  fi
 fi
 
 bare_run() {
   local port pid
   port="$(free_port)"
-  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no $on_server>"$out/bare-server.log" 2>&1 &
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no$on_server >"$out/bare-server.log" 2>&1 &
   pid=$!
   trap 'kill "$pid" 2>/dev/null || true' EXIT
   for _ in $(seq 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
@@ -68,7 +71,7 @@ bin="$(hotprobe_bin_dir)"
 port="$(free_port)"
 rm -rf "$out/loop"
 "$bin/hotprobe" iterate --iterations "$iterations" --out "$out/loop" --modules main \
-  --server "redis-server --bind 127.0.0.1 --port $port --save '' --appendonly no $on_server" \
+  --server "redis-server --bind 127.0.0.1 --port $port --save '' --appendonly no$on_server" \
   --ready-cmd "redis-cli -p $port ping" \
   --load "${on_load}redis-benchmark -p $port -t set,get -c 8 -n $requests -q" \
   --throughput-regex "$regex" "$@"

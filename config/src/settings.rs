@@ -122,7 +122,7 @@ pub struct Probes {
 
 /// The score card (see CONTRACT.md "The score card"). Defaults are
 /// documented in the README with the measurements behind them: a probed
-/// call costs 27–37 ns on the project's machine today, so an inherent
+/// call costs 26–37 ns on the project's machine today, so an inherent
 /// threshold of 0.06 µs (about twice that) takes out functions whose own
 /// time is within a small multiple of the probe's cost; 0.18 µs inclusive
 /// keeps a native server's request path — redis's `call` (0.2–0.3 µs a

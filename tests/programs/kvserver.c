@@ -64,7 +64,7 @@ NOIPA static struct slot *lookup(const char *key, int create) {
 /* One request line; writes the reply into `out`, returns its length. */
 NOIPA static int handle_request(const char *line, char *out) {
     /* Request accounting: a few hundred ns of the handler's own, so its
-       inherent time sits well above the default threshold (0.1 µs) in every
+       inherent time sits well above the default threshold (0.06 µs) in every
        phase of the load rather than at it. */
     static volatile unsigned long accounted;
     unsigned long tag = (unsigned char)line[0];
