@@ -177,6 +177,41 @@ fn adaptive_engine_takes_cold_probes_out_while_the_program_runs() {
 }
 
 #[test]
+fn a_caller_is_judged_after_its_callee() {
+    // tests/programs/chain.c: `relay` alone would lose to the score card
+    // before its callee `step` does; held until step is out, it gets step's
+    // time as its own and ends hot.
+    let s = Scratch::new();
+    let prog = s.build("chain.c", "chain", &["-O2"]);
+    let card = s.write(
+        "card.toml",
+        "[hotspot]\nthreshold_us = 0.5\ninherent_threshold_us = 0.2\n",
+    );
+    let bare = Run::new(&prog, s.path()).args(&["20000"]).bare().run();
+    let ran = Run::new(&prog, s.path())
+        .args(&["20000"])
+        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
+        .run();
+    ran.assert_same_as(&bare);
+    let snap = ran.snapshot();
+    let probe = |name: &str| {
+        snap.probes
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no probe {name}"))
+    };
+    let (relay, step) = (probe("relay"), probe("step"));
+    assert_eq!(step.state, ProbeState::Disabled, "step: {step:?}");
+    assert!(
+        step.count >= 400,
+        "step was judged on {} calls: its own numbers decide",
+        step.count
+    );
+    assert_eq!(relay.state, ProbeState::Hot, "relay: {relay:?}");
+    assert_eq!(relay.count, 20000);
+}
+
+#[test]
 fn adaptive_off_classifies_but_keeps_every_probe_counting() {
     let s = Scratch::new();
     let prog = s.build("many.c", "many", &["-O2"]);

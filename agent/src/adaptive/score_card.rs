@@ -9,6 +9,16 @@
 //! shared cache line is written on every call. A probe whose shared score
 //! falls to 0 or below is disabled; one that reaches `upper` is hot for
 //! good. Neither is scored again.
+//!
+//! Callers are judged after their callees. A caller's inherent time is what
+//! its probed callees leave it, and a callee that is removed hands its time
+//! to the caller; judged side by side, a chain of thin dispatchers (redis's
+//! `beforeSleep` → `handleClientsWithPendingWrites` → `writeToClient`)
+//! ended with whichever one lost its callee first hot, a different one from
+//! run to run. So a call during which a direct probed callee returned while
+//! still under judgement (unsettled, its score under `lower`) is not
+//! scored (`held`), up to `HELD_CAP` such calls per probe, after which
+//! (mutual recursion, a callee that never settles) it is scored anyway.
 
 use crate::engine::probe::{Life, Probe};
 use crate::meter::stats::ThreadProbeStats;
@@ -21,6 +31,10 @@ pub(crate) static INHERENT_TICKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static CREDIT: AtomicI64 = AtomicI64::new(1);
 pub(crate) static DEBIT: AtomicI64 = AtomicI64::new(2);
 static UPPER: AtomicI64 = AtomicI64::new(i64::MAX);
+static LOWER: AtomicI64 = AtomicI64::new(i64::MAX);
+
+/// Calls of a probe left unscored while its callees are judged, at most.
+pub const HELD_CAP: u32 = 4096;
 static ADAPTIVE: AtomicBool = AtomicBool::new(true);
 
 pub fn configure(h: &hotprobe_config::settings::Hotspot) {
@@ -28,6 +42,7 @@ pub fn configure(h: &hotprobe_config::settings::Hotspot) {
     CREDIT.store(h.credit, Ordering::Relaxed);
     DEBIT.store(h.debit, Ordering::Relaxed);
     UPPER.store(h.upper, Ordering::Relaxed);
+    LOWER.store(h.lower, Ordering::Relaxed);
     ADAPTIVE.store(h.adaptive, Ordering::Relaxed);
 }
 
@@ -88,6 +103,22 @@ pub fn delta(inclusive: u64, inherent: u64) -> i64 {
         -debit
     };
     delta
+}
+
+/// Whether the score card is still judging `probe`: unsettled, and its
+/// score under `lower` (a probe at or above it is classified hot already).
+#[inline(always)]
+pub fn judging(probe: &Probe) -> bool {
+    !probe.settled.load(Ordering::Relaxed)
+        && probe.score.load(Ordering::Relaxed) < LOWER.load(Ordering::Relaxed)
+}
+
+/// Whether an outermost call of `probe` during which a callee was still
+/// being judged goes unscored: yes, up to `HELD_CAP` such calls.
+#[inline(always)]
+pub fn held(probe: &Probe) -> bool {
+    probe.held.load(Ordering::Relaxed) < HELD_CAP
+        && probe.held.fetch_add(1, Ordering::Relaxed) < HELD_CAP
 }
 
 /// Scores one completed outermost call (ticks, compensated).

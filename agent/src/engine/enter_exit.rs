@@ -6,7 +6,9 @@
 
 use crate::adaptive::score_card as score;
 use crate::engine::probe::Probe;
-use crate::engine::shadow::{fence, Frame, Shadow, CAPACITY, FOLDED, HOOKED};
+use crate::engine::shadow::{
+    fence, set_flag, Frame, Shadow, CAPACITY, FOLDED, HOOKED, PROVISIONAL,
+};
 use crate::engine::thread::{current_or_create, ThreadState};
 use crate::meter::contexts::{folded_ctx, folded_into, ROOT};
 use crate::meter::stats::bump;
@@ -264,7 +266,9 @@ pub fn pop_and_meter(t: &mut ThreadState, slot: usize, now: u64) -> Option<usize
         if s.active == 0 {
             bump(&mut s.inclusive, inclusive);
             s.record_inclusive(probe, inclusive);
-            if !probe.settled.load(Ordering::Relaxed) {
+            if !probe.settled.load(Ordering::Relaxed)
+                && (f.flags & PROVISIONAL == 0 || !score::held(probe))
+            {
                 score::after_call(probe, s, inclusive, inherent);
             }
         }
@@ -280,6 +284,9 @@ pub fn pop_and_meter(t: &mut ThreadState, slot: usize, now: u64) -> Option<usize
             bump(&mut p.child_ticks, window);
             p.child_calls = p.child_calls.wrapping_add(1);
             bump(&mut p.desc_calls, 1 + f.desc_calls);
+            if p.probe != f.probe && score::judging(probe) {
+                set_flag(&mut p.flags, PROVISIONAL);
+            }
         }
     }
     Some(f.ret)

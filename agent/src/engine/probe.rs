@@ -81,6 +81,9 @@ pub struct Probe {
     pub disabled_at_ns: AtomicU64,
     /// Calls counted but not timed: no thread state could take them.
     pub untimed: AtomicU64,
+    /// Outermost calls left unscored because a callee was still being
+    /// judged (score_card::held).
+    pub held: AtomicU32,
     pub totals: Mutex<Totals>,
     pub reason: Mutex<Option<String>>,
     pub meta: Meta,
@@ -103,6 +106,7 @@ impl Probe {
             hist: AtomicPtr::new(core::ptr::null_mut()),
             disabled_at_ns: AtomicU64::new(0),
             untimed: AtomicU64::new(0),
+            held: AtomicU32::new(0),
             totals: Mutex::new(Totals::default()),
             reason: Mutex::new(None),
             meta,

@@ -26,6 +26,20 @@ pub const CAPACITY: usize = 1 << 18;
 pub const HOOKED: u32 = 1;
 /// The call got no calling-context node of its own (past the cap).
 pub const FOLDED: u32 = 2;
+/// A direct probed callee returned while the score card was still judging
+/// it: this call's inherent time is not yet what it will be once that
+/// callee is kept or removed, so the call is not scored (score_card::held).
+pub const PROVISIONAL: u32 = 4;
+
+/// Sets `bit` in a frame's flags with one instruction, so a signal handler
+/// that interrupts it (and sets a bit of its own) loses neither.
+#[inline(always)]
+pub fn set_flag(flags: &mut u32, bit: u32) {
+    // SAFETY: one `or` on memory this thread owns.
+    unsafe {
+        core::arch::asm!("or dword ptr [{0}], {1:e}", in(reg) flags as *mut u32, in(reg) bit, options(nostack))
+    }
+}
 
 #[repr(C)]
 pub struct Frame {

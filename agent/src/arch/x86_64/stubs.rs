@@ -374,9 +374,13 @@ hotprobe_exit_stub:
 7:
     movzx ecx, word ptr [rdi + {s_hist_base}]
     sub rax, rcx
-    /* rcx = 0: nested; 1: outermost; 2: outermost and scored. An outermost
-       call outside the window, on a full byte or closing a score batch is
-       left to the full path. */
+    /* A probe the score card is still judging is left to the full path:
+       it scores the call and tells the caller's frame (score_card::held). */
+    mov rcx, [rdx + {f_probe}]
+    cmp byte ptr [rcx + {p_settled}], 0
+    je 5f
+    /* rcx = 0: nested; 1: outermost. An outermost call outside the window
+       or on a full byte is left to the full path. */
     xor ecx, ecx
     cmp dword ptr [rdi + {s_active}], 1
     jne 6f
@@ -384,13 +388,7 @@ hotprobe_exit_stub:
     jae 5f
     cmp byte ptr [rdi + rax + {s_hist}], 255
     je 5f
-    mov rcx, [rdx + {f_probe}]
-    cmp byte ptr [rcx + {p_settled}], 0
     mov ecx, 1
-    jne 6f
-    cmp byte ptr [rdi + {s_score_calls}], {batch} - 1
-    jae 5f
-    mov ecx, 2
 6:
     /* Committed: what the frame still holds is read before it is popped
        (a signal handler may reuse it at once), and the real return address
@@ -424,23 +422,8 @@ hotprobe_exit_stub:
     add [rdi + {s_inclusive}], r10
     add byte ptr [rdi + rax + {s_hist}], 1
     cmp r10, [rdi + {s_max}]
-    jbe 9f
+    jbe 23f
     mov [rdi + {s_max}], r10
-9:
-    cmp edx, 2
-    jne 23f
-    /* score_card::delta */
-    mov rdx, qword ptr [rip + {credit}]
-    mov rcx, qword ptr [rip + {debit}]
-    neg rcx
-    mov rax, rcx
-    cmp r10, qword ptr [rip + {inclusive_ticks}]
-    cmovae rax, rdx
-    cmp r9, qword ptr [rip + {inherent_ticks}]
-    cmovae rcx, rdx
-    add rax, rcx
-    add [rdi + {s_score_pending}], rax
-    add byte ptr [rdi + {s_score_calls}], 1
 23:
     /* Only now does the activation end: until here a handler's call of
        this probe is nested and leaves the histogram byte checked above
@@ -511,10 +494,6 @@ hotprobe_tls_vfork_get:
     use_tsc = sym crate::meter::clock::USE_TSC,
     inner = sym crate::meter::compensate::INNER,
     total = sym crate::meter::compensate::TOTAL,
-    credit = sym crate::adaptive::score_card::CREDIT,
-    debit = sym crate::adaptive::score_card::DEBIT,
-    inclusive_ticks = sym crate::adaptive::score_card::INCLUSIVE_TICKS,
-    inherent_ticks = sym crate::adaptive::score_card::INHERENT_TICKS,
     bypass = const crate::engine::probe::BYPASS_OFFSET,
     ended = const crate::engine::thread::ENDED,
     root = const crate::meter::contexts::ROOT,
@@ -523,7 +502,6 @@ hotprobe_tls_vfork_get:
     sub = const crate::meter::histogram::SUB,
     sub_bits = const crate::meter::histogram::SUB_BITS,
     local_buckets = const crate::meter::histogram::LOCAL_BUCKETS,
-    batch = const crate::adaptive::score_card::BATCH,
     t_count_only = const L::T_COUNT_ONLY,
     t_hints = const L::T_HINTS,
     hint_mask = const L::HINT_MASK,
@@ -553,13 +531,11 @@ hotprobe_tls_vfork_get:
     n_stats = const L::N_STATS,
     n_index = const L::N_INDEX,
     s_active = const L::S_ACTIVE,
-    s_score_calls = const L::S_SCORE_CALLS,
     s_hist_base = const L::S_HIST_BASE,
     s_count = const L::S_COUNT,
     s_inclusive = const L::S_INCLUSIVE,
     s_inherent = const L::S_INHERENT,
     s_max = const L::S_MAX,
-    s_score_pending = const L::S_SCORE_PENDING,
     s_hist = const L::S_HIST,
     p_id = const L::P_ID,
     p_settled = const L::P_SETTLED,
