@@ -8,8 +8,10 @@
 //! Each stub runs the steady state in its own assembly, saving only the
 //! scratch registers: a committed caller frame (or none), this thread's
 //! hint naming the call's context node, the statistics block's histogram
-//! window holding the call. Anything else is declined *before anything
-//! changes*; the entry then tries its Rust second tier (engine::fast, no
+//! window holding the call, and (on exit) a probe the score card has
+//! settled: calls it still judges are scored by the full path, which also
+//! holds the caller's score (score_card::held). Anything else is declined
+//! *before anything changes*; the entry then tries its Rust second tier (engine::fast, no
 //! vector register either), and only after that, like the exit, saves
 //! xmm0–15 and runs the full path in engine::enter_exit. The assembly
 //! keeps the same protocol as the Rust paths (the pending bit of the
