@@ -31,7 +31,7 @@ pub(crate) static INHERENT_TICKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static CREDIT: AtomicI64 = AtomicI64::new(1);
 pub(crate) static DEBIT: AtomicI64 = AtomicI64::new(2);
 static UPPER: AtomicI64 = AtomicI64::new(i64::MAX);
-static LOWER: AtomicI64 = AtomicI64::new(i64::MAX);
+pub(crate) static LOWER: AtomicI64 = AtomicI64::new(i64::MAX);
 
 /// Calls of a probe left unscored while its callees are judged, at most.
 pub const HELD_CAP: u32 = 4096;

@@ -48,6 +48,8 @@ pub const N_STATS: usize = offset_of!(Node, stats);
 pub const N_INDEX: usize = offset_of!(Node, index);
 
 pub const S_ACTIVE: usize = offset_of!(ThreadProbeStats, active);
+pub const S_SCORE_CALLS: usize = offset_of!(ThreadProbeStats, score_calls);
+pub const S_SCORE_PENDING: usize = offset_of!(ThreadProbeStats, score_pending);
 pub const S_HIST_BASE: usize = offset_of!(ThreadProbeStats, hist_base);
 pub const S_COUNT: usize = offset_of!(ThreadProbeStats, count);
 pub const S_INCLUSIVE: usize = offset_of!(ThreadProbeStats, inclusive);
@@ -57,3 +59,5 @@ pub const S_HIST: usize = offset_of!(ThreadProbeStats, hist);
 
 pub const P_ID: usize = offset_of!(Probe, id);
 pub const P_SETTLED: usize = offset_of!(Probe, settled);
+pub const P_SCORE: usize = offset_of!(Probe, score);
+pub const P_HELD: usize = offset_of!(Probe, held);

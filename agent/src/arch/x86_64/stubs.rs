@@ -8,10 +8,11 @@
 //! Each stub runs the steady state in its own assembly, saving only the
 //! scratch registers: a committed caller frame (or none), this thread's
 //! hint naming the call's context node, the statistics block's histogram
-//! window holding the call, and (on exit) a probe the score card has
-//! settled: calls it still judges are scored by the full path, which also
-//! holds the caller's score (score_card::held). Anything else is declined
-//! *before anything changes*; the entry then tries its Rust second tier (engine::fast, no
+//! window holding the call. On exit it also scores the call and marks the
+//! caller's frame PROVISIONAL when the probe is still being judged; a call
+//! whose own frame is PROVISIONAL goes to the full path, which holds its
+//! score (score_card::held). Anything else is declined *before anything
+//! changes*; the entry then tries its Rust second tier (engine::fast, no
 //! vector register either), and only after that, like the exit, saves
 //! xmm0–15 and runs the full path in engine::enter_exit. The assembly
 //! keeps the same protocol as the Rust paths (the pending bit of the
@@ -376,13 +377,39 @@ hotprobe_exit_stub:
 7:
     movzx ecx, word ptr [rdi + {s_hist_base}]
     sub rax, rcx
-    /* A probe the score card is still judging is left to the full path:
-       it scores the call and tells the caller's frame (score_card::held). */
+    /* rcx = 0: nested; 1: outermost; 2: outermost and scored; plus 4
+       while the score card is still judging this probe (score under
+       `lower`): the caller's frame is then marked PROVISIONAL and its
+       call held (score_card::held). An outermost call outside the window,
+       on a full byte or closing a score batch, and a held call, is left
+       to the full path. */
     mov rcx, [rdx + {f_probe}]
     cmp byte ptr [rcx + {p_settled}], 0
+    jne 21f
+    cmp dword ptr [rdi + {s_active}], 1
+    jne 20f
+    test dword ptr [rdx + {f_flags}], {provisional}
+    jz 20f
+    cmp dword ptr [rcx + {p_held}], {held_cap}
+    jb 5f
+20:
+    mov rcx, [rcx + {p_score}]
+    cmp rcx, qword ptr [rip + {lower}]
+    mov ecx, 4
+    jl 22f
+    xor ecx, ecx
+22:
+    cmp dword ptr [rdi + {s_active}], 1
+    jne 6f
+    cmp rax, {local_buckets}
+    jae 5f
+    cmp byte ptr [rdi + rax + {s_hist}], 255
     je 5f
-    /* rcx = 0: nested; 1: outermost. An outermost call outside the window
-       or on a full byte is left to the full path. */
+    cmp byte ptr [rdi + {s_score_calls}], {batch} - 1
+    jae 5f
+    or ecx, 2
+    jmp 6f
+21:
     xor ecx, ecx
     cmp dword ptr [rdi + {s_active}], 1
     jne 6f
@@ -392,6 +419,9 @@ hotprobe_exit_stub:
     je 5f
     mov ecx, 1
 6:
+    /* [rsp] = the mode in the low bits, this frame's probe above them
+       (probes are 8-aligned). */
+    or rcx, [rdx + {f_probe}]
     /* Committed: what the frame still holds is read before it is popped
        (a signal handler may reuse it at once), and the real return address
        goes into the slot only after: a handler's unwinder must never find
@@ -417,15 +447,39 @@ hotprobe_exit_stub:
     add dword ptr [rsi - {frame_size} + {f_child_calls}], 1
     add rcx, 1
     add [rsi - {frame_size} + {f_desc}], rcx
+    /* A callee still under judgement holds its caller's score, unless the
+       caller is the same probe (recursion). */
+    mov rdx, [rsp]
+    test edx, 4
+    jz 4f
+    and rdx, -8
+    cmp rdx, [rsi - {frame_size} + {f_probe}]
+    je 4f
+    or dword ptr [rsi - {frame_size} + {f_flags}], {provisional}
 4:
     mov rdx, [rsp]
-    test edx, edx
+    test edx, 3
     jz 23f
     add [rdi + {s_inclusive}], r10
     add byte ptr [rdi + rax + {s_hist}], 1
     cmp r10, [rdi + {s_max}]
-    jbe 23f
+    jbe 9f
     mov [rdi + {s_max}], r10
+9:
+    test edx, 2
+    jz 23f
+    /* score_card::delta */
+    mov rdx, qword ptr [rip + {credit}]
+    mov rcx, qword ptr [rip + {debit}]
+    neg rcx
+    mov rax, rcx
+    cmp r10, qword ptr [rip + {inclusive_ticks}]
+    cmovae rax, rdx
+    cmp r9, qword ptr [rip + {inherent_ticks}]
+    cmovae rcx, rdx
+    add rax, rcx
+    add [rdi + {s_score_pending}], rax
+    add byte ptr [rdi + {s_score_calls}], 1
 23:
     /* Only now does the activation end: until here a handler's call of
        this probe is nested and leaves the histogram byte checked above
@@ -501,6 +555,18 @@ hotprobe_tls_vfork_get:
     root = const crate::meter::contexts::ROOT,
     hooked = const crate::engine::shadow::HOOKED,
     folded = const crate::engine::shadow::FOLDED,
+    provisional = const crate::engine::shadow::PROVISIONAL,
+    held_cap = const crate::adaptive::score_card::HELD_CAP,
+    batch = const crate::adaptive::score_card::BATCH,
+    credit = sym crate::adaptive::score_card::CREDIT,
+    debit = sym crate::adaptive::score_card::DEBIT,
+    lower = sym crate::adaptive::score_card::LOWER,
+    inclusive_ticks = sym crate::adaptive::score_card::INCLUSIVE_TICKS,
+    inherent_ticks = sym crate::adaptive::score_card::INHERENT_TICKS,
+    s_score_calls = const L::S_SCORE_CALLS,
+    s_score_pending = const L::S_SCORE_PENDING,
+    p_score = const L::P_SCORE,
+    p_held = const L::P_HELD,
     sub = const crate::meter::histogram::SUB,
     sub_bits = const crate::meter::histogram::SUB_BITS,
     local_buckets = const crate::meter::histogram::LOCAL_BUCKETS,
