@@ -13,7 +13,8 @@
 //! Callers are judged after their callees. A caller's inherent time is what
 //! its probed callees leave it, and a callee that is removed hands its time
 //! to the caller; judged side by side, a chain of thin dispatchers (redis's
-//! `beforeSleep` → `handleClientsWithPendingWrites` → `writeToClient`)
+//! `beforeSleep` → `handleClientsWithPendingWritesUsingThreads` →
+//! `handleClientsWithPendingWrites` → `writeToClient`)
 //! ended with whichever one lost its callee first hot, a different one from
 //! run to run. So a call during which a direct probed callee returned while
 //! still under judgement (unsettled, its score under `lower`) is not

@@ -31,13 +31,24 @@ pub const FOLDED: u32 = 2;
 /// callee is kept or removed, so the call is not scored (score_card::held).
 pub const PROVISIONAL: u32 = 4;
 
-/// Sets `bit` in a frame's flags with one instruction, so a signal handler
-/// that interrupts it (and sets a bit of its own) loses neither.
+/// Sets `bit` in a frame's flags with one instruction. Every writer of a
+/// committed frame's flags goes through this or `clear_flag`, so a signal
+/// handler that sets a bit of its own between our read and write (the exit
+/// stub marks its parent PROVISIONAL) cannot be undone by a stale store.
 #[inline(always)]
 pub fn set_flag(flags: &mut u32, bit: u32) {
     // SAFETY: one `or` on memory this thread owns.
     unsafe {
         core::arch::asm!("or dword ptr [{0}], {1:e}", in(reg) flags as *mut u32, in(reg) bit, options(nostack))
+    }
+}
+
+/// Clears `bit` in a frame's flags with one instruction (see `set_flag`).
+#[inline(always)]
+pub fn clear_flag(flags: &mut u32, bit: u32) {
+    // SAFETY: one `and` on memory this thread owns.
+    unsafe {
+        core::arch::asm!("and dword ptr [{0}], {1:e}", in(reg) flags as *mut u32, in(reg) !bit, options(nostack))
     }
 }
 

@@ -15,7 +15,7 @@
 
 use crate::arch::x86_64::stubs::current_thread;
 use crate::engine::enter_exit::abandon_top;
-use crate::engine::shadow::HOOKED;
+use crate::engine::shadow::{clear_flag, set_flag, HOOKED};
 use crate::engine::thread::{ThreadState, ENDED};
 
 fn this_thread() -> Option<&'static mut ThreadState> {
@@ -40,7 +40,7 @@ pub fn unhook_all() {
                 if *slot == (*f).hook {
                     *slot = (*f).ret;
                 }
-                (*f).flags &= !HOOKED;
+                clear_flag(&mut (*f).flags, HOOKED);
             }
         }
     }
@@ -73,7 +73,7 @@ pub fn rehook_from(live_from: usize) {
                 let slot = (*f).slot as *mut usize;
                 if *slot == (*f).ret {
                     *slot = (*f).hook;
-                    (*f).flags |= HOOKED;
+                    set_flag(&mut (*f).flags, HOOKED);
                 }
             }
         }

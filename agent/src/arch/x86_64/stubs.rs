@@ -9,10 +9,11 @@
 //! scratch registers: a committed caller frame (or none), this thread's
 //! hint naming the call's context node, the statistics block's histogram
 //! window holding the call. On exit it also scores the call and marks the
-//! caller's frame PROVISIONAL when the probe is still being judged; a call
-//! whose own frame is PROVISIONAL goes to the full path, which holds its
-//! score (score_card::held). Anything else is declined *before anything
-//! changes*; the entry then tries its Rust second tier (engine::fast, no
+//! caller's frame PROVISIONAL when the probe is still being judged; an
+//! outermost call of an unsettled probe whose own frame is PROVISIONAL
+//! (while the probe's `held` is under HELD_CAP) goes to the full path,
+//! which leaves it unscored (score_card::held). Anything else is declined
+//! *before anything changes*; the entry then tries its Rust second tier (engine::fast, no
 //! vector register either), and only after that, like the exit, saves
 //! xmm0–15 and runs the full path in engine::enter_exit. The assembly
 //! keeps the same protocol as the Rust paths (the pending bit of the
