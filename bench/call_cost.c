@@ -14,11 +14,7 @@ NOIPA unsigned long leaf(unsigned long x) {
     return y ^ (y >> 13);
 }
 
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
+#include "clock.h"
 
 int main(int argc, char **argv) {
     long n = argc > 1 ? atol(argv[1]) : 20000000;

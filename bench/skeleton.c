@@ -50,11 +50,7 @@ __asm__(
     "  pop %rax\n"
     "  jmp *skeleton_saved(%rip)\n");
 
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
+#include "clock.h"
 
 static double per_call(unsigned long (*f)(unsigned long), long n) {
     unsigned long acc = 0;

@@ -8,11 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-static double now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e9 + t.tv_nsec;
-}
+#include "clock.h"
 
 static double alu(void) {
   volatile uint64_t sink;

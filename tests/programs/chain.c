@@ -11,19 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define NOIPA __attribute__((noipa))
-
-static inline __attribute__((always_inline)) long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000L + ts.tv_nsec;
-}
-
-static inline __attribute__((always_inline)) void spin(long ns) {
-    long end = now_ns() + ns;
-    while (now_ns() < end) {
-    }
-}
+#include "spin.h"
 
 static long calls_of_step;
 NOIPA void step(void) { spin(++calls_of_step % 4 == 0 ? 800 : 400); }

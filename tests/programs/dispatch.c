@@ -8,13 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define NOIPA __attribute__((noipa))
-
-static inline __attribute__((always_inline)) long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000L + ts.tv_nsec;
-}
+#include "spin.h"
 
 volatile long sink;
 static long fast_calls;
@@ -23,9 +17,7 @@ NOIPA void work(void) {
         fast_calls--;
         return;
     }
-    long end = now_ns() + 2000;
-    while (now_ns() < end) {
-    }
+    spin(2000);
 }
 NOIPA void dispatch(long n) {
     sink = n;
