@@ -263,3 +263,67 @@ fn redis_with_the_score_card_on_keeps_the_request_path_and_answers_as_bare() {
     assert_eq!(state("processCommand"), ProbeState::Hot);
     assert_eq!(state("readQueryFromClient"), ProbeState::Hot);
 }
+
+/// Runs `scripts/redis.sh` for one short iteration; returns its exit
+/// status, its output, and the workload the loop recorded.
+fn redis_script(results: &Path, extra: &[&str]) -> (bool, String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/redis.sh"))
+        .args(extra)
+        .args(["-n", "5000", "--iterations", "1", "--out"])
+        .arg(results)
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash scripts/redis.sh");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let workload = std::fs::read_to_string(results.join("loop/workload.toml")).unwrap_or_default();
+    (out.status.success(), text, workload)
+}
+
+fn can_use_cpus_0_and_1() -> bool {
+    ["0", "1"].iter().all(|cpu| {
+        Command::new("taskset")
+            .args(["-c", cpu, "true"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+#[test]
+fn redis_script_pins_the_server_and_the_load_unless_told_not_to() {
+    if skip_without_redis() {
+        return;
+    }
+    let s = Scratch::new();
+    let (ok, text, workload) = redis_script(&s.join("pinned"), &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("bare (no agent): SET:"), "{text}");
+    let snaps = std::fs::read_dir(s.join("pinned/loop/iter-1"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("redis-server-") && name.ends_with(".json")
+        })
+        .count();
+    assert_eq!(snaps, 1, "the pinned server wrote its snapshot: {text}");
+    if can_use_cpus_0_and_1() {
+        assert!(
+            workload.contains("--server_cpulist 0") && workload.contains("taskset -c 1 "),
+            "pinned: {workload}"
+        );
+    } else {
+        assert!(text.contains("run unpinned"), "says it cannot pin: {text}");
+    }
+    let (ok, text, workload) = redis_script(&s.join("unpinned"), &["--no-pin"]);
+    assert!(ok, "{text}");
+    assert!(
+        !workload.is_empty()
+            && !workload.contains("server_cpulist")
+            && !workload.contains("taskset"),
+        "--no-pin: {workload}"
+    );
+}
