@@ -388,10 +388,11 @@ int main(void) {
 
 
 def correlation(a, b):
-    ma, mb = statistics.mean(a), statistics.mean(b)
-    sa = sum((x - ma) ** 2 for x in a) ** 0.5
-    sb = sum((y - mb) ** 2 for y in b) ** 0.5
-    return sum((x - ma) * (y - mb) for x, y in zip(a, b)) / (sa * sb) if sa and sb else float("nan")
+    """Pearson's r; nan where it is undefined (one round, a constant column)."""
+    try:
+        return statistics.correlation(a, b)
+    except statistics.StatisticsError:
+        return float("nan")
 
 
 def speed(rounds, probeset=None):
