@@ -141,6 +141,11 @@ pub struct Hotspot {
     pub initial: i64,
     pub lower: i64,
     pub upper: i64,
+    /// No verdict before a probe has been scored for this long (ms): its
+    /// score is kept within 1..upper-1 until then, so a few milliseconds in
+    /// which the machine runs unusually fast (or slow) at a function's first
+    /// calls neither take it out nor make it hot for good. 0 = Satoris' rule.
+    pub min_judging_ms: f64,
 }
 
 impl Default for Hotspot {
@@ -154,6 +159,7 @@ impl Default for Hotspot {
             initial: 200,
             lower: 1000,
             upper: 20000,
+            min_judging_ms: 200.0,
         }
     }
 }
@@ -431,6 +437,13 @@ impl Settings {
                 true,
             ));
         }
+        if !(h.min_judging_ms.is_finite() && h.min_judging_ms >= 0.0) {
+            return fail(
+                "hotspot.min_judging_ms",
+                format!("{} is not a duration", h.min_judging_ms),
+                "use milliseconds ≥ 0 (0 = judge from the first call)",
+            );
+        }
         if !(self.snapshot.interval_s.is_finite() && self.snapshot.interval_s >= 0.0) {
             return fail(
                 "snapshot.interval_s",
@@ -621,6 +634,7 @@ mod file {
         initial: Option<Spanned<i64>>,
         lower: Option<Spanned<i64>>,
         upper: Option<Spanned<i64>>,
+        min_judging_ms: Option<Spanned<f64>>,
     }
 
     #[derive(Deserialize)]
@@ -719,6 +733,13 @@ mod file {
                 });
                 set(s, at, "hotspot.lower", &h.lower, |s, v| s.hotspot.lower = v);
                 set(s, at, "hotspot.upper", &h.upper, |s, v| s.hotspot.upper = v);
+                set(
+                    s,
+                    at,
+                    "hotspot.min_judging_ms",
+                    &h.min_judging_ms,
+                    |s, v| s.hotspot.min_judging_ms = v,
+                );
             }
             if let Some(n) = &self.snapshot {
                 set(s, at, "snapshot.path", &n.path, |s, v| s.snapshot.path = v);
@@ -816,6 +837,16 @@ mod tests {
                 .contains("hotprobe.toml:3: key `hotspot.threshhold`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn min_judging_ms_is_read_and_checked() {
+        assert_eq!(load("", &[]).unwrap().hotspot.min_judging_ms, 200.0);
+        let s = load("[hotspot]\nmin_judging_ms = 50.0\n", &[]).unwrap();
+        assert_eq!(s.hotspot.min_judging_ms, 50.0);
+        let e = load("[hotspot]\nmin_judging_ms = -1.0\n", &[]).unwrap_err();
+        assert_eq!(e.key, "hotspot.min_judging_ms");
+        assert!(e.to_string().contains("-1 is not a duration"), "{e}");
     }
 
     #[test]

@@ -272,11 +272,12 @@ impl Header {
         lines.push(first.join(" · "));
         let h = &self.hotspot;
         lines.push(format!(
-            "score card: inclusive ≥ {}, inherent ≥ {}, lower {}, upper {}, {}{}",
+            "score card: inclusive ≥ {}, inherent ≥ {}, lower {}, upper {}, judged over ≥ {} ms, {}{}",
             fmt_ns(h.threshold_us * 1e3),
             fmt_ns(h.inherent_threshold_us * 1e3),
             h.lower,
             h.upper,
+            h.min_judging_ms,
             if h.adaptive {
                 "adaptive"
             } else {

@@ -185,7 +185,8 @@ fn a_caller_is_judged_after_its_callee() {
     let prog = s.build("chain.c", "chain", &["-O2"]);
     let card = s.write(
         "card.toml",
-        "[hotspot]\nthreshold_us = 0.5\ninherent_threshold_us = 0.2\n",
+        // Judged from the first call: the program is over in ~15 ms.
+        "[hotspot]\nthreshold_us = 0.5\ninherent_threshold_us = 0.2\nmin_judging_ms = 0\n",
     );
     let bare = Run::new(&prog, s.path()).args(&["20000"]).bare().run();
     let ran = Run::new(&prog, s.path())
@@ -212,12 +213,54 @@ fn a_caller_is_judged_after_its_callee() {
 }
 
 #[test]
+fn no_verdict_comes_before_min_judging_ms() {
+    // tests/programs/phases.c: for the first 60 ms early_fast is nearly
+    // free and early_slow takes 400 ns a call, then the other way round.
+    // Judged from the first calls, the first 60 ms decide both; with a
+    // 150 ms window, what follows does.
+    let s = Scratch::new();
+    let prog = s.build("phases.c", "phases", &["-O2"]);
+    let bare = Run::new(&prog, s.path()).args(&["60", "400"]).bare().run();
+    let verdicts = |window_ms: &str| {
+        let card = s.write(
+            &format!("card-{window_ms}.toml"),
+            &format!("[hotspot]\nmin_judging_ms = {window_ms}\n"),
+        );
+        let ran = Run::new(&prog, s.path())
+            .args(&["60", "400"])
+            .env("HOTPROBE_CONFIG", card.to_str().unwrap())
+            .run();
+        ran.assert_same_as(&bare);
+        let snap = ran.snapshot();
+        let state = |name: &str| {
+            let p = snap.probes.iter().find(|p| p.name == name);
+            p.unwrap_or_else(|| panic!("no probe {name}")).clone()
+        };
+        (state("early_fast"), state("early_slow"))
+    };
+    let (fast, slow) = verdicts("0");
+    assert_eq!(fast.state, ProbeState::Disabled, "no window: {fast:?}");
+    assert_eq!(slow.state, ProbeState::Hot, "no window: {slow:?}");
+    let (fast, slow) = verdicts("150");
+    assert_eq!(fast.state, ProbeState::Hot, "150 ms window: {fast:?}");
+    assert_eq!(slow.state, ProbeState::Disabled, "150 ms window: {slow:?}");
+    assert!(
+        slow.disabled_at_ns.is_some_and(|t| t >= 150_000_000),
+        "taken out only after the window: {slow:?}"
+    );
+}
+
+#[test]
 fn adaptive_off_classifies_but_keeps_every_probe_counting() {
     let s = Scratch::new();
     let prog = s.build("many.c", "many", &["-O2"]);
+    // Judged from the first call: the run is shorter than the judging
+    // window, and under load a few functions get near the threshold.
+    let card = s.write("card.toml", "[hotspot]\nmin_judging_ms = 0\n");
     let ran = Run::new(&prog, s.path())
         .args(&["200"])
         .env("HOTPROBE_ADAPTIVE", "0")
+        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
         .run();
     let snap = ran.snapshot();
     let fs: Vec<_> = snap

@@ -20,6 +20,17 @@
 //! still under judgement (unsettled, its score under `lower`) is not
 //! scored (`held`), up to `HELD_CAP` such calls per probe, after which
 //! (mutual recursion, a callee that never settles) it is scored anyway.
+//!
+//! No verdict comes before `min_judging_ms`. redis's functions all run up
+//! to twice as fast for tens of milliseconds at a time here; a function
+//! whose first few hundred calls fell in such a stretch was taken out, and
+//! in the next run of the same loop it stayed hot (BENCHMARKS.md). Until a
+//! probe has been scored for that long (from its first score flush), its
+//! score is held within 1..upper-1: what happens then is judged from there.
+//! A probe is held up only once some batch of its calls reached a
+//! threshold at least once per four calls (a first call that misses the
+//! caches or faults a page in is not enough): the thousands of functions
+//! that are cold by far still go at once.
 
 use crate::engine::probe::{Life, Probe};
 use crate::meter::stats::ThreadProbeStats;
@@ -32,6 +43,8 @@ pub(crate) static INHERENT_TICKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static CREDIT: AtomicI64 = AtomicI64::new(1);
 pub(crate) static DEBIT: AtomicI64 = AtomicI64::new(2);
 static UPPER: AtomicI64 = AtomicI64::new(i64::MAX);
+/// `min_judging_ms` in clock ticks.
+static MIN_JUDGING_TICKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static LOWER: AtomicI64 = AtomicI64::new(i64::MAX);
 
 /// Calls of a probe left unscored while its callees are judged, at most.
@@ -44,6 +57,10 @@ pub fn configure(h: &hotprobe_config::settings::Hotspot) {
     DEBIT.store(h.debit, Ordering::Relaxed);
     UPPER.store(h.upper, Ordering::Relaxed);
     LOWER.store(h.lower, Ordering::Relaxed);
+    MIN_JUDGING_TICKS.store(
+        crate::meter::clock::ns_to_ticks(h.min_judging_ms * 1e6),
+        Ordering::Relaxed,
+    );
     ADAPTIVE.store(h.adaptive, Ordering::Relaxed);
 }
 
@@ -135,16 +152,63 @@ pub fn after_call(probe: &Probe, stats: &mut ThreadProbeStats, inclusive: u64, i
 /// Adds a thread's pending score change to the probe's score and decides.
 pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
     let pending = stats.score_pending;
+    let calls = i64::from(stats.score_calls);
     stats.score_pending = 0;
     stats.score_calls = 0;
     if pending == 0 || probe.settled.load(Ordering::Relaxed) {
         return;
     }
+    if !probe.warm.load(Ordering::Relaxed) && warm_batch(pending, calls) {
+        probe.warm.store(true, Ordering::Relaxed);
+    }
+    let young = young(probe) && probe.warm.load(Ordering::Relaxed);
     let score = probe.score.fetch_add(pending, Ordering::Relaxed) + pending;
+    let upper = UPPER.load(Ordering::Relaxed);
     if score <= 0 {
-        disable(probe);
-    } else if score >= UPPER.load(Ordering::Relaxed) && probe.transition(Life::Active, Life::Hot) {
-        probe.settled.store(true, Ordering::Relaxed);
+        if young {
+            probe.score.fetch_max(1, Ordering::Relaxed);
+        } else {
+            disable(probe);
+        }
+    } else if score >= upper {
+        if young {
+            probe.score.fetch_min(upper - 1, Ordering::Relaxed);
+        } else if probe.transition(Life::Active, Life::Hot) {
+            probe.settled.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether a batch of `calls` calls that earned `pending` reached a
+/// threshold at least once per four calls. A call earns `-2 debit` plus
+/// `credit + debit` per threshold it reaches.
+fn warm_batch(pending: i64, calls: i64) -> bool {
+    let (credit, debit) = (
+        CREDIT.load(Ordering::Relaxed),
+        DEBIT.load(Ordering::Relaxed),
+    );
+    let per_hit = credit + debit;
+    per_hit > 0 && 4 * (pending + 2 * debit * calls) >= per_hit * calls
+}
+
+/// Whether `probe` has been scored for less than `min_judging_ms`; the
+/// first call stamps when its judging began.
+fn young(probe: &Probe) -> bool {
+    let window = MIN_JUDGING_TICKS.load(Ordering::Relaxed);
+    if window == 0 {
+        return false;
+    }
+    let now = crate::meter::clock::now().max(1);
+    match probe.judged_since.load(Ordering::Relaxed) {
+        0 => {
+            // Another thread may stamp it first: either stamp will do.
+            let _ =
+                probe
+                    .judged_since
+                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            true
+        }
+        since => now.saturating_sub(since) < window,
     }
 }
 

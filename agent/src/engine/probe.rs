@@ -84,6 +84,10 @@ pub struct Probe {
     /// Outermost calls left unscored because a callee was still being
     /// judged (score_card::held).
     pub held: AtomicU32,
+    /// Clock ticks at the probe's first score flush (0: not yet).
+    pub judged_since: AtomicU64,
+    /// A scored call of it reached a threshold (score_card::flush).
+    pub warm: AtomicBool,
     pub totals: Mutex<Totals>,
     pub reason: Mutex<Option<String>>,
     pub meta: Meta,
@@ -107,6 +111,8 @@ impl Probe {
             disabled_at_ns: AtomicU64::new(0),
             untimed: AtomicU64::new(0),
             held: AtomicU32::new(0),
+            judged_since: AtomicU64::new(0),
+            warm: AtomicBool::new(false),
             totals: Mutex::new(Totals::default()),
             reason: Mutex::new(None),
             meta,
