@@ -4,6 +4,7 @@ and probed side by side in one session), printed as markdown for
 BENCHMARKS.md.
 
     python3 bench/bench.py [call-cost|install|many|nested|redis|speed|kernel|report|all] [--rounds N] [--probeset FILE] [--config FILE] [--no-pin]
+    python3 bench/bench.py loops --rounds N [--card FILE]...
 
 `report` times `hotprobe report` over 100 fixture snapshots of 10,000 probes
 (the CLI's speed goal: under 2 s); it waits for the 1-minute load average to
@@ -19,6 +20,13 @@ uftrace column needs `uftrace`, redis needs `redis-server redis-benchmark`.
 start-up follows redis's own slow and fast periods: each round runs the
 probes of bench/speed_kernels.c and a large-code kernel on CPU 0 before and
 after one pinned redis run with that probe set and adaptive off.
+
+`loops` (not part of `all`: ~15 s a loop) asks whether independent loops of
+`scripts/redis.sh` end with the same hot set: each round runs one loop with
+the built-in score card and one with each --card (the agent's TOML config),
+one after the other, into target/redis/loops/; then, per variant, the pairs
+of loops whose final hot sets (the last iteration's `hot` probes) have a
+Jaccard index of at least 0.9, and the functions hot in some loops only.
 """
 import argparse, json, os, random, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
@@ -489,22 +497,63 @@ def nested(rounds):
     print()
 
 
+def loop_hot_set(out):
+    import glob
+    last = max(glob.glob(os.path.join(out, "loop", "iter-*")), key=lambda d: int(d.rsplit("-", 1)[1]))
+    return {p["name"] for f in glob.glob(os.path.join(last, "*.json")) for p in json.load(open(f))["probes"] if p["state"] == "hot"}
+
+
+def loops(rounds, cards=()):
+    import itertools
+    variants = [("built-in", None)] + [(os.path.basename(c), os.path.abspath(c)) for c in cards]
+    base = os.path.join(ROOT, "target", "redis", "loops")
+    shutil.rmtree(base, ignore_errors=True)
+    sets = {name: [] for name, _ in variants}
+    for i in range(rounds):
+        for name, card in variants:
+            out = os.path.join(base, f"{name}-{i + 1}")
+            cmd = [os.path.join(ROOT, "scripts", "redis.sh"), "--out", out] + (["--", "--config", card] if card else [])
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"loop {out} failed (exit {done.returncode}): {done.stderr.strip()[-300:]}", file=sys.stderr)
+                continue
+            sets[name].append(loop_hot_set(out))
+    print(f"### Independent loops of `scripts/redis.sh`, {rounds} rounds (final hot sets)\n")
+    print("| score card | loops | pairs ≥ 0.9 | mean Jaccard | hot set | hot in some loops only |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    for name, _ in variants:
+        hs = sets[name]
+        if len(hs) < 2:
+            print(f"| {name} | {len(hs)} | - | - | - | - |")
+            continue
+        js = [len(a & b) / max(len(a | b), 1) for a, b in itertools.combinations(hs, 2)]
+        common = set.intersection(*hs)
+        some = sorted(set.union(*hs) - common)
+        fringe = ", ".join(f"`{f}` {sum(f in h for h in hs)}" for f in some) or "–"
+        sizes = f"{min(map(len, hs))}–{max(map(len, hs))}"
+        print(f"| {name} | {len(hs)} | {sum(j >= 0.9 for j in js)} of {len(js)} | {statistics.mean(js):.2f} | {sizes} | {fringe} |")
+    every = [h for v in sets.values() for h in v]
+    if every:
+        print(f"\nHot in every loop of every variant: {', '.join(f'`{f}`' for f in sorted(set.intersection(*every)))}.\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "speed", "kernel", "report", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "speed", "kernel", "report", "loops", "all"])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output); speed: the probe set its redis runs use")
     ap.add_argument("--config", help="redis: the agent's TOML config (HOTPROBE_CONFIG) for every agent variant, e.g. a [hotspot] score card")
     ap.add_argument("--no-pin", action="store_true", help="redis: leave the server and redis-benchmark to the scheduler (by default the server runs on CPU 0, the load on CPU 1)")
+    ap.add_argument("--card", action="append", default=[], help="loops: also run loops with this agent config (repeatable)")
     ap.add_argument("--max-load", type=float, default=1.5, help="report: wait for a 1-minute load average under this")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
     print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
-    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin}, "speed": {"probeset": a.probeset}, "report": {"max_load": a.max_load}}
+    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin}, "speed": {"probeset": a.probeset}, "report": {"max_load": a.max_load}, "loops": {"cards": a.card}}
     for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("nested", nested), ("redis", redis), ("speed", speed), ("kernel", kernel),
-                    ("report", report)):
-        if a.what in (name, "all"):
+                    ("report", report), ("loops", loops)):
+        if a.what == name or (a.what == "all" and name != "loops"):
             f(a.rounds, **extra.get(name, {}))
     shutil.rmtree(WORK, ignore_errors=True)
 

@@ -161,7 +161,7 @@ pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
     if !probe.warm.load(Ordering::Relaxed) && warm_batch(pending, calls) {
         probe.warm.store(true, Ordering::Relaxed);
     }
-    let young = young(probe) && probe.warm.load(Ordering::Relaxed);
+    let young = probe.warm.load(Ordering::Relaxed) && young(probe);
     let score = probe.score.fetch_add(pending, Ordering::Relaxed) + pending;
     let upper = UPPER.load(Ordering::Relaxed);
     if score <= 0 {
