@@ -272,7 +272,7 @@ impl Header {
         lines.push(first.join(" · "));
         let h = &self.hotspot;
         lines.push(format!(
-            "score card: inclusive ≥ {}, inherent ≥ {}, lower {}, upper {}, judged over ≥ {} ms, {}{}",
+            "score card: inclusive ≥ {}, inherent ≥ {}, lower {}, upper {}, judged ≥ {} ms, {}{}",
             fmt_ns(h.threshold_us * 1e3),
             fmt_ns(h.inherent_threshold_us * 1e3),
             h.lower,
