@@ -145,6 +145,8 @@ pub struct Hotspot {
     /// score is kept within 1..upper-1 until then, so a few milliseconds in
     /// which the machine runs unusually fast (or slow) at a function's first
     /// calls neither take it out nor make it hot for good. 0 = Satoris' rule.
+    /// A snapshot without it comes from an agent that had no window: 0.
+    #[serde(default)]
     pub min_judging_ms: f64,
 }
 
@@ -837,6 +839,13 @@ mod tests {
                 .contains("hotprobe.toml:3: key `hotspot.threshhold`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_snapshot_of_an_agent_without_the_window_reads_as_none() {
+        let old: Hotspot = serde_json::from_str(r#"{"threshold_us": 0.3}"#).unwrap();
+        assert_eq!(old.min_judging_ms, 0.0);
+        assert_eq!(old.upper, Hotspot::default().upper, "the rest as built in");
     }
 
     #[test]

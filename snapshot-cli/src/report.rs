@@ -272,12 +272,16 @@ impl Header {
         lines.push(first.join(" · "));
         let h = &self.hotspot;
         lines.push(format!(
-            "score card: inclusive ≥ {}, inherent ≥ {}, lower {}, upper {}, judged ≥ {} ms, {}{}",
+            "score card: inclusive ≥ {}, inherent ≥ {}, lower {}, upper {}, {}, {}{}",
             fmt_ns(h.threshold_us * 1e3),
             fmt_ns(h.inherent_threshold_us * 1e3),
             h.lower,
             h.upper,
-            h.min_judging_ms,
+            if h.min_judging_ms > 0.0 {
+                format!("judged ≥ {} ms", h.min_judging_ms)
+            } else {
+                "judged from the first call".to_string()
+            },
             if h.adaptive {
                 "adaptive"
             } else {

@@ -6,7 +6,8 @@
    good; judged over a window longer than PHASE_MS, the other way round.
    early_fast's first calls take 100 ns: under the inclusive threshold but
    near enough that they could be over it when the machine is slower (a
-   call that never comes near a threshold is judged at once).
+   call that never comes near a threshold is judged at once, as
+   `cold_by_far`, a few ns a call all along, must be).
    Usage: phases [PHASE_MS] [TOTAL_MS] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "spin.h"
 
 static volatile long sink;
+NOIPA void cold_by_far(void) { sink++; }
 NOIPA void early_fast(int later) {
     spin(later ? 400 : 100);
 }
@@ -32,6 +34,7 @@ int main(int argc, char **argv) {
         int later = ms >= phase_ms;
         early_fast(later);
         early_slow(later);
+        cold_by_far();
         calls++;
     }
     printf("%s\n", calls > 0 ? "done" : "no calls");

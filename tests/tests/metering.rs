@@ -210,43 +210,79 @@ fn a_caller_is_judged_after_its_callee() {
     );
     assert_eq!(relay.state, ProbeState::Hot, "relay: {relay:?}");
     assert_eq!(relay.count, 20000);
+
+    // The same with the judging window (~0.4 s of calls): both are held
+    // for 200 ms, step goes first at the end of it, and relay, judged on
+    // from `initial`, ends hot.
+    let card = s.write(
+        "card.toml",
+        "[hotspot]\nthreshold_us = 0.5\ninherent_threshold_us = 0.2\n",
+    );
+    let ran = Run::new(&prog, s.path())
+        .args(&["600000"])
+        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
+        .run();
+    assert_eq!(ran.stdout(), "relayed 600000\n");
+    let snap = ran.snapshot();
+    let probe = |name: &str| snap.probes.iter().find(|p| p.name == name).unwrap();
+    let (relay, step) = (probe("relay"), probe("step"));
+    assert_eq!(step.state, ProbeState::Disabled, "step: {step:?}");
+    assert!(
+        step.disabled_at_ns.is_some_and(|t| t >= 200_000_000),
+        "step held for the window: {step:?}"
+    );
+    assert_eq!(relay.state, ProbeState::Hot, "relay: {relay:?}");
 }
 
 #[test]
 fn no_verdict_comes_before_min_judging_ms() {
-    // tests/programs/phases.c: for the first 60 ms early_fast is nearly
-    // free and early_slow takes 400 ns a call, then the other way round.
-    // Judged from the first calls, the first 60 ms decide both; with a
-    // 150 ms window, what follows does.
+    // tests/programs/phases.c: for the first 80 ms early_fast takes 100 ns
+    // a call and early_slow 400 ns, then the other way round. Judged from
+    // the first calls, the first 80 ms decide both; with the built-in
+    // 200 ms window, what follows does. cold_by_far (a few ns) goes at once
+    // either way.
     let s = Scratch::new();
     let prog = s.build("phases.c", "phases", &["-O2"]);
-    let bare = Run::new(&prog, s.path()).args(&["60", "400"]).bare().run();
-    let verdicts = |window_ms: &str| {
-        let card = s.write(
-            &format!("card-{window_ms}.toml"),
-            &format!("[hotspot]\nmin_judging_ms = {window_ms}\n"),
-        );
-        let ran = Run::new(&prog, s.path())
-            .args(&["60", "400"])
-            .env("HOTPROBE_CONFIG", card.to_str().unwrap())
-            .run();
+    let args = ["80", "500"];
+    let bare = Run::new(&prog, s.path()).args(&args).bare().run();
+    let verdicts = |card: Option<&str>| {
+        let mut run = Run::new(&prog, s.path()).args(&args);
+        if let Some(text) = card {
+            let card = s.write("card.toml", text);
+            run = run.env("HOTPROBE_CONFIG", card.to_str().unwrap());
+        }
+        let ran = run.run();
         ran.assert_same_as(&bare);
         let snap = ran.snapshot();
-        let state = |name: &str| {
+        let probe = |name: &str| {
             let p = snap.probes.iter().find(|p| p.name == name);
             p.unwrap_or_else(|| panic!("no probe {name}")).clone()
         };
-        (state("early_fast"), state("early_slow"))
+        (
+            probe("early_fast"),
+            probe("early_slow"),
+            probe("cold_by_far"),
+        )
     };
-    let (fast, slow) = verdicts("0");
+    let (fast, slow, cold) = verdicts(Some("[hotspot]\nmin_judging_ms = 0\n"));
     assert_eq!(fast.state, ProbeState::Disabled, "no window: {fast:?}");
     assert_eq!(slow.state, ProbeState::Hot, "no window: {slow:?}");
-    let (fast, slow) = verdicts("150");
-    assert_eq!(fast.state, ProbeState::Hot, "150 ms window: {fast:?}");
-    assert_eq!(slow.state, ProbeState::Disabled, "150 ms window: {slow:?}");
+    assert!(slow.score >= 20000, "hot for good at once: {slow:?}");
+    assert_eq!(cold.state, ProbeState::Disabled, "{cold:?}");
+    let (fast, slow, cold) = verdicts(None);
     assert!(
-        slow.disabled_at_ns.is_some_and(|t| t >= 150_000_000),
+        fast.score >= 20000,
+        "hot for good after the window: {fast:?}"
+    );
+    assert_eq!(slow.state, ProbeState::Disabled, "window: {slow:?}");
+    assert!(
+        slow.disabled_at_ns.is_some_and(|t| t >= 200_000_000),
         "taken out only after the window: {slow:?}"
+    );
+    assert_eq!(cold.state, ProbeState::Disabled, "{cold:?}");
+    assert!(
+        cold.disabled_at_ns.is_some_and(|t| t < 100_000_000) && cold.count < 1000,
+        "cold by far, so not held: {cold:?}"
     );
 }
 

@@ -25,8 +25,9 @@
 //! to twice as fast for tens of milliseconds at a time here; a function
 //! whose first few hundred calls fell in such a stretch was taken out, and
 //! in the next run of the same loop it stayed hot (BENCHMARKS.md). Until a
-//! probe has been scored for that long (from its first score flush), its
-//! score is held within 1..upper-1: what happens then is judged from there.
+//! probe has been warm (below) for that long, its score is held within
+//! initial..upper-1: a bad start is forgotten, and what follows is judged
+//! from `initial` as if the probe were new.
 //! A probe is held up only once some batch of its calls reached a
 //! threshold at least once per four calls (a first call that misses the
 //! caches or faults a page in is not enough): the thousands of functions
@@ -43,6 +44,7 @@ pub(crate) static INHERENT_TICKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static CREDIT: AtomicI64 = AtomicI64::new(1);
 pub(crate) static DEBIT: AtomicI64 = AtomicI64::new(2);
 static UPPER: AtomicI64 = AtomicI64::new(i64::MAX);
+static INITIAL: AtomicI64 = AtomicI64::new(1);
 /// `min_judging_ms` in clock ticks.
 static MIN_JUDGING_TICKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static LOWER: AtomicI64 = AtomicI64::new(i64::MAX);
@@ -56,6 +58,7 @@ pub fn configure(h: &hotprobe_config::settings::Hotspot) {
     CREDIT.store(h.credit, Ordering::Relaxed);
     DEBIT.store(h.debit, Ordering::Relaxed);
     UPPER.store(h.upper, Ordering::Relaxed);
+    INITIAL.store(h.initial, Ordering::Relaxed);
     LOWER.store(h.lower, Ordering::Relaxed);
     MIN_JUDGING_TICKS.store(
         crate::meter::clock::ns_to_ticks(h.min_judging_ms * 1e6),
@@ -152,26 +155,37 @@ pub fn after_call(probe: &Probe, stats: &mut ThreadProbeStats, inclusive: u64, i
 /// Adds a thread's pending score change to the probe's score and decides.
 pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
     let pending = stats.score_pending;
-    let calls = i64::from(stats.score_calls);
+    let calls = stats.score_calls;
     stats.score_pending = 0;
     stats.score_calls = 0;
     if pending == 0 || probe.settled.load(Ordering::Relaxed) {
         return;
     }
-    if !probe.warm.load(Ordering::Relaxed) && warm_batch(pending, calls) {
+    // Only a whole batch after a thread's first can show a probe warm: the
+    // first call (caches cold, pages to fault in) is slow anyway.
+    if calls >= BATCH
+        && stats.count > 2 * u64::from(BATCH)
+        && !probe.warm.load(Ordering::Relaxed)
+        && warm_batch(pending, calls)
+    {
         probe.warm.store(true, Ordering::Relaxed);
+        let now = crate::meter::clock::now().max(1);
+        // Another thread may stamp it first: either stamp will do.
+        let _ = probe
+            .judged_since
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
     }
-    let young = probe.warm.load(Ordering::Relaxed) && young(probe);
     let score = probe.score.fetch_add(pending, Ordering::Relaxed) + pending;
     let upper = UPPER.load(Ordering::Relaxed);
     if score <= 0 {
-        if young {
-            probe.score.fetch_max(1, Ordering::Relaxed);
+        if young(probe) {
+            let floor = INITIAL.load(Ordering::Relaxed);
+            probe.score.fetch_max(floor, Ordering::Relaxed);
         } else {
             disable(probe);
         }
     } else if score >= upper {
-        if young {
+        if young(probe) {
             probe.score.fetch_min(upper - 1, Ordering::Relaxed);
         } else if probe.transition(Life::Active, Life::Hot) {
             probe.settled.store(true, Ordering::Relaxed);
@@ -180,35 +194,24 @@ pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
 }
 
 /// Whether a batch of `calls` calls that earned `pending` reached a
-/// threshold at least once per four calls. A call earns `-2 debit` plus
-/// `credit + debit` per threshold it reaches.
-fn warm_batch(pending: i64, calls: i64) -> bool {
-    let (credit, debit) = (
-        CREDIT.load(Ordering::Relaxed),
-        DEBIT.load(Ordering::Relaxed),
-    );
-    let per_hit = credit + debit;
-    per_hit > 0 && 4 * (pending + 2 * debit * calls) >= per_hit * calls
+/// threshold at all. A call earns `-2 debit` plus `credit + debit` per
+/// threshold it reaches.
+fn warm_batch(pending: i64, calls: u8) -> bool {
+    let debit = i128::from(DEBIT.load(Ordering::Relaxed));
+    i128::from(pending) > -2 * debit * i128::from(calls)
 }
 
-/// Whether `probe` has been scored for less than `min_judging_ms`; the
-/// first call stamps when its judging began.
+/// Whether `probe` is warm and has been for less than `min_judging_ms`
+/// (read only when its score reaches a bound, so the clock is not read on
+/// every flush). Warm but not yet stamped counts as young.
 fn young(probe: &Probe) -> bool {
     let window = MIN_JUDGING_TICKS.load(Ordering::Relaxed);
-    if window == 0 {
+    if window == 0 || !probe.warm.load(Ordering::Relaxed) {
         return false;
     }
-    let now = crate::meter::clock::now().max(1);
     match probe.judged_since.load(Ordering::Relaxed) {
-        0 => {
-            // Another thread may stamp it first: either stamp will do.
-            let _ =
-                probe
-                    .judged_since
-                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-            true
-        }
-        since => now.saturating_sub(since) < window,
+        0 => true,
+        since => crate::meter::clock::now().saturating_sub(since) < window,
     }
 }
 
@@ -219,6 +222,8 @@ fn disable(probe: &Probe) {
     if adaptive() {
         if probe.transition(Life::Active, Life::Disabling) {
             probe.settled.store(true, Ordering::Relaxed);
+            // A thread still in the window may have raised it meanwhile.
+            probe.score.fetch_min(0, Ordering::Relaxed);
             probe.bypass.store(1, Ordering::Release);
             probe.disabled_at_ns.store(
                 crate::meter::clock::since_start_ns().max(1),
@@ -229,6 +234,7 @@ fn disable(probe: &Probe) {
     } else if probe.transition(Life::Active, Life::Disabled) {
         // Classified only: it stays installed and its counts stay complete.
         probe.settled.store(true, Ordering::Relaxed);
+        probe.score.fetch_min(0, Ordering::Relaxed);
         *crate::state::lock(&probe.reason) =
             Some("score fell to 0 (classified only: adaptive is off)".into());
     }

@@ -84,7 +84,7 @@ pub struct Probe {
     /// Outermost calls left unscored because a callee was still being
     /// judged (score_card::held).
     pub held: AtomicU32,
-    /// Clock ticks at the probe's first score flush (0: not yet).
+    /// Clock ticks when the probe turned warm (0: not yet).
     pub judged_since: AtomicU64,
     /// A scored call of it reached a threshold (score_card::flush).
     pub warm: AtomicBool,
