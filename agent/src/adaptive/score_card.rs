@@ -22,16 +22,16 @@
 //! (mutual recursion, a callee that never settles) it is scored anyway.
 //!
 //! No verdict comes before `min_judging_ms`. redis's functions all run up
-//! to twice as fast for tens of milliseconds at a time here; a function
-//! whose first few hundred calls fell in such a stretch was taken out, and
-//! in the next run of the same loop it stayed hot (BENCHMARKS.md). Until a
-//! probe has been warm (below) for that long, its score is held within
-//! initial..upper-1: a bad start is forgotten, and what follows is judged
-//! from `initial` as if the probe were new.
-//! A probe is held up only once some batch of its calls reached a
-//! threshold at least once per four calls (a first call that misses the
-//! caches or faults a page in is not enough): the thousands of functions
-//! that are cold by far still go at once.
+//! to twice as fast for tens of milliseconds at a time here, and programs
+//! have start-up stretches of their own (the demo's `memtable_seek` is
+//! 5–8 times faster while its memtable is nearly empty); a function whose
+//! first few hundred calls fell in one was taken out, and refine dropped it
+//! from the loop (BENCHMARKS.md). So from the first whole batch past a
+//! thread's first (whose first call misses the caches) in which a call
+//! reached a threshold, the probe is `warm`, and for `min_judging_ms` its
+//! score is held within initial..upper-1: a bad start is forgotten, and
+//! what follows is judged from `initial` as if the probe were new. A probe
+//! none of whose calls comes near a threshold still goes at once.
 
 use crate::engine::probe::{Life, Probe};
 use crate::meter::stats::ThreadProbeStats;
