@@ -26,18 +26,21 @@
 //! have start-up stretches of their own (the demo's `memtable_seek` is
 //! 5–8 times faster while its memtable is nearly empty); a function whose
 //! first few hundred calls fell in one was taken out, and refine dropped it
-//! from the loop (BENCHMARKS.md). So from the first whole batch past a
-//! thread's first (whose first call misses the caches) in which a call
-//! reached a threshold, the probe is `warm`, and for `min_judging_ms` its
-//! score is held within initial..upper-1: a bad start is forgotten, and
-//! what follows is judged from `initial` as if the probe were new. A probe
-//! none of whose calls comes near a threshold still goes at once.
+//! from the loop (BENCHMARKS.md). So once two whole batches past a
+//! thread's first (whose first call misses the caches) have had a call
+//! that reached a threshold, the probe is warm, and for `min_judging_ms`
+//! from then its score is held within initial..upper-1: a bad start is
+//! forgotten, and what follows is judged from `initial` as if the probe
+//! were new. A probe none of whose calls comes near a threshold (one
+//! preempted call aside) still goes at once.
 
 use crate::engine::probe::{Life, Probe};
 use crate::meter::stats::ThreadProbeStats;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 pub const BATCH: u8 = 16;
+/// Batches with a call at a threshold that make a probe warm.
+const WARM_BATCHES: u8 = 2;
 
 pub(crate) static INCLUSIVE_TICKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static INHERENT_TICKS: AtomicU64 = AtomicU64::new(0);
@@ -161,19 +164,18 @@ pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
     if pending == 0 || probe.settled.load(Ordering::Relaxed) {
         return;
     }
-    // Only a whole batch after a thread's first can show a probe warm: the
-    // first call (caches cold, pages to fault in) is slow anyway.
+    // Only whole batches after a thread's first can show a probe warm (the
+    // first call, caches cold and pages to fault in, is slow anyway), and
+    // it takes two with a call that reached a threshold: one preemption in
+    // a call of a few ns is not enough.
     if calls >= BATCH
         && stats.count > 2 * u64::from(BATCH)
-        && !probe.warm.load(Ordering::Relaxed)
+        && probe.warm_batches.load(Ordering::Relaxed) < WARM_BATCHES
         && warm_batch(pending, calls)
+        && probe.warm_batches.fetch_add(1, Ordering::Relaxed) + 1 == WARM_BATCHES
     {
-        probe.warm.store(true, Ordering::Relaxed);
         let now = crate::meter::clock::now().max(1);
-        // Another thread may stamp it first: either stamp will do.
-        let _ = probe
-            .judged_since
-            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        probe.judged_since.store(now, Ordering::Relaxed);
     }
     let score = probe.score.fetch_add(pending, Ordering::Relaxed) + pending;
     let upper = UPPER.load(Ordering::Relaxed);
@@ -206,7 +208,7 @@ fn warm_batch(pending: i64, calls: u8) -> bool {
 /// every flush). Warm but not yet stamped counts as young.
 fn young(probe: &Probe) -> bool {
     let window = MIN_JUDGING_TICKS.load(Ordering::Relaxed);
-    if window == 0 || !probe.warm.load(Ordering::Relaxed) {
+    if window == 0 || probe.warm_batches.load(Ordering::Relaxed) < WARM_BATCHES {
         return false;
     }
     match probe.judged_since.load(Ordering::Relaxed) {

@@ -86,8 +86,9 @@ pub struct Probe {
     pub held: AtomicU32,
     /// Clock ticks when the probe turned warm (0: not yet).
     pub judged_since: AtomicU64,
-    /// A scored call of it reached a threshold (score_card::flush).
-    pub warm: AtomicBool,
+    /// Score batches with a call at a threshold, up to the two that make
+    /// the probe warm (score_card::flush).
+    pub warm_batches: AtomicU8,
     pub totals: Mutex<Totals>,
     pub reason: Mutex<Option<String>>,
     pub meta: Meta,
@@ -112,7 +113,7 @@ impl Probe {
             untimed: AtomicU64::new(0),
             held: AtomicU32::new(0),
             judged_since: AtomicU64::new(0),
-            warm: AtomicBool::new(false),
+            warm_batches: AtomicU8::new(0),
             totals: Mutex::new(Totals::default()),
             reason: Mutex::new(None),
             meta,
