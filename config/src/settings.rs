@@ -141,10 +141,12 @@ pub struct Hotspot {
     pub initial: i64,
     pub lower: i64,
     pub upper: i64,
-    /// No verdict before a probe has been scored for this long (ms): its
-    /// score is kept within 1..upper-1 until then, so a few milliseconds in
-    /// which the machine runs unusually fast (or slow) at a function's first
-    /// calls neither take it out nor make it hot for good. 0 = Satoris' rule.
+    /// No verdict on a probe whose calls reach a threshold until this long
+    /// (ms) after they first did: its score is kept within
+    /// initial..upper-1 until then, so a few milliseconds in which the
+    /// machine (or the program) runs unusually fast or slow at a function's
+    /// first calls neither take it out nor make it hot for good. 0 =
+    /// Satoris' rule, from the first call.
     /// A snapshot without it comes from an agent that had no window: 0.
     #[serde(default)]
     pub min_judging_ms: f64,

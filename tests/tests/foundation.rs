@@ -171,6 +171,24 @@ fn negative_threshold_fails_open() {
 }
 
 #[test]
+fn negative_judging_window_fails_open() {
+    let s = Scratch::new();
+    s.write(
+        "hotprobe.toml",
+        "[hotspot]\nadaptive = true\nmin_judging_ms = -5\n",
+    );
+    assert_fails_open(
+        &s,
+        &[],
+        &[
+            "hotprobe.toml:3",
+            "hotspot.min_judging_ms",
+            "not a duration",
+        ],
+    );
+}
+
+#[test]
 fn cross_field_error_names_the_key_the_file_set() {
     // lower above the default upper: the file's line and key are at fault,
     // not the built-in upper.

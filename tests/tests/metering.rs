@@ -253,6 +253,17 @@ fn no_verdict_comes_before_min_judging_ms() {
         }
         let ran = run.run();
         ran.assert_same_as(&bare);
+        let report = cli(&["report", ran.snapshots[0].0.to_str().unwrap()], s.path());
+        let header = String::from_utf8_lossy(&report.stdout).into_owned();
+        let window = if card.is_some() {
+            "judged from the first call"
+        } else {
+            "judged ≥ 200 ms"
+        };
+        assert!(
+            header.contains(window),
+            "the report names the window: {header}"
+        );
         let snap = ran.snapshot();
         let probe = |name: &str| {
             let p = snap.probes.iter().find(|p| p.name == name);
