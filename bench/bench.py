@@ -3,15 +3,19 @@
 and probed side by side in one session), printed as markdown for
 BENCHMARKS.md.
 
-    python3 bench/bench.py [call-cost|install|many|nested|redis|speed|kernel|report|all] [--rounds N] [--probeset FILE] [--config FILE] [--no-pin]
+    python3 bench/bench.py [call-cost|install|many|nested|redis|cpython|speed|kernel|report|all] [--rounds N] [--probeset FILE] [--config FILE] [--no-pin] [--py-rounds N]
     python3 bench/bench.py loops --rounds N [--card FILE]...
 
 `report` times `hotprobe report` over 100 fixture snapshots of 10,000 probes
 (the CLI's speed goal: under 2 s); it waits for the 1-minute load average to
 fall under --max-load (default 1.5) before measuring, and says what it was.
 
---probeset adds a redis variant that runs with that probe set (for example
-the one `hotprobe iterate` ran its settled iteration with, iter-N/probes.toml).
+--probeset adds a redis (or cpython) variant that runs with that probe set
+(for example the one `hotprobe iterate` ran its settled iteration with,
+iter-N/probes.toml; for cpython one from `scripts/cpython.sh`).
+
+`cpython` runs demo/pybench.py on a Python with a shared libpython ($PYTHON,
+default this machine's pyenv 3.11.7), --py-rounds rounds a run.
 
 Needs a release build (cargo build --release --workspace) and gcc; the
 uftrace column needs `uftrace`, redis needs `redis-server redis-benchmark`.
@@ -368,6 +372,58 @@ def redis(rounds, probeset=None, config=None, pin=True):
     print(f"\nThroughput as bare / agent: the machine swings ±20% run to run; CPU per request is the steadier figure.\n")
 
 
+PYTHON = os.environ.get("PYTHON", "/root/.pyenv/versions/3.11.7/bin/python3.11")
+
+
+def cpython(rounds, probeset=None, config=None, py_rounds=600):
+    """demo/pybench.py on a shared libpython: its own rate (rounds/s, timed
+    inside the program, so start-up is left out) and the process's CPU time
+    (start-up, discovery and patching included)."""
+    if not os.path.exists(PYTHON) or "libpython" not in subprocess.run(["ldd", PYTHON], capture_output=True, text=True).stdout:
+        print(f"({PYTHON} is not a Python on a shared libpython: skipped; set PYTHON)\n")
+        return
+    card = {"HOTPROBE_CONFIG": os.path.abspath(config)} if config else {}
+    on_lib = {"HOTPROBE_MODULES": "*libpython*", **card}
+    variants = {
+        "bare": bare_env(),
+        "hotprobe, all libpython functions, adaptive on": agent_env(**on_lib),
+    }
+    if probeset:
+        n = len(re.findall(r"^\[\[probe\]\]", open(probeset).read(), re.M))
+        variants[f"hotprobe, probe set `{os.path.basename(probeset)}` ({n} probes), adaptive on"] = \
+            agent_env(HOTPROBE_PROBESET=os.path.abspath(probeset), **card)
+    # Adaptive off is left out: every call of every function metered takes
+    # some 25 times bare's CPU here, a minute a run, which then slows the
+    # runs after it.
+    cmd = [PYTHON, os.path.join(ROOT, "demo", "pybench.py"), str(py_rounds)]
+    res = {k: ([], []) for k in variants}
+    for _ in range(rounds):
+        # In a fresh order each round: a run right after a heavy one (the
+        # all-functions run burns twice bare's CPU and writes an 18 MB
+        # snapshot) was slower here, whichever variant it was.
+        for name in random.sample(list(variants), len(variants)):
+            env = variants[name]
+            before = os.times()
+            done = run(cmd, env)
+            after = os.times()
+            rate = re.search(r"rounds/s: ([0-9.]+)", done.stderr)
+            if done.returncode != 0 or not rate:
+                sys.exit(f"pybench failed under {name}: {done.stderr[-300:]}")
+            res[name][0].append(float(rate.group(1)))
+            res[name][1].append((after.children_user - before.children_user) + (after.children_system - before.children_system))
+    bare_rate, bare_cpu = res["bare"]
+    card_text = f", score card `{config}`" if config else ""
+    print(f"### CPython 3.11 (`demo/pybench.py {py_rounds}`, shared libpython, 5,326 probeable functions; {rounds} interleaved rounds, median{card_text})\n")
+    print("× bare is the median of each round's ratio to that round's bare run (range in brackets).\n")
+    print("| variant | rounds/s | × bare | process CPU s | × bare |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, (rate, cpu) in res.items():
+        r = [a / b for a, b in zip(rate, bare_rate)]
+        c = [a / b for a, b in zip(cpu, bare_cpu)]
+        print(f"| {name} | {med(rate):.1f} | {med(r):.2f} ({min(r):.2f}–{max(r):.2f}) | {med(cpu):.2f} | {med(c):.2f} ({min(c):.2f}–{max(c):.2f}) |")
+    print()
+
+
 def code_kernel_source(n=4096, seed=7):
     """C source of n small distinct functions called in a fixed random
     order: ~600 KB of code, so the probe stresses instruction fetch and
@@ -539,19 +595,20 @@ def loops(rounds, cards=()):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "speed", "kernel", "report", "loops", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "cpython", "speed", "kernel", "report", "loops", "all"])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output); speed: the probe set its redis runs use")
-    ap.add_argument("--config", help="redis: the agent's TOML config (HOTPROBE_CONFIG) for every agent variant, e.g. a [hotspot] score card")
+    ap.add_argument("--config", help="redis, cpython: the agent's TOML config (HOTPROBE_CONFIG) for every agent variant, e.g. a [hotspot] score card")
     ap.add_argument("--no-pin", action="store_true", help="redis: leave the server and redis-benchmark to the scheduler (by default the server runs on CPU 0, the load on CPU 1)")
+    ap.add_argument("--py-rounds", type=int, default=600, help="cpython: pybench's rounds per run (600: about 2 s bare here)")
     ap.add_argument("--card", action="append", default=[], help="loops: also run loops with this agent config (repeatable)")
     ap.add_argument("--max-load", type=float, default=1.5, help="report: wait for a 1-minute load average under this")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
     print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
-    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin}, "speed": {"probeset": a.probeset}, "report": {"max_load": a.max_load}, "loops": {"cards": a.card}}
-    for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("nested", nested), ("redis", redis), ("speed", speed), ("kernel", kernel),
+    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin}, "cpython": {"probeset": a.probeset, "config": a.config, "py_rounds": a.py_rounds}, "speed": {"probeset": a.probeset}, "report": {"max_load": a.max_load}, "loops": {"cards": a.card}}
+    for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("nested", nested), ("redis", redis), ("cpython", cpython), ("speed", speed), ("kernel", kernel),
                     ("report", report), ("loops", loops)):
         if a.what == name or (a.what == "all" and name != "loops"):
             f(a.rounds, **extra.get(name, {}))

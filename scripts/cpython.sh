@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-python="${PYTHON:-/root/.pyenv/versions/3.11.7/bin/python3.11}" rounds=150 iterations=5 out=""
+python="${PYTHON:-/root/.pyenv/versions/3.11.7/bin/python3.11}" rounds=600 iterations=5 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --python) python="$2"; shift ;;

@@ -38,7 +38,7 @@ pub fn folded_into(ctx: u32) -> Option<u32> {
 }
 
 static NODES_USED: AtomicU64 = AtomicU64::new(0);
-static CAP: AtomicU64 = AtomicU64::new(100_000);
+static CAP: AtomicU64 = AtomicU64::new(500_000);
 static TRUNCATED: AtomicBool = AtomicBool::new(false);
 
 pub fn set_cap(cap: u64) {
