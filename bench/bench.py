@@ -335,6 +335,28 @@ def redis_once(env, requests, pin=True):
     return statistics.mean(rps) if rps else float("nan"), cpu * 1e6 / (2 * requests)
 
 
+def probeset_variant(probeset, **extra):
+    """(name, env) of the variant that runs with a refined probe set."""
+    n = len(re.findall(r"^\[\[probe\]\]", open(probeset).read(), re.M))
+    return (f"hotprobe, probe set `{os.path.basename(probeset)}` ({n} probes), adaptive on",
+            agent_env(HOTPROBE_PROBESET=os.path.abspath(probeset), **extra))
+
+
+def ratio_table(res, rate_col, rate_fmt, cost_col, cost_fmt):
+    """The markdown table of interleaved rounds: per variant the median
+    rate and cost, and the median (and range) of each round's ratio to
+    that round's bare run."""
+    bare_rate, bare_cost = res["bare"]
+    print("× bare is the median of each round's ratio to that round's bare run (range in brackets).\n")
+    print(f"| variant | {rate_col} | × bare | {cost_col} | × bare |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, (rate, cost) in res.items():
+        r = [a / b for a, b in zip(rate, bare_rate)]
+        c = [a / b for a, b in zip(cost, bare_cost)]
+        print(f"| {name} | {format(med(rate), rate_fmt)} | {med(r):.2f} ({min(r):.2f}–{max(r):.2f}) "
+              f"| {format(med(cost), cost_fmt)} | {med(c):.2f} ({min(c):.2f}–{max(c):.2f}) |")
+
+
 def redis(rounds, probeset=None, config=None, pin=True):
     if not shutil.which("redis-server"):
         print("(redis-server not installed: skipped)\n")
@@ -347,25 +369,17 @@ def redis(rounds, probeset=None, config=None, pin=True):
         "hotprobe, all functions, adaptive off": agent_env(HOTPROBE_ADAPTIVE="0", **card),
     }
     if probeset:
-        n = len(re.findall(r"^\[\[probe\]\]", open(probeset).read(), re.M))
-        variants[f"hotprobe, probe set `{os.path.basename(probeset)}` ({n} probes), adaptive on"] = \
-            agent_env(HOTPROBE_PROBESET=os.path.abspath(probeset), **card)
+        name, env = probeset_variant(probeset, **card)
+        variants[name] = env
     res = {k: ([], []) for k in variants}
     for _ in range(rounds):
         for name, env in variants.items():
             rps, us = redis_once(env, requests, pin)
             res[name][0].append(rps)
             res[name][1].append(us)
-    bare_rps, bare_us = res["bare"]
     card_text = (f", score card `{config}`" if config else "") + ("" if redis_pinning(pin)[0] else ", unpinned")
     print(f"### redis-server (Debian, stripped) under `redis-benchmark -c 8 -t set,get -n {requests}` ({rounds} interleaved rounds, median{card_text})\n")
-    print("× bare is the median of each round's ratio to that round's bare run (range in brackets).\n")
-    print("| variant | requests/s | × bare | server CPU µs per request | × bare |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, (rps, us) in res.items():
-        r = [a / b for a, b in zip(rps, bare_rps)]
-        u = [a / b for a, b in zip(us, bare_us)]
-        print(f"| {name} | {med(rps):,.0f} | {med(r):.2f} ({min(r):.2f}–{max(r):.2f}) | {med(us):.2f} | {med(u):.2f} ({min(u):.2f}–{max(u):.2f}) |")
+    ratio_table(res, "requests/s", ",.0f", "server CPU µs per request", ".2f")
     print("\nper round (requests/s, CPU µs per request):", file=sys.stderr)
     for name, (rps, us) in res.items():
         print(f"  {name}: " + "  ".join(f"{a:,.0f}/{b:.2f}" for a, b in zip(rps, us)), file=sys.stderr)
@@ -389,9 +403,8 @@ def cpython(rounds, probeset=None, config=None, py_rounds=600):
         "hotprobe, all libpython functions, adaptive on": agent_env(**on_lib),
     }
     if probeset:
-        n = len(re.findall(r"^\[\[probe\]\]", open(probeset).read(), re.M))
-        variants[f"hotprobe, probe set `{os.path.basename(probeset)}` ({n} probes), adaptive on"] = \
-            agent_env(HOTPROBE_PROBESET=os.path.abspath(probeset), **card)
+        name, env = probeset_variant(probeset, **card)
+        variants[name] = env
     # Adaptive off is left out: every call of every function metered takes
     # some 25 times bare's CPU here, a minute a run, which then slows the
     # runs after it.
@@ -399,8 +412,8 @@ def cpython(rounds, probeset=None, config=None, py_rounds=600):
     res = {k: ([], []) for k in variants}
     for _ in range(rounds):
         # In a fresh order each round: a run right after a heavy one (the
-        # all-functions run burns twice bare's CPU and writes an 18 MB
-        # snapshot) was slower here, whichever variant it was.
+        # all-functions run burns twice bare's CPU and writes a
+        # snapshot of 18–25 MB) was slower here, whichever variant it was.
         for name in random.sample(list(variants), len(variants)):
             env = variants[name]
             before = os.times()
@@ -411,16 +424,9 @@ def cpython(rounds, probeset=None, config=None, py_rounds=600):
                 sys.exit(f"pybench failed under {name}: {done.stderr[-300:]}")
             res[name][0].append(float(rate.group(1)))
             res[name][1].append((after.children_user - before.children_user) + (after.children_system - before.children_system))
-    bare_rate, bare_cpu = res["bare"]
     card_text = f", score card `{config}`" if config else ""
     print(f"### CPython 3.11 (`demo/pybench.py {py_rounds}`, shared libpython, 5,326 probeable functions; {rounds} interleaved rounds, median{card_text})\n")
-    print("× bare is the median of each round's ratio to that round's bare run (range in brackets).\n")
-    print("| variant | rounds/s | × bare | process CPU s | × bare |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, (rate, cpu) in res.items():
-        r = [a / b for a, b in zip(rate, bare_rate)]
-        c = [a / b for a, b in zip(cpu, bare_cpu)]
-        print(f"| {name} | {med(rate):.1f} | {med(r):.2f} ({min(r):.2f}–{max(r):.2f}) | {med(cpu):.2f} | {med(c):.2f} ({min(c):.2f}–{max(c):.2f}) |")
+    ratio_table(res, "rounds/s", ".1f", "process CPU s", ".2f")
     print()
 
 
