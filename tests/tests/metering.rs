@@ -797,6 +797,27 @@ fn snapshots_while_threads_call_are_consistent_and_counts_only_rise() {
 }
 
 #[test]
+fn the_default_contexts_cap_holds_a_wide_calling_context_tree() {
+    // 122,851 contexts, past the old default of 100,000 that CPython's
+    // libpython passed: folded calls take the engine's slow paths.
+    let s = Scratch::new();
+    let prog = s.build("fanout.c", "fanout", &["-O2"]);
+    let ran = Run::new(&prog, s.path()).env("HOTPROBE_ADAPTIVE", "0").run();
+    ran.assert_same_as(&Run::new(&prog, s.path()).bare().run());
+    let snap = ran.snapshot();
+    assert!(!snap.meter.contexts_truncated, "the tree was truncated");
+    let fans = 350u64;
+    assert_eq!(snap.contexts.len() as u64, 1 + fans + fans * fans);
+    for f in ["f0", "f123", "f349"] {
+        assert_eq!(probe(snap, f).count, 1 + fans, "{f}");
+        assert_eq!(edge_count(snap, "main", f), 1, "main → {f}");
+    }
+    assert_eq!(edge_count(snap, "f0", "f349"), 1);
+    assert_eq!(edge_count(snap, "f349", "f0"), 1);
+    assert_eq!(edge_count(snap, "f7", "f7"), 1);
+}
+
+#[test]
 fn a_small_contexts_cap_folds_live_and_merged_trees_and_edges_stay_exact() {
     let s = Scratch::new();
     let prog = s.build("deep.c", "deep", &["-O2"]);
