@@ -5,9 +5,12 @@ use crate::state::{self, Agent, Identity};
 use hotprobe_config::Settings;
 use std::sync::Mutex;
 
-/// Whether this code runs from the preloaded `libhotprobe*.so` (and not
-/// linked into a test binary through the rlib). Never panics: the
-/// constructor calls it before the panic hook and the guard are in place.
+/// Whether this code runs from the preloaded shared object (and not linked
+/// into a test binary through the rlib, an executable). Any file name with
+/// `.so` in it will do: a copy of the agent under another name (kept side
+/// by side with another build, say) once stayed off without a word. Never
+/// panics: the constructor calls it before the panic hook and the guard
+/// are in place.
 pub fn loaded_as_agent() -> bool {
     // SAFETY: Dl_info is plain data, for which all zeroes is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
@@ -19,7 +22,7 @@ pub fn loaded_as_agent() -> bool {
     // SAFETY: dli_fname is a NUL-terminated string owned by ld.so.
     let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }.to_string_lossy();
     let file = name.rsplit('/').next().unwrap_or(&name);
-    file.starts_with("libhotprobe") && file.contains(".so")
+    file.contains(".so")
 }
 
 pub fn read_exe_and_argv() -> (String, Vec<String>) {

@@ -75,6 +75,19 @@ fn readelf_build_id(file: &std::path::Path) -> Option<String> {
 }
 
 #[test]
+fn a_copy_of_the_agent_under_another_name_still_runs() {
+    let s = Scratch::new();
+    let prog = hello(&s);
+    let copy = s.path().join("agent-side-by-side.so");
+    std::fs::copy(agent_path(), &copy).unwrap();
+    let ran = Run::new(&prog, s.path())
+        .env("LD_PRELOAD", copy.to_str().unwrap())
+        .run();
+    ran.assert_same_as(&Run::new(&prog, s.path()).bare().run());
+    assert!(ran.snapshot().probes.iter().any(|p| p.name == "main" && p.count == 1));
+}
+
+#[test]
 fn build_id_is_null_for_a_program_linked_without_one() {
     let s = Scratch::new();
     let prog = s.build("hello.c", "hello-no-id", &["-O1", "-Wl,--build-id=none"]);
