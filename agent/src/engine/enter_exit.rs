@@ -7,7 +7,7 @@
 use crate::adaptive::score_card as score;
 use crate::engine::probe::Probe;
 use crate::engine::shadow::{
-    fence, set_flag, Frame, Shadow, CAPACITY, FOLDED, HOOKED, PROVISIONAL,
+    fence, set_flag, Frame, Shadow, CAPACITY, FOLDED, HOOKED, OVER_PENDING, PROVISIONAL,
 };
 use crate::engine::thread::{current_or_create, ThreadState};
 use crate::meter::contexts::{folded_ctx, folded_into, ROOT};
@@ -111,7 +111,9 @@ pub fn push(
         probe.untimed.fetch_add(1, Ordering::Relaxed);
         return false;
     }
-    let flags = folded | if ret != 0 { HOOKED } else { 0 };
+    let flags = folded
+        | if ret != 0 { HOOKED } else { 0 }
+        | if pending { OVER_PENDING } else { 0 };
     sh.top = ((depth + 1) << 1) | 1;
     fence();
     let frame = sh.frame(depth);

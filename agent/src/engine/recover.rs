@@ -27,19 +27,11 @@ pub fn take_frame(t: &mut ThreadState, slot: usize) -> Option<(Frame, bool)> {
     take_slow(t, slot)
 }
 
-fn committed_depth(sh: &Shadow) -> usize {
-    if sh.pending() {
-        sh.depth().saturating_sub(1)
-    } else {
-        sh.depth()
-    }
-}
-
 fn position(sh: &Shadow, slot: usize) -> Option<usize> {
     // SAFETY: indices below the committed depth are committed frames.
-    (0..committed_depth(sh))
+    (0..sh.committed_depth())
         .rev()
-        .find(|&i| unsafe { (*sh.frame(i)).slot } == slot)
+        .find(|&i| !sh.half_built(i) && unsafe { (*sh.frame(i)).slot } == slot)
 }
 
 #[cold]
@@ -60,7 +52,7 @@ fn take_slow(t: &mut ThreadState, slot: usize) -> Option<(Frame, bool)> {
     // SAFETY: as above.
     let sh = unsafe { &mut *t.shadow };
     let index = position(sh, slot)?;
-    let above = (index + 1)..committed_depth(sh);
+    let above = (index + 1)..sh.committed_depth();
     // SAFETY: committed frames.
     let all_deeper = above.clone().all(|j| unsafe { (*sh.frame(j)).slot } < slot);
     if all_deeper && !sh.pending() {
