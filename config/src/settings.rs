@@ -150,6 +150,16 @@ pub struct Hotspot {
     /// A snapshot without it comes from an agent that had no window: 0.
     #[serde(default)]
     pub min_judging_ms: f64,
+    /// A probe whose calls reach a threshold is not removed until this long
+    /// (ms) after they first did, though it can turn hot after
+    /// `min_judging_ms`: its score is kept at `initial` or above until
+    /// then. Removal is the verdict a loop cannot undo (refine drops the
+    /// function), and a function near a threshold that was judged only in
+    /// one of the machine's fast stretches was removed in one loop and hot
+    /// in the others. Below `min_judging_ms` it is `min_judging_ms`.
+    /// A snapshot without it comes from an agent that had none: 0.
+    #[serde(default)]
+    pub min_removal_ms: f64,
 }
 
 impl Default for Hotspot {
@@ -164,6 +174,7 @@ impl Default for Hotspot {
             lower: 1000,
             upper: 20000,
             min_judging_ms: 200.0,
+            min_removal_ms: 1000.0,
         }
     }
 }
@@ -452,6 +463,13 @@ impl Settings {
                 "use milliseconds ≥ 0 (0 = judge from the first call)",
             );
         }
+        if !(h.min_removal_ms.is_finite() && h.min_removal_ms >= 0.0) {
+            return fail(
+                "hotspot.min_removal_ms",
+                format!("{} is not a duration", h.min_removal_ms),
+                "use milliseconds ≥ 0 (below min_judging_ms counts as min_judging_ms)",
+            );
+        }
         if !(self.snapshot.interval_s.is_finite() && self.snapshot.interval_s >= 0.0) {
             return fail(
                 "snapshot.interval_s",
@@ -643,6 +661,7 @@ mod file {
         lower: Option<Spanned<i64>>,
         upper: Option<Spanned<i64>>,
         min_judging_ms: Option<Spanned<f64>>,
+        min_removal_ms: Option<Spanned<f64>>,
     }
 
     #[derive(Deserialize)]
@@ -747,6 +766,13 @@ mod file {
                     "hotspot.min_judging_ms",
                     &h.min_judging_ms,
                     |s, v| s.hotspot.min_judging_ms = v,
+                );
+                set(
+                    s,
+                    at,
+                    "hotspot.min_removal_ms",
+                    &h.min_removal_ms,
+                    |s, v| s.hotspot.min_removal_ms = v,
                 );
             }
             if let Some(n) = &self.snapshot {
@@ -857,11 +883,16 @@ mod tests {
     #[test]
     fn min_judging_ms_is_read_and_checked() {
         assert_eq!(load("", &[]).unwrap().hotspot.min_judging_ms, 200.0);
+        assert_eq!(load("", &[]).unwrap().hotspot.min_removal_ms, 1000.0);
         let s = load("[hotspot]\nmin_judging_ms = 50.0\n", &[]).unwrap();
         assert_eq!(s.hotspot.min_judging_ms, 50.0);
         let e = load("[hotspot]\nmin_judging_ms = -1.0\n", &[]).unwrap_err();
         assert_eq!(e.key, "hotspot.min_judging_ms");
         assert!(e.to_string().contains("-1 is not a duration"), "{e}");
+        let s = load("[hotspot]\nmin_removal_ms = 900\n", &[]).unwrap();
+        assert_eq!(s.hotspot.min_removal_ms, 900.0);
+        let e = load("[hotspot]\nmin_removal_ms = nan\n", &[]).unwrap_err();
+        assert_eq!(e.key, "hotspot.min_removal_ms");
     }
 
     #[test]

@@ -272,16 +272,11 @@ impl Header {
         lines.push(first.join(" · "));
         let h = &self.hotspot;
         lines.push(format!(
-            "score card: inclusive ≥ {}, inherent ≥ {}, lower {}, upper {}, {}, {}{}",
+            "score card: inclusive ≥ {}, inherent ≥ {}, lower {}, upper {}, {}{}",
             fmt_ns(h.threshold_us * 1e3),
             fmt_ns(h.inherent_threshold_us * 1e3),
             h.lower,
             h.upper,
-            if h.min_judging_ms > 0.0 {
-                format!("judged ≥ {} ms", h.min_judging_ms)
-            } else {
-                "judged from the first call".to_string()
-            },
             if h.adaptive {
                 "adaptive"
             } else {
@@ -293,6 +288,7 @@ impl Header {
                 ""
             }
         ));
+        lines.push(judging_window(h));
         let states: Vec<String> = ["hot", "active", "disabled", "rejected"]
             .iter()
             .map(|s| {
@@ -614,4 +610,22 @@ fn write_csv(out: &mut dyn Write, rows: &[&Func]) -> Result<()> {
         writeln!(out, "{}", fields.join(","))?;
     }
     Ok(())
+}
+
+/// How long the score card waits before a verdict ("judged ≥ 200 ms"),
+/// and before removal where that is longer.
+fn judging_window(h: &Hotspot) -> String {
+    let judged = if h.min_judging_ms > 0.0 {
+        format!("judged ≥ {} ms", h.min_judging_ms)
+    } else {
+        "judged from the first call".to_string()
+    };
+    if h.min_removal_ms > h.min_judging_ms {
+        format!(
+            "{judged}, removed ≥ {} ms after a probe's calls first reach a threshold",
+            h.min_removal_ms
+        )
+    } else {
+        judged
+    }
 }

@@ -84,7 +84,11 @@ fn a_copy_of_the_agent_under_another_name_still_runs() {
         .env("LD_PRELOAD", copy.to_str().unwrap())
         .run();
     ran.assert_same_as(&Run::new(&prog, s.path()).bare().run());
-    assert!(ran.snapshot().probes.iter().any(|p| p.name == "main" && p.count == 1));
+    assert!(ran
+        .snapshot()
+        .probes
+        .iter()
+        .any(|p| p.name == "main" && p.count == 1));
 }
 
 #[test]

@@ -186,7 +186,7 @@ fn a_caller_is_judged_after_its_callee() {
     let card = s.write(
         "card.toml",
         // Judged from the first call: the program is over in ~15 ms.
-        "[hotspot]\nthreshold_us = 0.5\ninherent_threshold_us = 0.2\nmin_judging_ms = 0\n",
+        "[hotspot]\nthreshold_us = 0.5\ninherent_threshold_us = 0.2\nmin_judging_ms = 0\nmin_removal_ms = 0\n",
     );
     let bare = Run::new(&prog, s.path()).args(&["20000"]).bare().run();
     let ran = Run::new(&prog, s.path())
@@ -213,10 +213,11 @@ fn a_caller_is_judged_after_its_callee() {
 
     // The same with the judging window (~0.4 s of calls): both are held
     // for 200 ms, step goes first at the end of it, and relay, judged on
-    // from `initial`, ends hot.
+    // from `initial`, ends hot. (The built-in removal wait, 1 s, would
+    // keep step, whose calls reach the inherent threshold, past the run.)
     let card = s.write(
         "card.toml",
-        "[hotspot]\nthreshold_us = 0.5\ninherent_threshold_us = 0.2\n",
+        "[hotspot]\nthreshold_us = 0.5\ninherent_threshold_us = 0.2\nmin_removal_ms = 200\n",
     );
     let ran = Run::new(&prog, s.path())
         .args(&["600000"])
@@ -275,7 +276,7 @@ fn no_verdict_comes_before_min_judging_ms() {
             probe("cold_by_far"),
         )
     };
-    let (fast, slow, cold) = verdicts(Some("[hotspot]\nmin_judging_ms = 0\n"));
+    let (fast, slow, cold) = verdicts(Some("[hotspot]\nmin_judging_ms = 0\nmin_removal_ms = 0\n"));
     assert_eq!(fast.state, ProbeState::Disabled, "no window: {fast:?}");
     assert_eq!(slow.state, ProbeState::Hot, "no window: {slow:?}");
     assert!(slow.score >= 20000, "hot for good at once: {slow:?}");
@@ -298,12 +299,71 @@ fn no_verdict_comes_before_min_judging_ms() {
 }
 
 #[test]
+fn a_warm_probe_is_removed_no_sooner_than_min_removal_ms() {
+    // tests/programs/phases.c with min_removal_ms = 600. Phase longer than
+    // the run: early_fast takes 100 ns a call all along, over the inherent
+    // threshold and under the inclusive one, so its score falls while its
+    // calls keep reaching a threshold; it is kept until 600 ms, though
+    // early_slow (400 ns) turns hot after the 200 ms judging window as
+    // before. Phase of 80 ms: early_slow is then nearly free, its calls
+    // stop coming near a threshold, and it goes after the judging window
+    // without waiting for the removal one. cold_by_far goes at once.
+    let s = Scratch::new();
+    let prog = s.build("phases.c", "phases", &["-O2"]);
+    let card = s.write("card.toml", "[hotspot]\nmin_removal_ms = 600\n");
+    let run = |args: &[&str]| {
+        let bare = Run::new(&prog, s.path()).args(args).bare().run();
+        let ran = Run::new(&prog, s.path())
+            .args(args)
+            .env("HOTPROBE_CONFIG", card.to_str().unwrap())
+            .run();
+        ran.assert_same_as(&bare);
+        ran
+    };
+    let ran = run(&["1000", "900"]);
+    let snap = ran.snapshot();
+    let probe = |name: &str| snap.probes.iter().find(|p| p.name == name).unwrap();
+    let (fast, slow, cold) = (
+        probe("early_fast"),
+        probe("early_slow"),
+        probe("cold_by_far"),
+    );
+    assert_eq!(fast.state, ProbeState::Disabled, "{fast:?}");
+    assert!(
+        fast.disabled_at_ns.is_some_and(|t| t >= 600_000_000),
+        "kept for the removal window: {fast:?}"
+    );
+    assert!(slow.score >= 20000, "hot for good: {slow:?}");
+    assert!(
+        cold.disabled_at_ns.is_some_and(|t| t < 100_000_000),
+        "cold by far, so not kept: {cold:?}"
+    );
+    let report = cli(&["report", ran.snapshots[0].0.to_str().unwrap()], s.path());
+    let header = String::from_utf8_lossy(&report.stdout).into_owned();
+    assert!(
+        header.contains("judged ≥ 200 ms, removed ≥ 600 ms"),
+        "the report names both waits: {header}"
+    );
+    let ran = run(&["80", "900"]);
+    let snap = ran.snapshot();
+    let slow = snap.probes.iter().find(|p| p.name == "early_slow").unwrap();
+    assert!(
+        slow.disabled_at_ns
+            .is_some_and(|t| (200_000_000..600_000_000).contains(&t)),
+        "its calls stopped coming near a threshold, so it was not kept: {slow:?}"
+    );
+}
+
+#[test]
 fn adaptive_off_classifies_but_keeps_every_probe_counting() {
     let s = Scratch::new();
     let prog = s.build("many.c", "many", &["-O2"]);
     // Judged from the first call: the run is shorter than the judging
     // window, and under load a few functions get near the threshold.
-    let card = s.write("card.toml", "[hotspot]\nmin_judging_ms = 0\n");
+    let card = s.write(
+        "card.toml",
+        "[hotspot]\nmin_judging_ms = 0\nmin_removal_ms = 0\n",
+    );
     let ran = Run::new(&prog, s.path())
         .args(&["200"])
         .env("HOTPROBE_ADAPTIVE", "0")
@@ -802,7 +862,9 @@ fn the_default_contexts_cap_holds_a_wide_calling_context_tree() {
     // libpython passed: folded calls take the engine's slow paths.
     let s = Scratch::new();
     let prog = s.build("fanout.c", "fanout", &["-O2"]);
-    let ran = Run::new(&prog, s.path()).env("HOTPROBE_ADAPTIVE", "0").run();
+    let ran = Run::new(&prog, s.path())
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .run();
     ran.assert_same_as(&Run::new(&prog, s.path()).bare().run());
     let snap = ran.snapshot();
     assert!(!snap.meter.contexts_truncated, "the tree was truncated");

@@ -43,7 +43,7 @@ fn refine(snap: &Path, set: &Path, extra: &[&str], cwd: &Path) -> (BTreeSet<Stri
 fn run_dispatch(prog: &Path, dir: &Path, set: Option<&Path>) -> Ran {
     std::fs::create_dir_all(dir).unwrap();
     let card = dir.join("card.toml");
-    std::fs::write(&card, "[hotspot]\nmin_judging_ms = 0\n").unwrap();
+    std::fs::write(&card, "[hotspot]\nmin_judging_ms = 0\nmin_removal_ms = 0\n").unwrap();
     let mut run = Run::new(prog, dir)
         .args(&["20000"])
         .env("HOTPROBE_ADAPTIVE", "0")

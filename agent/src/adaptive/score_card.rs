@@ -33,6 +33,16 @@
 //! forgotten, and what follows is judged from `initial` as if the probe
 //! were new. A probe none of whose calls comes near a threshold (one
 //! preempted call aside) still goes at once.
+//!
+//! Removal waits longer than a hot verdict: a warm probe whose calls still
+//! come near a threshold (a call at one in the last `KEPT_HITLESS` whole
+//! batches) is kept at `initial` or above until `min_removal_ms`. A loop
+//! cannot undo a removal (refine drops the function), and redis's
+//! functions within ~1.5× of a threshold were removed in the loops whose
+//! first half-second ran in one of the machine's fast stretches and hot in
+//! the others. A probe whose calls stopped coming near one (CPython's
+//! functions, slow only while its start-up warms the caches) goes after
+//! `min_judging_ms` as before.
 
 use crate::engine::probe::{Life, Probe};
 use crate::meter::stats::ThreadProbeStats;
@@ -41,6 +51,10 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 pub const BATCH: u8 = 16;
 /// Batches with a call at a threshold that make a probe warm.
 const WARM_BATCHES: u8 = 2;
+/// Past `min_judging_ms`, a warm probe is kept for `min_removal_ms` only
+/// while its calls still come near a threshold: fewer than this many
+/// whole batches in a row without one.
+const KEPT_HITLESS: u8 = 32;
 
 pub(crate) static INCLUSIVE_TICKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static INHERENT_TICKS: AtomicU64 = AtomicU64::new(0);
@@ -50,6 +64,8 @@ static UPPER: AtomicI64 = AtomicI64::new(i64::MAX);
 static INITIAL: AtomicI64 = AtomicI64::new(1);
 /// `min_judging_ms` in clock ticks.
 static MIN_JUDGING_TICKS: AtomicU64 = AtomicU64::new(0);
+/// `min_removal_ms` (at least `min_judging_ms`) in clock ticks.
+static MIN_REMOVAL_TICKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static LOWER: AtomicI64 = AtomicI64::new(i64::MAX);
 
 /// Calls of a probe left unscored while its callees are judged, at most.
@@ -65,6 +81,10 @@ pub fn configure(h: &hotprobe_config::settings::Hotspot) {
     LOWER.store(h.lower, Ordering::Relaxed);
     MIN_JUDGING_TICKS.store(
         crate::meter::clock::ns_to_ticks(h.min_judging_ms * 1e6),
+        Ordering::Relaxed,
+    );
+    MIN_REMOVAL_TICKS.store(
+        crate::meter::clock::ns_to_ticks(h.min_judging_ms.max(h.min_removal_ms) * 1e6),
         Ordering::Relaxed,
     );
     ADAPTIVE.store(h.adaptive, Ordering::Relaxed);
@@ -168,10 +188,13 @@ pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
     // first call, caches cold and pages to fault in, is slow anyway), and
     // it takes two with a call that reached a threshold: one preemption in
     // a call of a few ns is not enough.
-    if calls >= BATCH
+    let warm = calls >= BATCH && warm_batch(pending, calls);
+    if calls >= BATCH {
+        note_hitless(probe, warm);
+    }
+    if warm
         && stats.count > 2 * u64::from(BATCH)
         && probe.warm_batches.load(Ordering::Relaxed) < WARM_BATCHES
-        && warm_batch(pending, calls)
         && probe.warm_batches.fetch_add(1, Ordering::Relaxed) + 1 == WARM_BATCHES
     {
         let now = crate::meter::clock::now().max(1);
@@ -180,18 +203,33 @@ pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
     let score = probe.score.fetch_add(pending, Ordering::Relaxed) + pending;
     let upper = UPPER.load(Ordering::Relaxed);
     if score <= 0 {
-        if young(probe) {
+        if young(probe, &MIN_JUDGING_TICKS)
+            || (probe.hitless_batches.load(Ordering::Relaxed) < KEPT_HITLESS
+                && young(probe, &MIN_REMOVAL_TICKS))
+        {
             let floor = INITIAL.load(Ordering::Relaxed);
             probe.score.fetch_max(floor, Ordering::Relaxed);
         } else {
             disable(probe);
         }
     } else if score >= upper {
-        if young(probe) {
+        if young(probe, &MIN_JUDGING_TICKS) {
             probe.score.fetch_min(upper - 1, Ordering::Relaxed);
         } else if probe.transition(Life::Active, Life::Hot) {
             probe.settled.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+/// Counts whole batches in a row without a call at a threshold.
+fn note_hitless(probe: &Probe, warm: bool) {
+    let n = probe.hitless_batches.load(Ordering::Relaxed);
+    if warm {
+        if n != 0 {
+            probe.hitless_batches.store(0, Ordering::Relaxed);
+        }
+    } else if n < u8::MAX {
+        probe.hitless_batches.store(n + 1, Ordering::Relaxed);
     }
 }
 
@@ -203,11 +241,12 @@ fn warm_batch(pending: i64, calls: u8) -> bool {
     i128::from(pending) > -2 * debit * i128::from(calls)
 }
 
-/// Whether `probe` is warm and has been for less than `min_judging_ms`
-/// (read only when its score reaches a bound, so the clock is not read on
-/// every flush). Warm but not yet stamped counts as young.
-fn young(probe: &Probe) -> bool {
-    let window = MIN_JUDGING_TICKS.load(Ordering::Relaxed);
+/// Whether `probe` is warm and has been for less than `window`
+/// (`min_judging_ms` before it may turn hot, `min_removal_ms` before it
+/// may be removed; read only when its score reaches a bound, so the clock
+/// is not read on every flush). Warm but not yet stamped counts as young.
+fn young(probe: &Probe, window: &AtomicU64) -> bool {
+    let window = window.load(Ordering::Relaxed);
     if window == 0 || probe.warm_batches.load(Ordering::Relaxed) < WARM_BATCHES {
         return false;
     }

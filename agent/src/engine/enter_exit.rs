@@ -111,9 +111,7 @@ pub fn push(
         probe.untimed.fetch_add(1, Ordering::Relaxed);
         return false;
     }
-    let flags = folded
-        | if ret != 0 { HOOKED } else { 0 }
-        | if pending { OVER_PENDING } else { 0 };
+    let flags = folded | if ret != 0 { HOOKED } else { 0 } | if pending { OVER_PENDING } else { 0 };
     sh.top = ((depth + 1) << 1) | 1;
     fence();
     let frame = sh.frame(depth);

@@ -89,6 +89,10 @@ pub struct Probe {
     /// Score batches with a call at a threshold, up to the two that make
     /// the probe warm (score_card::flush).
     pub warm_batches: AtomicU8,
+    /// Whole score batches in a row without a call at a threshold, up to
+    /// 255 (score_card: a probe whose calls stopped coming near a
+    /// threshold is not kept for `min_removal_ms`).
+    pub hitless_batches: AtomicU8,
     pub totals: Mutex<Totals>,
     pub reason: Mutex<Option<String>>,
     pub meta: Meta,
@@ -114,6 +118,7 @@ impl Probe {
             held: AtomicU32::new(0),
             judged_since: AtomicU64::new(0),
             warm_batches: AtomicU8::new(0),
+            hitless_batches: AtomicU8::new(0),
             totals: Mutex::new(Totals::default()),
             reason: Mutex::new(None),
             meta,

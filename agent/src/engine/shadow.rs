@@ -242,7 +242,11 @@ mod tests {
         assert_eq!(live_slots(&sh), [0x3000, 0x2000, 0x800]);
         assert!(sh.half_built(2) && !sh.half_built(1) && !sh.half_built(3));
         // SAFETY: as in live_slots.
-        let innermost_first: Vec<usize> = sh.live_frames().rev().map(|f| unsafe { (*f).slot }).collect();
+        let innermost_first: Vec<usize> = sh
+            .live_frames()
+            .rev()
+            .map(|f| unsafe { (*f).slot })
+            .collect();
         assert_eq!(innermost_first, [0x800, 0x2000, 0x3000]);
         // The handler's call returns; the interrupted entry commits.
         sh.top = (3 << 1) | PENDING;
