@@ -357,7 +357,13 @@ def ratio_table(res, rate_col, rate_fmt, cost_col, cost_fmt):
               f"| {format(med(cost), cost_fmt)} | {med(c):.2f} ({min(c):.2f}–{max(c):.2f}) |")
 
 
-def redis(rounds, probeset=None, config=None, pin=True):
+def card_variants(name, cards, **extra):
+    """{variant name: env}: the all-functions run again under each score
+    card of `cards`, side by side with the built-in one."""
+    return {f"{name}, card `{os.path.basename(c)}`": agent_env(HOTPROBE_CONFIG=os.path.abspath(c), **extra) for c in cards}
+
+
+def redis(rounds, probeset=None, config=None, pin=True, cards=()):
     if not shutil.which("redis-server"):
         print("(redis-server not installed: skipped)\n")
         return
@@ -367,6 +373,7 @@ def redis(rounds, probeset=None, config=None, pin=True):
         "bare": bare_env(),
         "hotprobe, all functions, adaptive on": agent_env(**card),
         "hotprobe, all functions, adaptive off": agent_env(HOTPROBE_ADAPTIVE="0", **card),
+        **card_variants("hotprobe, all functions, adaptive on", cards),
     }
     if probeset:
         name, env = probeset_variant(probeset, **card)
@@ -389,7 +396,7 @@ def redis(rounds, probeset=None, config=None, pin=True):
 PYTHON = os.environ.get("PYTHON", "/root/.pyenv/versions/3.11.7/bin/python3.11")
 
 
-def cpython(rounds, probeset=None, config=None, py_rounds=600):
+def cpython(rounds, probeset=None, config=None, py_rounds=600, cards=()):
     """demo/pybench.py on a shared libpython: its own rate (rounds/s, timed
     inside the program, so start-up is left out) and the process's CPU time
     (start-up, discovery and patching included)."""
@@ -401,6 +408,7 @@ def cpython(rounds, probeset=None, config=None, py_rounds=600):
     variants = {
         "bare": bare_env(),
         "hotprobe, all libpython functions, adaptive on": agent_env(**on_lib),
+        **card_variants("hotprobe, all libpython functions, adaptive on", cards, HOTPROBE_MODULES="*libpython*"),
     }
     if probeset:
         name, env = probeset_variant(probeset, **card)
@@ -523,6 +531,31 @@ def speed(rounds, probeset=None):
     print("\nThe chases step through a random cycle of pointers; the 4,096 functions (~600 KB of code) are called in a fixed random order.\n")
 
 
+def machine_speed(rounds, seconds=60):
+    """bench/machine_speed.c for `seconds`, pinned to CPU 0: whether any
+    reference kernel's time moves with a server-like function's (the
+    agent could then scale its thresholds by it). `rounds` is unused."""
+    import math
+    prog = build("bench/machine_speed.c", "machine_speed")
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") and 0 in os.sched_getaffinity(0) else []
+    out = subprocess.run(pin + [prog, str(seconds)], capture_output=True, text=True, check=True).stdout
+    rows = [[float(x) for x in l.split()] for l in out.splitlines() if l and not l.startswith("#")][5:]
+    cols = list(zip(*rows))
+    work = [math.log(x) for x in cols[4]]
+    seconds_slow = sum(1 for s in range(int(rows[-1][0]) + 1)
+                       if (w := [r[4] for r in rows if int(r[0]) == s]) and med(w) > 1.5 * med(cols[4]))
+    print(f"### Reference kernels against a server-like function (`bench/machine_speed.c {seconds}`, {len(rows)} windows of ~5 ms)\n")
+    print(f"`work` (2,000 calls a window, median): {med(cols[4]):.0f} ticks over the run; "
+          f"{seconds_slow} of {int(rows[-1][0]) + 1} seconds had a median over 1.5× that.\n")
+    print("| kernel | median ticks | correlation of log ticks with `work`'s | spread of log `work` / kernel (sd) |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| (`work` alone) | {med(cols[4]):.0f} | 1.00 | {statistics.pstdev(work):.3f} |")
+    for i, name in [(1, "compute"), (2, "chase"), (3, "copy")]:
+        k = [math.log(x) for x in cols[i]]
+        print(f"| {name} | {med(cols[i]):.0f} | {correlation(k, work):.2f} | {statistics.pstdev([a - b for a, b in zip(work, k)]):.3f} |")
+    print()
+
+
 def nested(rounds):
     """Compensation accuracy: tests/programs/nested.c's own account of its
     times against the agent's, per run, as the compensation test computes
@@ -601,22 +634,22 @@ def loops(rounds, cards=()):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "cpython", "speed", "kernel", "report", "loops", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "cpython", "speed", "kernel", "report", "loops", "machine-speed", "all"])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output); speed: the probe set its redis runs use")
     ap.add_argument("--config", help="redis, cpython: the agent's TOML config (HOTPROBE_CONFIG) for every agent variant, e.g. a [hotspot] score card")
     ap.add_argument("--no-pin", action="store_true", help="redis: leave the server and redis-benchmark to the scheduler (by default the server runs on CPU 0, the load on CPU 1)")
     ap.add_argument("--py-rounds", type=int, default=600, help="cpython: pybench's rounds per run (600: about 2 s bare here)")
-    ap.add_argument("--card", action="append", default=[], help="loops: also run loops with this agent config (repeatable)")
+    ap.add_argument("--card", action="append", default=[], help="loops: also run loops with this agent config; redis, cpython: also run all functions under it (repeatable)")
     ap.add_argument("--max-load", type=float, default=1.5, help="report: wait for a 1-minute load average under this")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
     print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
-    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin}, "cpython": {"probeset": a.probeset, "config": a.config, "py_rounds": a.py_rounds}, "speed": {"probeset": a.probeset}, "report": {"max_load": a.max_load}, "loops": {"cards": a.card}}
+    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin, "cards": a.card}, "cpython": {"probeset": a.probeset, "config": a.config, "py_rounds": a.py_rounds, "cards": a.card}, "speed": {"probeset": a.probeset}, "report": {"max_load": a.max_load}, "loops": {"cards": a.card}}
     for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("nested", nested), ("redis", redis), ("cpython", cpython), ("speed", speed), ("kernel", kernel),
-                    ("report", report), ("loops", loops)):
-        if a.what == name or (a.what == "all" and name != "loops"):
+                    ("report", report), ("loops", loops), ("machine-speed", machine_speed)):
+        if a.what == name or (a.what == "all" and name not in ("loops", "machine-speed")):
             f(a.rounds, **extra.get(name, {}))
     shutil.rmtree(WORK, ignore_errors=True)
 

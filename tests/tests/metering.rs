@@ -303,11 +303,11 @@ fn a_warm_probe_is_removed_no_sooner_than_min_removal_ms() {
     // tests/programs/phases.c with min_removal_ms = 600. Phase longer than
     // the run: early_fast takes 100 ns a call all along, over the inherent
     // threshold and under the inclusive one, so its score falls while its
-    // calls keep reaching a threshold; it is kept until 600 ms, though
-    // early_slow (400 ns) turns hot after the 200 ms judging window as
-    // before. Phase of 80 ms: early_slow is then nearly free, its calls
-    // stop coming near a threshold, and it goes after the judging window
-    // without waiting for the removal one. cold_by_far goes at once.
+    // calls keep reaching a threshold: kept until 600 ms, while early_slow
+    // (400 ns) turns hot after the 200 ms judging window as before. Phase
+    // of 80 ms: early_slow is then nearly free, its calls stop coming near
+    // a threshold, and it goes after the judging window without waiting
+    // for the removal one. cold_by_far goes at once either way.
     let s = Scratch::new();
     let prog = s.build("phases.c", "phases", &["-O2"]);
     let card = s.write("card.toml", "[hotspot]\nmin_removal_ms = 600\n");
@@ -320,24 +320,20 @@ fn a_warm_probe_is_removed_no_sooner_than_min_removal_ms() {
         ran.assert_same_as(&bare);
         ran
     };
+    let disabled_at = |snap: &Snapshot, name: &str| {
+        let p = snap.probes.iter().find(|p| p.name == name).unwrap();
+        assert_eq!(p.state, ProbeState::Disabled, "{p:?}");
+        p.disabled_at_ns.unwrap()
+    };
+    let score =
+        |snap: &Snapshot, name: &str| snap.probes.iter().find(|p| p.name == name).unwrap().score;
     let ran = run(&["1000", "900"]);
     let snap = ran.snapshot();
-    let probe = |name: &str| snap.probes.iter().find(|p| p.name == name).unwrap();
-    let (fast, slow, cold) = (
-        probe("early_fast"),
-        probe("early_slow"),
-        probe("cold_by_far"),
-    );
-    assert_eq!(fast.state, ProbeState::Disabled, "{fast:?}");
-    assert!(
-        fast.disabled_at_ns.is_some_and(|t| t >= 600_000_000),
-        "kept for the removal window: {fast:?}"
-    );
-    assert!(slow.score >= 20000, "hot for good: {slow:?}");
-    assert!(
-        cold.disabled_at_ns.is_some_and(|t| t < 100_000_000),
-        "cold by far, so not kept: {cold:?}"
-    );
+    let t = disabled_at(&snap, "early_fast");
+    assert!(t >= 600_000_000, "kept for the removal window: {t} ns");
+    assert!(score(&snap, "early_slow") >= 20000, "hot for good");
+    let t = disabled_at(&snap, "cold_by_far");
+    assert!(t < 100_000_000, "cold by far, so not held: {t} ns");
     let report = cli(&["report", ran.snapshots[0].0.to_str().unwrap()], s.path());
     let header = String::from_utf8_lossy(&report.stdout).into_owned();
     assert!(
@@ -346,12 +342,47 @@ fn a_warm_probe_is_removed_no_sooner_than_min_removal_ms() {
     );
     let ran = run(&["80", "900"]);
     let snap = ran.snapshot();
-    let slow = snap.probes.iter().find(|p| p.name == "early_slow").unwrap();
+    let t = disabled_at(&snap, "early_slow");
     assert!(
-        slow.disabled_at_ns
-            .is_some_and(|t| (200_000_000..600_000_000).contains(&t)),
-        "its calls stopped coming near a threshold, so it was not kept: {slow:?}"
+        (200_000_000..600_000_000).contains(&t),
+        "its calls stopped coming near a threshold, so it was not kept: {t} ns"
     );
+    assert!(score(&snap, "early_fast") >= 20000, "hot for good");
+}
+
+#[test]
+fn at_most_32_probes_are_kept_for_the_removal_window() {
+    // tests/programs/kept.c: 40 functions like early_fast above. The first
+    // 32 to reach the bottom after the judging window are kept to 600 ms,
+    // the other 8 go then: the cost of keeping has a bound.
+    let s = Scratch::new();
+    let prog = s.build("kept.c", "kept", &["-O2"]);
+    let card = s.write("card.toml", "[hotspot]\nmin_removal_ms = 600\n");
+    let ran = Run::new(&prog, s.path())
+        .args(&["900"])
+        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
+        .run();
+    assert_eq!(ran.stdout(), "done\n");
+    let snap = ran.snapshot();
+    let near: Vec<_> = snap
+        .probes
+        .iter()
+        .filter(|p| p.name.starts_with("near"))
+        .collect();
+    assert_eq!(near.len(), 40);
+    assert!(
+        near.iter().all(|p| p.state == ProbeState::Disabled),
+        "{near:?}"
+    );
+    let kept = near
+        .iter()
+        .filter(|p| p.disabled_at_ns.unwrap() >= 600_000_000)
+        .count();
+    let early = near
+        .iter()
+        .filter(|p| (200_000_000..600_000_000).contains(&p.disabled_at_ns.unwrap()))
+        .count();
+    assert_eq!((kept, early), (32, 8), "{near:?}");
 }
 
 #[test]

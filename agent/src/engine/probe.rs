@@ -90,9 +90,11 @@ pub struct Probe {
     /// the probe warm (score_card::flush).
     pub warm_batches: AtomicU8,
     /// Whole score batches in a row without a call at a threshold, up to
-    /// 255 (score_card: a probe whose calls stopped coming near a
-    /// threshold is not kept for `min_removal_ms`).
-    pub hitless_batches: AtomicU8,
+    /// 255 (score_card: a probe whose calls stopped coming near one is not
+    /// kept for `min_removal_ms`).
+    pub far_batches: AtomicU8,
+    /// Kept for the removal window once already (score_card::keep).
+    pub kept: AtomicBool,
     pub totals: Mutex<Totals>,
     pub reason: Mutex<Option<String>>,
     pub meta: Meta,
@@ -118,7 +120,8 @@ impl Probe {
             held: AtomicU32::new(0),
             judged_since: AtomicU64::new(0),
             warm_batches: AtomicU8::new(0),
-            hitless_batches: AtomicU8::new(0),
+            far_batches: AtomicU8::new(0),
+            kept: AtomicBool::new(false),
             totals: Mutex::new(Totals::default()),
             reason: Mutex::new(None),
             meta,
