@@ -296,6 +296,9 @@ fn no_verdict_comes_before_min_judging_ms() {
         cold.disabled_at_ns.is_some_and(|t| t < 100_000_000) && cold.count < 1000,
         "cold by far, so not held: {cold:?}"
     );
+    // No probe goes before 128 of its calls were scored (a function's
+    // first calls can be its cheapest: the demo's memtable_seek).
+    assert!(cold.count >= 128, "scored 128 calls first: {cold:?}");
 }
 
 #[test]

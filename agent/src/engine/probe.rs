@@ -93,6 +93,9 @@ pub struct Probe {
     /// 255 (score_card: a probe whose calls stopped coming near one is not
     /// kept for `min_removal_ms`).
     pub far_batches: AtomicU8,
+    /// Calls scored so far, all threads together, counted a batch at a
+    /// time (score_card: no removal before `MIN_SCORED_CALLS`).
+    pub scored_calls: AtomicU32,
     /// Kept for the removal window once already (score_card::keep).
     pub kept: AtomicBool,
     pub totals: Mutex<Totals>,
@@ -121,6 +124,7 @@ impl Probe {
             judged_since: AtomicU64::new(0),
             warm_batches: AtomicU8::new(0),
             far_batches: AtomicU8::new(0),
+            scored_calls: AtomicU32::new(0),
             kept: AtomicBool::new(false),
             totals: Mutex::new(Totals::default()),
             reason: Mutex::new(None),
