@@ -145,18 +145,22 @@ pub struct Hotspot {
     /// (ms) after they first did: its score is kept within
     /// initial..upper-1 until then, so a few milliseconds in which the
     /// machine (or the program) runs unusually fast or slow at a function's
-    /// first calls neither take it out nor make it hot for good. 0 =
-    /// Satoris' rule, from the first call.
+    /// first calls neither take it out nor make it hot for good. While
+    /// either window is above 0, no probe is removed before 128 of its
+    /// calls were scored. Both 0 = Satoris' rule, from the first call.
     /// A snapshot without it comes from an agent that had no window: 0.
     #[serde(default)]
     pub min_judging_ms: f64,
     /// A probe whose calls reach a threshold is not removed until this long
     /// (ms) after they first did, though it can turn hot after
     /// `min_judging_ms`: its score is kept at `initial` or above until
-    /// then. Removal is the verdict a loop cannot undo (refine drops the
-    /// function), and a function near a threshold that was judged only in
-    /// one of the machine's fast stretches was removed in one loop and hot
-    /// in the others. Below `min_judging_ms` it is `min_judging_ms`.
+    /// then, while its calls still come near a threshold (one at a
+    /// threshold in its last 32 batches of 16) and for at most 32 probes a
+    /// run (each costs its calls for the window). Removal is the verdict a
+    /// loop cannot undo (refine drops the function), and a function near a
+    /// threshold that was judged only in one of the machine's fast
+    /// stretches was removed in one loop and hot in the others. Below
+    /// `min_judging_ms` it is `min_judging_ms`.
     /// A snapshot without it comes from an agent that had none: 0.
     #[serde(default)]
     pub min_removal_ms: f64,
@@ -877,6 +881,7 @@ mod tests {
     fn a_snapshot_of_an_agent_without_the_window_reads_as_none() {
         let old: Hotspot = serde_json::from_str(r#"{"threshold_us": 0.3}"#).unwrap();
         assert_eq!(old.min_judging_ms, 0.0);
+        assert_eq!(old.min_removal_ms, 0.0);
         assert_eq!(old.upper, Hotspot::default().upper, "the rest as built in");
     }
 

@@ -612,20 +612,61 @@ fn write_csv(out: &mut dyn Write, rows: &[&Func]) -> Result<()> {
     Ok(())
 }
 
-/// How long the score card waits before a verdict ("judged ≥ 200 ms"),
-/// and before removal where that is longer.
+/// How long the score card waits before a verdict ("judged ≥ 200 ms …"),
+/// how long removal can be held up, and the calls a removal needs. One
+/// line of at most 100 characters.
 fn judging_window(h: &Hotspot) -> String {
-    let judged = if h.min_judging_ms > 0.0 {
-        format!("judged ≥ {} ms", h.min_judging_ms)
+    if h.min_judging_ms <= 0.0 && h.min_removal_ms <= 0.0 {
+        return "judged from the first call (Satoris' rule)".to_string();
+    }
+    let once = "once calls reach a threshold";
+    let mut line = if h.min_judging_ms > 0.0 {
+        format!("judged ≥ {} ms {once}", h.min_judging_ms)
     } else {
-        "judged from the first call".to_string()
+        "hot at once".to_string()
     };
     if h.min_removal_ms > h.min_judging_ms {
-        format!(
-            "{judged}, removed ≥ {} ms after a probe's calls first reach a threshold",
+        let once = if h.min_judging_ms > 0.0 { String::new() } else { format!("{once} ") };
+        line.push_str(&format!(
+            "; removal held ≤ {} ms {once}(≤ 32 probes)",
             h.min_removal_ms
-        )
-    } else {
-        judged
+        ));
+    }
+    line.push_str(", ≥ 128 calls");
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(judging: f64, removal: f64) -> String {
+        judging_window(&Hotspot {
+            min_judging_ms: judging,
+            min_removal_ms: removal,
+            ..Hotspot::default()
+        })
+    }
+
+    #[test]
+    fn the_judging_line_names_each_wait_in_force() {
+        assert_eq!(window(0.0, 0.0), "judged from the first call (Satoris' rule)");
+        assert_eq!(
+            window(200.0, 1000.0),
+            "judged ≥ 200 ms once calls reach a threshold; removal held ≤ 1000 ms (≤ 32 probes), \
+             ≥ 128 calls"
+        );
+        assert_eq!(
+            window(200.0, 100.0),
+            "judged ≥ 200 ms once calls reach a threshold, ≥ 128 calls"
+        );
+        assert_eq!(
+            window(0.0, 1000.0),
+            "hot at once; removal held ≤ 1000 ms once calls reach a threshold (≤ 32 probes), \
+             ≥ 128 calls"
+        );
+        for (j, r) in [(9999.0, 99999.0), (0.0, 99999.0)] {
+            assert!(window(j, r).chars().count() <= 100, "{}", window(j, r));
+        }
     }
 }

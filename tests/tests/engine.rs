@@ -624,7 +624,16 @@ fn probes_removed_live_from_unaligned_code_while_threads_run() {
     let s = Scratch::new();
     let prog = s.build("many.c", "many-O0", &["-O0"]);
     let bare = Run::new(&prog, s.path()).args(&["1500"]).bare().run();
-    let ran = Run::new(&prog, s.path()).args(&["1500"]).run();
+    // Judged from the first call: the built-in 200 ms window holds every
+    // function two of whose batches had a call at a threshold (preempted,
+    // or cache-cold after a switch), and in one loaded run of the suite
+    // (four threads on two busy cores) 653 of the 2,000 were still probed
+    // at exit. Removal is what is under test here, not the window.
+    let card = s.write("card.toml", "[hotspot]\nmin_judging_ms = 0\nmin_removal_ms = 0\n");
+    let ran = Run::new(&prog, s.path())
+        .args(&["1500"])
+        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
+        .run();
     ran.assert_same_as(&bare);
     let snap = ran.snapshot();
     let disabled = snap
@@ -632,7 +641,16 @@ fn probes_removed_live_from_unaligned_code_while_threads_run() {
         .iter()
         .filter(|p| p.state == ProbeState::Disabled)
         .count();
-    assert!(disabled >= 1900, "{disabled} probes removed");
+    let kept: Vec<_> = snap
+        .probes
+        .iter()
+        .filter(|p| p.state != ProbeState::Disabled)
+        .collect();
+    assert!(
+        disabled >= 1900,
+        "{disabled} probes removed; of the rest, the first 5: {:?}",
+        &kept[..kept.len().min(5)]
+    );
 }
 
 #[test]

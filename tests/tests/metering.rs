@@ -257,7 +257,7 @@ fn no_verdict_comes_before_min_judging_ms() {
         let report = cli(&["report", ran.snapshots[0].0.to_str().unwrap()], s.path());
         let header = String::from_utf8_lossy(&report.stdout).into_owned();
         let window = if card.is_some() {
-            "judged from the first call"
+            "judged from the first call (Satoris' rule)"
         } else {
             "judged ≥ 200 ms"
         };
@@ -281,6 +281,10 @@ fn no_verdict_comes_before_min_judging_ms() {
     assert_eq!(slow.state, ProbeState::Hot, "no window: {slow:?}");
     assert!(slow.score >= 20000, "hot for good at once: {slow:?}");
     assert_eq!(cold.state, ProbeState::Disabled, "{cold:?}");
+    assert!(
+        cold.count < 128,
+        "Satoris' rule: gone at its first batches, no 128-call minimum: {cold:?}"
+    );
     let (fast, slow, cold) = verdicts(None);
     assert!(
         fast.score >= 20000,
@@ -340,7 +344,7 @@ fn a_warm_probe_is_removed_no_sooner_than_min_removal_ms() {
     let report = cli(&["report", ran.snapshots[0].0.to_str().unwrap()], s.path());
     let header = String::from_utf8_lossy(&report.stdout).into_owned();
     assert!(
-        header.contains("judged ≥ 200 ms, removed ≥ 600 ms"),
+        header.contains("judged ≥ 200 ms once calls reach a threshold; removal held ≤ 600 ms"),
         "the report names both waits: {header}"
     );
     let ran = run(&["80", "900"]);

@@ -7,8 +7,9 @@
 //! statistics block and adds it to the probe's shared score every
 //! `BATCH` scored calls (and when it ends or a snapshot is taken), so no
 //! shared cache line is written on every call. A probe whose shared score
-//! falls to 0 or below is disabled; one that reaches `upper` is hot for
-//! good. Neither is scored again.
+//! falls to 0 or below is disabled (once `MIN_SCORED_CALLS` of its calls
+//! were scored, unless both windows below are 0); one that reaches `upper`
+//! is hot for good. Neither is scored again.
 //!
 //! Callers are judged after their callees. A caller's inherent time is what
 //! its probed callees leave it, and a callee that is removed hands its time
@@ -32,7 +33,7 @@
 //! from then its score is held within initial..upper-1: a bad start is
 //! forgotten, and what follows is judged from `initial` as if the probe
 //! were new. A probe none of whose calls comes near a threshold (one
-//! preempted call aside) still goes at once.
+//! preempted call aside) goes as soon as `MIN_SCORED_CALLS` were scored.
 //!
 //! Removal waits longer than a hot verdict: a warm probe whose calls still
 //! come near a threshold (a call at one in the last `KEPT_FAR` whole
@@ -63,6 +64,8 @@ const KEPT_FAR: u8 = 32;
 /// of 10 runs on a busy machine, and in none of 14 with this), and a few
 /// dozen calls more of a cold function cost next to nothing.
 const MIN_SCORED_CALLS: u32 = 128;
+/// `MIN_SCORED_CALLS`, or 0 when both windows are 0 (Satoris' rule).
+static MIN_SCORED: AtomicU32 = AtomicU32::new(MIN_SCORED_CALLS);
 /// Probes kept for the removal window, at most, over the whole run: each
 /// costs every call of it for up to `min_removal_ms`. CPython's iteration
 /// 1 had 82 to keep (0.66× bare, against 0.85× removing them after
@@ -99,6 +102,11 @@ pub fn configure(h: &hotprobe_config::settings::Hotspot) {
     );
     MIN_REMOVAL_TICKS.store(
         crate::meter::clock::ns_to_ticks(h.min_judging_ms.max(h.min_removal_ms) * 1e6),
+        Ordering::Relaxed,
+    );
+    let satoris = h.min_judging_ms == 0.0 && h.min_removal_ms == 0.0;
+    MIN_SCORED.store(
+        if satoris { 0 } else { MIN_SCORED_CALLS },
         Ordering::Relaxed,
     );
     ADAPTIVE.store(h.adaptive, Ordering::Relaxed);
@@ -198,50 +206,83 @@ pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
     if pending == 0 || probe.settled.load(Ordering::Relaxed) {
         return;
     }
-    // Only whole batches after a thread's first can show a probe warm (the
-    // first call, caches cold and pages to fault in, is slow anyway), and
-    // it takes two with a call that reached a threshold: one preemption in
-    // a call of a few ns is not enough.
-    let scored = probe
-        .scored_calls
-        .fetch_add(u32::from(calls), Ordering::Relaxed)
-        .saturating_add(u32::from(calls));
-    let warm = calls >= BATCH && warm_batch(pending, calls);
-    if calls >= BATCH {
+    let scored = count_scored(probe, calls);
+    let mut now = Now(0);
+    // Only whole batches past a thread's first two say whether its calls
+    // come near a threshold (the first call, caches cold and pages to fault
+    // in, is slow anyway), and it takes two such batches with a call at a
+    // threshold to make the probe warm: one preemption in a call of a few
+    // ns is not enough.
+    let judged_batch = calls >= BATCH && stats.count > 2 * u64::from(BATCH);
+    let warm = judged_batch && warm_batch(pending, calls);
+    if judged_batch {
         note_far(probe, warm);
     }
     if warm
-        && stats.count > 2 * u64::from(BATCH)
         && probe.warm_batches.load(Ordering::Relaxed) < WARM_BATCHES
         && probe.warm_batches.fetch_add(1, Ordering::Relaxed) + 1 == WARM_BATCHES
     {
-        let now = crate::meter::clock::now().max(1);
-        probe.judged_since.store(now, Ordering::Relaxed);
+        probe.judged_since.store(now.ticks(), Ordering::Relaxed);
     }
     let score = probe.score.fetch_add(pending, Ordering::Relaxed) + pending;
     let upper = UPPER.load(Ordering::Relaxed);
     if score <= 0 {
-        if young(probe, &MIN_JUDGING_TICKS) {
-            let floor = INITIAL.load(Ordering::Relaxed);
-            probe.score.fetch_max(floor, Ordering::Relaxed);
-        } else if scored < MIN_SCORED_CALLS {
+        if young(probe, &MIN_JUDGING_TICKS, &mut now) {
+            raise_to_floor(probe, INITIAL.load(Ordering::Relaxed));
+        } else if scored < MIN_SCORED.load(Ordering::Relaxed) {
             // Just above the bottom: the first batch past the count decides.
-            probe.score.fetch_max(1, Ordering::Relaxed);
+            raise_to_floor(probe, 1);
         } else if probe.far_batches.load(Ordering::Relaxed) < KEPT_FAR
-            && young(probe, &MIN_REMOVAL_TICKS)
+            && young(probe, &MIN_REMOVAL_TICKS, &mut now)
             && keep(probe)
         {
-            let floor = INITIAL.load(Ordering::Relaxed);
-            probe.score.fetch_max(floor, Ordering::Relaxed);
+            raise_to_floor(probe, INITIAL.load(Ordering::Relaxed));
         } else {
             disable(probe);
         }
     } else if score >= upper {
-        if young(probe, &MIN_JUDGING_TICKS) {
+        if young(probe, &MIN_JUDGING_TICKS, &mut now) {
             probe.score.fetch_min(upper - 1, Ordering::Relaxed);
         } else if probe.transition(Life::Active, Life::Hot) {
             probe.settled.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+/// The clock, read at most once per flush and only when a decision needs it.
+struct Now(u64);
+
+impl Now {
+    fn ticks(&mut self) -> u64 {
+        if self.0 == 0 {
+            self.0 = crate::meter::clock::now().max(1);
+        }
+        self.0
+    }
+}
+
+/// Adds a batch to the probe's scored calls and returns the total; once
+/// past the minimum the shared counter is only read, not written, so busy
+/// probes do not contend on it.
+fn count_scored(probe: &Probe, calls: u8) -> u32 {
+    let so_far = probe.scored_calls.load(Ordering::Relaxed);
+    if so_far >= MIN_SCORED.load(Ordering::Relaxed) {
+        return so_far;
+    }
+    probe
+        .scored_calls
+        .fetch_add(u32::from(calls), Ordering::Relaxed)
+        .saturating_add(u32::from(calls))
+}
+
+/// Keeps the score at `floor` or above, unless another thread removed the
+/// probe meanwhile: a removed probe shows 0 or below.
+fn raise_to_floor(probe: &Probe, floor: i64) {
+    probe.score.fetch_max(floor, Ordering::Relaxed);
+    if probe.settled.load(Ordering::Relaxed)
+        && matches!(probe.life(), Life::Disabling | Life::Disabled)
+    {
+        probe.score.fetch_min(0, Ordering::Relaxed);
     }
 }
 
@@ -259,7 +300,10 @@ fn keep(probe: &Probe) -> bool {
     true
 }
 
-/// Counts whole batches in a row without a call at a threshold.
+/// Counts whole batches in a row without a call at a threshold. Threads
+/// race on it (load, then store): a lost update moves the count by a batch
+/// or resets it a batch late, which the 32-batch margin absorbs, and it
+/// costs no read-modify-write on a busy probe's flush.
 fn note_far(probe: &Probe, warm: bool) {
     let n = probe.far_batches.load(Ordering::Relaxed);
     if warm {
@@ -283,14 +327,14 @@ fn warm_batch(pending: i64, calls: u8) -> bool {
 /// (`min_judging_ms` before it may turn hot, `min_removal_ms` before it
 /// may be removed; read only when its score reaches a bound, so the clock
 /// is not read on every flush). Warm but not yet stamped counts as young.
-fn young(probe: &Probe, window: &AtomicU64) -> bool {
+fn young(probe: &Probe, window: &AtomicU64, now: &mut Now) -> bool {
     let window = window.load(Ordering::Relaxed);
     if window == 0 || probe.warm_batches.load(Ordering::Relaxed) < WARM_BATCHES {
         return false;
     }
     match probe.judged_since.load(Ordering::Relaxed) {
         0 => true,
-        since => crate::meter::clock::now().saturating_sub(since) < window,
+        since => now.ticks().saturating_sub(since) < window,
     }
 }
 
