@@ -25,7 +25,14 @@ Policy (in this order):
      largest inherent total;
   5. --keep GLOB adds matching functions whatever their numbers (unless
      rejected), and wins over --drop and --top;
-  6. with --second-chance: a function that is not kept, judged while probed
+  6. a function the iteration before judged hot (over at least 1,000
+     calls) comes back when the score card took it out in this one over at
+     least 1,000 calls although its mean inherent time is at least the
+     step 2 bar and its mean inclusive time at least the score card's
+     threshold: its calls sit on a threshold, and a removal is the verdict
+     a loop cannot undo (the iteration before is the snapshots the probe
+     set these ran with was refined from, while the files are there);
+  7. with --second-chance: a function that is not kept, judged while probed
      callees took their share of its time, comes back when those callees
      are not kept and their time, counted as its own again, adds at least
      the inherent threshold per call (or makes it pass step 2), its
@@ -74,7 +81,7 @@ pub struct RefineArgs {
     /// Drop functions matching these globs.
     #[arg(long, value_name = "GLOB")]
     pub drop: Vec<String>,
-    /// Bring functions back for another try (step 6 below).
+    /// Bring functions back for another try (step 7 below).
     #[arg(long)]
     pub second_chance: bool,
 }
@@ -163,11 +170,18 @@ pub fn select(
         .collect();
     let mut iterations = vec![current];
     iterations.extend(earlier.iter());
-    let chances = if policy.second_chance {
-        second_chance::chances(&iterations, &kept, bar, |f| matches(&policy.drop, f))
+    let dropped = |f: &Func| matches(&policy.drop, f);
+    let mut chances = if policy.second_chance {
+        second_chance::chances(&iterations, &kept, bar, dropped)
     } else {
         Vec::new()
     };
+    for c in second_chance::reversed(current, earlier.first(), &kept, bar, dropped) {
+        if !chances.iter().any(|o| o.func.key == c.func.key) {
+            chances.push(c);
+        }
+    }
+    chances.sort_by(|a, b| a.func.key.cmp(&b.func.key));
     chosen.extend(chances.iter().map(|c| (c.func.clone(), Why::Retried)));
     if let Some(n) = policy.top {
         chosen.sort_by(|a, b| {
@@ -282,11 +296,14 @@ pub fn compute(args: &RefineArgs) -> Result<Refined> {
         known_ambiguous,
         second_chance: args.second_chance,
     };
-    let earlier = if args.second_chance {
-        second_chance::earlier(&current)
+    // Reversed hot verdicts need the iteration before; second chances
+    // the whole chain.
+    let depth = if args.second_chance {
+        second_chance::MAX_HISTORY
     } else {
-        Vec::new()
+        1
     };
+    let earlier = second_chance::earlier(&current, depth);
     let bar = Bar {
         min_inherent_ns,
         min_share: policy.min_share,
@@ -354,6 +371,14 @@ pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
             ),
             Reason::WarmUp { calls, hot_calls } => format!(
                 "taken out after {calls} calls, hot over {hot_calls} the iteration before"
+            ),
+            Reason::Reversed {
+                calls,
+                hot_calls,
+                inherent_ns,
+            } => format!(
+                "hot over {hot_calls} calls the iteration before, taken out over {calls} though its own time averaged {}/call",
+                fmt_ns(inherent_ns as f64)
             ),
         };
         writeln!(

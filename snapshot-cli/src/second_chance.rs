@@ -22,6 +22,15 @@
 //! earlier iterations are judged on the last iteration that probed them:
 //! refine follows the chain of probe sets (`config.target.probe_set` of the
 //! snapshots, then that set's `source`) back while the files are there.
+//!
+//! Reversed hot verdicts, on by default (the rest needs `--second-chance`):
+//! a function the iteration before judged hot, which the score card took
+//! out in this one over at least [`MIN_CALLS`] calls although its means
+//! clear both thresholds, comes back. Its calls sit on a threshold (redis's
+//! `beforeSleep`, 62–96 ns of its own a call against 60 ns, was hot in 23
+//! of 24 iterations of eight loops and taken out in the other), the two
+//! verdicts disagree, and a removal is the one the loop cannot undo; a
+//! function wrongly brought back costs a probe for one more iteration.
 
 use crate::contexts::{self, Stacks};
 use crate::load::{load_full, Inputs, LightSnapshot, Loaded};
@@ -32,7 +41,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// How many probe sets back refine looks for earlier judgements.
-const MAX_HISTORY: usize = 32;
+pub const MAX_HISTORY: usize = 32;
 
 /// Calls a judgement needs before its projection is trusted: a function
 /// the score card took out within its first few hundred calls was judged on
@@ -79,11 +88,11 @@ impl Judged {
 /// The iterations before `current`, newest first, as far back as the probe
 /// sets and their sources are still on disk. A file that cannot be read
 /// ends the chain there: history is a help, never a reason to fail.
-pub fn earlier(current: &Judged) -> Vec<Judged> {
+pub fn earlier(current: &Judged, depth: usize) -> Vec<Judged> {
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut out = Vec::new();
     let mut sets = current.probe_sets.clone();
-    while !sets.is_empty() && out.len() < MAX_HISTORY {
+    while !sets.is_empty() && out.len() < depth.min(MAX_HISTORY) {
         let mut sources: Vec<PathBuf> = Vec::new();
         for set in &sets {
             let canonical = std::fs::canonicalize(set).unwrap_or_else(|_| set.clone());
@@ -153,6 +162,13 @@ pub enum Reason {
     /// Taken out within its first `calls` calls (warm-up), though the
     /// iteration before judged it hot on `hot_calls`.
     WarmUp { calls: u64, hot_calls: u64 },
+    /// Hot over `hot_calls` the iteration before, taken out over `calls`
+    /// although its own time averaged `inherent_ns` a call.
+    Reversed {
+        calls: u64,
+        hot_calls: u64,
+        inherent_ns: u64,
+    },
 }
 
 /// A function brought back, and why.
@@ -302,4 +318,52 @@ pub fn chances(
     }
     out.sort_by(|a, b| a.func.key.cmp(&b.func.key));
     out
+}
+
+/// Reversed hot verdicts (see the module docs): functions of `current` the
+/// score card took out over at least [`MIN_CALLS`] calls although their
+/// mean inherent and inclusive times clear `bar`, which `before` (the
+/// iteration just before) judged hot over at least as many; not in `kept`,
+/// not matching `exclude`.
+pub fn reversed(
+    current: &Judged,
+    before: Option<&Judged>,
+    kept: &HashSet<FuncKey>,
+    bar: Bar,
+    exclude: impl Fn(&Func) -> bool,
+) -> Vec<Chance> {
+    let Some(before) = before else {
+        return Vec::new();
+    };
+    let hot_before: HashMap<&FuncKey, u64> = before
+        .merged
+        .funcs
+        .iter()
+        .filter(|f| f.state == ProbeState::Hot && f.count >= MIN_CALLS)
+        .map(|f| (&f.key, f.count))
+        .collect();
+    current
+        .merged
+        .funcs
+        .iter()
+        .filter(|f| {
+            f.state == ProbeState::Disabled
+                && f.count >= MIN_CALLS
+                && f.avg_inherent_ns() >= bar.min_inherent_ns
+                && f.avg_ns() >= bar.inclusive_ns
+                && !kept.contains(&f.key)
+                && !exclude(f)
+        })
+        .filter_map(|f| {
+            let hot_calls = *hot_before.get(&f.key)?;
+            Some(Chance {
+                func: f.clone(),
+                reason: Reason::Reversed {
+                    calls: f.count,
+                    hot_calls,
+                    inherent_ns: f.avg_inherent_ns() as u64,
+                },
+            })
+        })
+        .collect()
 }

@@ -41,11 +41,16 @@ fn refine(snap: &Path, set: &Path, extra: &[&str], cwd: &Path) -> (BTreeSet<Stri
 /// judgement of fewer than 1,000: that is warm-up) yet classifies it the same;
 /// from the first call on (the run is shorter than the judging window).
 fn run_dispatch(prog: &Path, dir: &Path, set: Option<&Path>) -> Ran {
+    run_dispatch_with(prog, dir, set, &["20000"])
+}
+
+/// `run_dispatch` with `dispatch`'s arguments (calls, fast calls, every).
+fn run_dispatch_with(prog: &Path, dir: &Path, set: Option<&Path>, args: &[&str]) -> Ran {
     std::fs::create_dir_all(dir).unwrap();
     let card = dir.join("card.toml");
     std::fs::write(&card, "[hotspot]\nmin_judging_ms = 0\nmin_removal_ms = 0\n").unwrap();
     let mut run = Run::new(prog, dir)
-        .args(&["20000"])
+        .args(args)
         .env("HOTPROBE_ADAPTIVE", "0")
         .env("HOTPROBE_CONFIG", card.to_str().unwrap());
     if let Some(set) = set {
@@ -174,7 +179,79 @@ fn a_hot_function_taken_out_during_warm_up_comes_back_once() {
 }
 
 #[test]
-fn without_the_flag_nothing_comes_back() {
+fn a_hot_verdict_reversed_on_a_threshold_comes_back_once_without_the_flag() {
+    let s = Scratch::new();
+    let prog = s.build("dispatch.c", "dispatch", &["-O2"]);
+    // Without --second-chance: the rule is refine's default.
+    let refine_default = |snap: &Path, set: &Path, extra: &[&str]| {
+        let mut args = vec!["refine", snap.to_str().unwrap(), "-o", set.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = cli(&args, s.path());
+        let log = text(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        let symbols: BTreeSet<String> = ProbeSet::read(set)
+            .unwrap()
+            .probes
+            .into_iter()
+            .map(|e| e.symbol)
+            .collect();
+        (symbols, log)
+    };
+    // Iteration 1: every call of work spins 2 µs: hot.
+    let first = run_dispatch_with(&prog, &s.join("iter-1"), None, &["20000", "0", "1"]);
+    assert_eq!(probe(first.snapshot(), "work").state, ProbeState::Hot);
+    let set2 = s.join("set-2.toml");
+    let (kept, _) = refine_default(&first.snapshots[0].0, &set2, &[]);
+    assert!(kept.contains("work"), "{kept:?}");
+
+    // Iteration 2: one call in 4 spins: 500 ns a call on average, yet the
+    // score card takes it out (three calls in four earn a debit on both
+    // thresholds). The two verdicts disagree and the means side with the
+    // first: work comes back.
+    let second = run_dispatch_with(&prog, &s.join("iter-2"), Some(&set2), &["20000", "0", "4"]);
+    let work = probe(second.snapshot(), "work");
+    assert_eq!(work.state, ProbeState::Disabled, "{work:?}");
+    assert!(work.count >= 1000 && work.inherent_ns / work.count >= 400, "{work:?}");
+    let set3 = s.join("set-3.toml");
+    let (kept, log) = refine_default(&second.snapshots[0].0, &set3, &[]);
+    assert!(kept.contains("work"), "back for another try: {kept:?}\n{log}");
+    assert!(
+        log.contains("back for another try: work (hot over 20000 calls the iteration before, taken out over 20000"),
+        "{log}"
+    );
+
+    // Where the means side with the removal, it stands: 500 ns of its own
+    // a call against a 1 µs bar...
+    let (kept, log) = refine_default(
+        &second.snapshots[0].0,
+        &s.join("set-3-1us.toml"),
+        &["--min-inherent-us", "1"],
+    );
+    assert!(!kept.contains("work"), "{kept:?}\n{log}");
+    // ... or one call in 50 spinning: 40 ns a call, past a 30 ns bar but
+    // under the score card's 180 ns inclusive threshold.
+    let cold = run_dispatch_with(&prog, &s.join("iter-2-cold"), Some(&set2), &["20000", "0", "50"]);
+    let work = probe(cold.snapshot(), "work");
+    assert_eq!(work.state, ProbeState::Disabled);
+    assert!((30..180).contains(&(work.inclusive_ns / work.count)), "{work:?}");
+    let (kept, log) = refine_default(
+        &cold.snapshots[0].0,
+        &s.join("set-3-cold.toml"),
+        &["--min-inherent-us", "0.03"],
+    );
+    assert!(!kept.contains("work"), "{kept:?}\n{log}");
+
+    // Iteration 3 takes it out again: the iteration before did not judge it
+    // hot, so the removal stands.
+    let third = run_dispatch_with(&prog, &s.join("iter-3"), Some(&set3), &["20000", "0", "4"]);
+    assert_eq!(probe(third.snapshot(), "work").state, ProbeState::Disabled);
+    let (kept, log) = refine_default(&third.snapshots[0].0, &s.join("set-4.toml"), &[]);
+    assert!(!kept.contains("work"), "{kept:?}\n{log}");
+    assert!(log.contains("0 back for another try"), "{log}");
+}
+
+#[test]
+fn without_the_flag_no_second_chance_comes_back() {
     let s = Scratch::new();
     let prog = s.build("dispatch.c", "dispatch", &["-O2"]);
     let first = run_dispatch(&prog, &s.join("iter-1"), None);

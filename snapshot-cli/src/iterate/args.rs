@@ -168,7 +168,8 @@ pub struct IterateArgs {
     #[arg(long, value_name = "GLOB", help_heading = "Refine")]
     pub drop: Vec<String>,
     /// Refine: bring functions back for another try (hotprobe refine --help,
-    /// step 6); the loop then does not stop while any would come back.
+    /// step 7). The loop does not stop while any function would come back
+    /// (step 6 always, step 7 with this).
     #[arg(long, help_heading = "Refine")]
     pub second_chance: bool,
 

@@ -110,9 +110,6 @@ fn refine_args(prev: &Path, set: &Path, plan: &Plan) -> RefineArgs {
 /// Functions the next refinement would bring back for another try: while
 /// there are any, the loop has not reached a fixed point.
 fn pending_chances(prev: &Path, plan: &Plan) -> Vec<String> {
-    if plan.refine.second_chance != Some(true) {
-        return Vec::new();
-    }
     refine::compute(&refine_args(prev, Path::new("-"), plan))
         .map(|r| r.chances.iter().map(|c| c.func.display_name()).collect())
         .unwrap_or_default()
