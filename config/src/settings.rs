@@ -155,8 +155,8 @@ pub struct Hotspot {
     /// (ms) after they first did, though it can turn hot after
     /// `min_judging_ms`: its score is kept at `initial` or above until
     /// then, while its calls still come near a threshold (one at a
-    /// threshold in its last 32 batches of 16) and for at most 32 probes a
-    /// run (each costs its calls for the window). Removal is the verdict a
+    /// threshold in its last 32 batches of 16) and for at most 32 probes at
+    /// once (each costs its calls while kept). Removal is the verdict a
     /// loop cannot undo (refine drops the function), and a function near a
     /// threshold that was judged only in one of the machine's fast
     /// stretches was removed in one loop and hot in the others. Below

@@ -1,24 +1,39 @@
-/* More warm functions than the score card keeps for min_removal_ms: 40,
-   each 100 ns a call (over the inherent threshold, under the inclusive
-   one, so each score falls while every call reaches a threshold). The
-   first KEPT_MAX (32) to ask are kept; the rest go after min_judging_ms.
-   Usage: kept [TOTAL_MS] */
+/* More warm functions than the score card keeps for min_removal_ms at
+   once: 40, each 100 ns a call (over the inherent threshold, under the
+   inclusive one, so each score falls while every call reaches a
+   threshold). The first KEPT_MAX (32) to ask are kept; the rest go after
+   min_judging_ms.
+   Usage: kept [TOTAL_MS [SWITCH_MS]]: with SWITCH_MS, near1..near32 take
+   100 ns a call until then and return at once after (their calls no
+   longer come near a threshold, so they go and give their slots back),
+   and near33..near40 are called only from then on. */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "spin.h"
 
-#define F(n) NOIPA void near##n(void) { spin(100); }
+static long near_ns = 100;
+#define F(n) NOIPA void near##n(void) { if (near_ns) spin(near_ns); }
+#define LATE(n) NOIPA void near##n(void) { spin(100); }
 #define TEN(n) F(n##0) F(n##1) F(n##2) F(n##3) F(n##4) F(n##5) F(n##6) F(n##7) F(n##8) F(n##9)
-TEN(1) TEN(2) TEN(3) TEN(4)
+F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) TEN(1) TEN(2) F(30) F(31) F(32)
+LATE(33) LATE(34) LATE(35) LATE(36) LATE(37) LATE(38) LATE(39) LATE(40)
 #define C(n) near##n();
 #define CALL_TEN(n) C(n##0) C(n##1) C(n##2) C(n##3) C(n##4) C(n##5) C(n##6) C(n##7) C(n##8) C(n##9)
+#define CALL_FIRST C(1) C(2) C(3) C(4) C(5) C(6) C(7) C(8) C(9) CALL_TEN(1) CALL_TEN(2) C(30) C(31) C(32)
+#define CALL_LATE C(33) C(34) C(35) C(36) C(37) C(38) C(39) C(40)
 
 int main(int argc, char **argv) {
     long total_ms = argc > 1 ? atol(argv[1]) : 900;
-    long start = now_ns(), rounds = 0;
-    while ((now_ns() - start) / 1000000 < total_ms) {
-        CALL_TEN(1) CALL_TEN(2) CALL_TEN(3) CALL_TEN(4)
+    long switch_ms = argc > 2 ? atol(argv[2]) : 0;
+    long start = now_ns(), rounds = 0, ms;
+    while ((ms = (now_ns() - start) / 1000000) < total_ms) {
+        int late = switch_ms > 0 && ms >= switch_ms;
+        if (late) near_ns = 0;
+        CALL_FIRST
+        if (!switch_ms || late) {
+            CALL_LATE
+        }
         rounds++;
     }
     printf("%s\n", rounds > 0 ? "done" : "no calls");

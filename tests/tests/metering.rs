@@ -393,6 +393,38 @@ fn at_most_32_probes_are_kept_for_the_removal_window() {
 }
 
 #[test]
+fn a_kept_probe_that_goes_gives_its_slot_back() {
+    // kept.c with a switch at 300 ms: near1..near32 hold the 32 slots,
+    // stop coming near a threshold at 300 ms and go; near33..near40, called
+    // from then on, reach the bottom after their judging window (~500 ms)
+    // and take the freed slots: kept to ~900 ms rather than removed then.
+    let s = Scratch::new();
+    let prog = s.build("kept.c", "kept", &["-O2"]);
+    let card = s.write("card.toml", "[hotspot]\nmin_removal_ms = 600\n");
+    let ran = Run::new(&prog, s.path())
+        .args(&["1200", "300"])
+        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
+        .run();
+    assert_eq!(ran.stdout(), "done\n");
+    let snap = ran.snapshot();
+    let at = |n: u32| {
+        let p = snap.probes.iter().find(|p| p.name == format!("near{n}")).unwrap();
+        assert_eq!(p.state, ProbeState::Disabled, "{p:?}");
+        p.disabled_at_ns.unwrap()
+    };
+    let first: Vec<u64> = (1..=32).map(at).collect();
+    assert!(
+        first.iter().all(|&t| (300_000_000..600_000_000).contains(&t)),
+        "the first 32 go soon after 300 ms: {first:?}"
+    );
+    let late: Vec<u64> = (33..=40).map(at).collect();
+    assert!(
+        late.iter().all(|&t| t >= 800_000_000),
+        "the late 8 are kept in the freed slots: {late:?}"
+    );
+}
+
+#[test]
 fn adaptive_off_classifies_but_keeps_every_probe_counting() {
     let s = Scratch::new();
     let prog = s.build("many.c", "many", &["-O2"]);

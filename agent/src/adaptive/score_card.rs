@@ -38,7 +38,7 @@
 //! Removal waits longer than a hot verdict: a warm probe whose calls still
 //! come near a threshold (a call at one in the last `KEPT_FAR` whole
 //! batches) is kept at `initial` or above until `min_removal_ms`, up to
-//! `KEPT_MAX` probes a run. A loop
+//! `KEPT_MAX` probes at once. A loop
 //! cannot undo a removal (refine drops the function), and redis's
 //! functions within ~1.5× of a threshold were removed in the loops whose
 //! first half-second ran in one of the machine's fast stretches and hot in
@@ -48,7 +48,7 @@
 
 use crate::engine::probe::{Life, Probe};
 use crate::meter::stats::ThreadProbeStats;
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 pub const BATCH: u8 = 16;
 /// Batches with a call at a threshold that make a probe warm.
@@ -66,11 +66,15 @@ const KEPT_FAR: u8 = 32;
 const MIN_SCORED_CALLS: u32 = 128;
 /// `MIN_SCORED_CALLS`, or 0 when both windows are 0 (Satoris' rule).
 static MIN_SCORED: AtomicU32 = AtomicU32::new(MIN_SCORED_CALLS);
-/// Probes kept for the removal window, at most, over the whole run: each
-/// costs every call of it for up to `min_removal_ms`. CPython's iteration
-/// 1 had 82 to keep (0.66× bare, against 0.85× removing them after
-/// `min_judging_ms`), redis's 18–28.
+/// Probes kept for the removal window at once, at most: each costs every
+/// call of it while kept. CPython's iteration 1 had 82 to keep (0.66× bare,
+/// against 0.85× removing them after `min_judging_ms`). A slot is given
+/// back when its probe is removed or turns hot: with 32 a run, redis's
+/// cheap hot-path functions (`zmalloc`, 10 ns a call, kept for a few
+/// milliseconds after a preempted call) used the slots up before its
+/// dispatchers (`beforeSleep`, judged after its callees) asked.
 const KEPT_MAX: u32 = 32;
+/// Slots held now.
 static KEPT: AtomicU32 = AtomicU32::new(0);
 
 pub(crate) static INCLUSIVE_TICKS: AtomicU64 = AtomicU64::new(0);
@@ -245,6 +249,7 @@ pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
             probe.score.fetch_min(upper - 1, Ordering::Relaxed);
         } else if probe.transition(Life::Active, Life::Hot) {
             probe.settled.store(true, Ordering::Relaxed);
+            release(probe);
         }
     }
 }
@@ -286,18 +291,41 @@ fn raise_to_floor(probe: &Probe, floor: i64) {
     }
 }
 
-/// Whether `probe` may be kept for the removal window: it is already, or
-/// it is one of the first `KEPT_MAX` of the process to ask.
+/// Whether `probe` may be kept for the removal window: it holds a slot
+/// already, or one of the `KEPT_MAX` is free.
 fn keep(probe: &Probe) -> bool {
     if probe.kept.load(Ordering::Relaxed) {
         return true;
     }
-    if KEPT.load(Ordering::Relaxed) >= KEPT_MAX || KEPT.fetch_add(1, Ordering::Relaxed) >= KEPT_MAX
-    {
+    if KEPT.load(Ordering::Relaxed) >= KEPT_MAX {
         return false;
     }
-    probe.kept.store(true, Ordering::Relaxed);
+    if KEPT.fetch_add(1, Ordering::Relaxed) >= KEPT_MAX {
+        KEPT.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    if probe.kept.swap(true, Ordering::Relaxed) {
+        // Another thread took one for this probe meanwhile.
+        KEPT.fetch_sub(1, Ordering::Relaxed);
+    }
+    // Pairs with the fence in `release`: either this thread sees `settled`
+    // or the settling thread sees `kept` (else the slot would leak).
+    fence(Ordering::SeqCst);
+    if probe.settled.load(Ordering::Relaxed) {
+        // Removed or hot meanwhile: nothing will give the slot back later.
+        release(probe);
+        return false;
+    }
     true
+}
+
+/// Gives back `probe`'s slot, if it holds one (called once `settled` is
+/// set: it was removed or is hot).
+fn release(probe: &Probe) {
+    fence(Ordering::SeqCst);
+    if probe.kept.swap(false, Ordering::Relaxed) {
+        KEPT.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Counts whole batches in a row without a call at a threshold. Threads
@@ -345,6 +373,7 @@ fn disable(probe: &Probe) {
     if adaptive() {
         if probe.transition(Life::Active, Life::Disabling) {
             probe.settled.store(true, Ordering::Relaxed);
+            release(probe);
             // A thread still in the window may have raised it meanwhile.
             probe.score.fetch_min(0, Ordering::Relaxed);
             probe.bypass.store(1, Ordering::Release);
@@ -357,6 +386,7 @@ fn disable(probe: &Probe) {
     } else if probe.transition(Life::Active, Life::Disabled) {
         // Classified only: it stays installed and its counts stay complete.
         probe.settled.store(true, Ordering::Relaxed);
+        release(probe);
         probe.score.fetch_min(0, Ordering::Relaxed);
         *crate::state::lock(&probe.reason) =
             Some("score fell to 0 (classified only: adaptive is off)".into());

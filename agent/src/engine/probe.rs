@@ -96,7 +96,8 @@ pub struct Probe {
     /// Calls scored so far, all threads together, counted a batch at a
     /// time (score_card: no removal before `MIN_SCORED_CALLS`).
     pub scored_calls: AtomicU32,
-    /// Kept for the removal window once already (score_card::keep).
+    /// Holds one of the slots of probes kept for the removal window
+    /// (score_card::keep; given back when it is removed or turns hot).
     pub kept: AtomicBool,
     pub totals: Mutex<Totals>,
     pub reason: Mutex<Option<String>>,
