@@ -289,6 +289,7 @@ pub fn forget_unloaded() {
         {
             p.bypass.store(1, core::sync::atomic::Ordering::Release);
             p.settled.store(true, core::sync::atomic::Ordering::Relaxed);
+            crate::adaptive::score_card::release(p);
             p.reject("module unloaded (dlclose)".into());
         }
     }

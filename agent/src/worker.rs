@@ -102,6 +102,7 @@ fn run(generation: i32) {
                 return;
             }
             crate::adaptive::decider::run_pending();
+            crate::adaptive::score_card::release_expired();
             if interval_ns > 0 && crate::sys::monotonic_ns() >= next_interval {
                 next_interval = crate::sys::monotonic_ns() + interval_ns;
                 if let Err(e) = crate::export::snapshot::write(Reason::Interval) {

@@ -22,16 +22,18 @@ Policy (in this order):
      --min-share percent of all inherent time;
   3. `disabled` (cold) and `rejected` (unprobeable) functions are dropped;
   4. --drop GLOB removes matching functions; --top N keeps the N with the
-     largest inherent total;
+     largest inherent total (of those steps 1, 2, 6 and 7 keep);
   5. --keep GLOB adds matching functions whatever their numbers (unless
      rejected), and wins over --drop and --top;
   6. a function the iteration before judged hot (over at least 1,000
      calls) comes back when the score card took it out in this one over at
-     least 1,000 calls although its mean inherent time is at least the
-     step 2 bar and its mean inclusive time at least the score card's
-     threshold: its calls sit on a threshold, and a removal is the verdict
-     a loop cannot undo (the iteration before is the snapshots the probe
-     set these ran with was refined from, while the files are there);
+     least 1,000 calls although its mean inherent time is at least
+     --min-inherent-us and its mean inclusive time at least the score
+     card's threshold: its calls sit on a threshold, and a removal is the
+     verdict a loop cannot undo (the iteration before is the snapshots the
+     probe set these ran with was refined from, while the files are there;
+     calls are counted over all of an iteration's snapshots, and a function
+     is hot there if any snapshot has it hot);
   7. with --second-chance: a function that is not kept, judged while probed
      callees took their share of its time, comes back when those callees
      are not kept and their time, counted as its own again, adds at least
@@ -100,7 +102,7 @@ pub struct Policy {
     /// their module, though the snapshots hold only one of them: a snapshot
     /// of a run with a probe set sees only the probed functions.
     pub known_ambiguous: BTreeSet<(String, String)>,
-    /// Step 6: bring functions back for another try.
+    /// Step 7: bring functions back for another try.
     pub second_chance: bool,
 }
 

@@ -628,7 +628,7 @@ fn judging_window(h: &Hotspot) -> String {
     if h.min_removal_ms > h.min_judging_ms {
         let once = if h.min_judging_ms > 0.0 { String::new() } else { format!("{once} ") };
         line.push_str(&format!(
-            "; removal held ≤ {} ms {once}(≤ 32 probes)",
+            "; removal held ≤ {} ms {once}(≤ 32 at once)",
             h.min_removal_ms
         ));
     }
@@ -653,7 +653,7 @@ mod tests {
         assert_eq!(window(0.0, 0.0), "judged from the first call (Satoris' rule)");
         assert_eq!(
             window(200.0, 1000.0),
-            "judged ≥ 200 ms once calls reach a threshold; removal held ≤ 1000 ms (≤ 32 probes), \
+            "judged ≥ 200 ms once calls reach a threshold; removal held ≤ 1000 ms (≤ 32 at once), \
              ≥ 128 calls"
         );
         assert_eq!(
@@ -662,7 +662,7 @@ mod tests {
         );
         assert_eq!(
             window(0.0, 1000.0),
-            "hot at once; removal held ≤ 1000 ms once calls reach a threshold (≤ 32 probes), \
+            "hot at once; removal held ≤ 1000 ms once calls reach a threshold (≤ 32 at once), \
              ≥ 128 calls"
         );
         for (j, r) in [(9999.0, 99999.0), (0.0, 99999.0)] {

@@ -347,7 +347,10 @@ pub fn reversed(
         .funcs
         .iter()
         .filter(|f| {
+            // Taken out mid-run (with adaptive off `disabled` only
+            // classifies, on every call of the run).
             f.state == ProbeState::Disabled
+                && f.partial
                 && f.count >= MIN_CALLS
                 && f.avg_inherent_ns() >= bar.min_inherent_ns
                 && f.avg_ns() >= bar.inclusive_ns

@@ -3,10 +3,11 @@
    inclusive one, so each score falls while every call reaches a
    threshold). The first KEPT_MAX (32) to ask are kept; the rest go after
    min_judging_ms.
-   Usage: kept [TOTAL_MS [SWITCH_MS]]: with SWITCH_MS, near1..near32 take
-   100 ns a call until then and return at once after (their calls no
-   longer come near a threshold, so they go and give their slots back),
-   and near33..near40 are called only from then on. */
+   Usage: kept [TOTAL_MS [SWITCH_MS [idle]]]: with SWITCH_MS, near1..near32
+   take 100 ns a call until then and return at once after (their calls no
+   longer come near a threshold, so they go and give their slots back), or
+   with `idle` are not called at all after (they stay kept until their
+   removal window ends); near33..near40 are called only from then on. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -26,11 +27,14 @@ LATE(33) LATE(34) LATE(35) LATE(36) LATE(37) LATE(38) LATE(39) LATE(40)
 int main(int argc, char **argv) {
     long total_ms = argc > 1 ? atol(argv[1]) : 900;
     long switch_ms = argc > 2 ? atol(argv[2]) : 0;
+    int idle = argc > 3 && argv[3][0] == 'i';
     long start = now_ns(), rounds = 0, ms;
     while ((ms = (now_ns() - start) / 1000000) < total_ms) {
         int late = switch_ms > 0 && ms >= switch_ms;
         if (late) near_ns = 0;
-        CALL_FIRST
+        if (!(late && idle)) {
+            CALL_FIRST
+        }
         if (!switch_ms || late) {
             CALL_LATE
         }

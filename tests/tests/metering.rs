@@ -425,6 +425,35 @@ fn a_kept_probe_that_goes_gives_its_slot_back() {
 }
 
 #[test]
+fn a_kept_probe_no_longer_called_gives_its_slot_back_when_its_window_ends() {
+    // kept.c, idle after 500 ms: near1..near32 hold the 32 slots and are
+    // not called again; their removal windows end at ~600 ms. near33..near40,
+    // called from 500 ms, reach the bottom at ~700 ms and find the slots
+    // given back: kept to ~1100 ms rather than removed then.
+    let s = Scratch::new();
+    let prog = s.build("kept.c", "kept", &["-O2"]);
+    let card = s.write("card.toml", "[hotspot]\nmin_removal_ms = 600\n");
+    let ran = Run::new(&prog, s.path())
+        .args(&["1400", "500", "idle"])
+        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
+        .run();
+    assert_eq!(ran.stdout(), "done\n");
+    let snap = ran.snapshot();
+    let probe = |n: u32| snap.probes.iter().find(|p| p.name == format!("near{n}")).unwrap();
+    for n in 1..=32 {
+        let p = probe(n);
+        assert_eq!(p.state, ProbeState::Active, "kept, then never called: {p:?}");
+    }
+    let late: Vec<u64> = (33..=40)
+        .map(|n| probe(n).disabled_at_ns.unwrap_or_else(|| panic!("{:?}", probe(n))))
+        .collect();
+    assert!(
+        late.iter().all(|&t| t >= 1_000_000_000),
+        "the late 8 are kept in the slots given back: {late:?}"
+    );
+}
+
+#[test]
 fn adaptive_off_classifies_but_keeps_every_probe_counting() {
     let s = Scratch::new();
     let prog = s.build("many.c", "many", &["-O2"]);

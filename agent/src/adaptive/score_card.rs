@@ -28,7 +28,7 @@
 //! 5–8 times faster while its memtable is nearly empty); a function whose
 //! first few hundred calls fell in one was taken out, and refine dropped it
 //! from the loop (BENCHMARKS.md). So once two whole batches past a
-//! thread's first (whose first call misses the caches) have had a call
+//! thread's first two (whose first call misses the caches) have had a call
 //! that reached a threshold, the probe is warm, and for `min_judging_ms`
 //! from then its score is held within initial..upper-1: a bad start is
 //! forgotten, and what follows is judged from `initial` as if the probe
@@ -283,7 +283,9 @@ fn count_scored(probe: &Probe, calls: u8) -> u32 {
 /// Keeps the score at `floor` or above, unless another thread removed the
 /// probe meanwhile: a removed probe shows 0 or below.
 fn raise_to_floor(probe: &Probe, floor: i64) {
-    probe.score.fetch_max(floor, Ordering::Relaxed);
+    // Acquire pairs with `disable`'s release: raised after its lowering,
+    // this sees `settled`.
+    probe.score.fetch_max(floor, Ordering::AcqRel);
     if probe.settled.load(Ordering::Relaxed)
         && matches!(probe.life(), Life::Disabling | Life::Disabled)
     {
@@ -297,11 +299,11 @@ fn keep(probe: &Probe) -> bool {
     if probe.kept.load(Ordering::Relaxed) {
         return true;
     }
-    if KEPT.load(Ordering::Relaxed) >= KEPT_MAX {
-        return false;
-    }
-    if KEPT.fetch_add(1, Ordering::Relaxed) >= KEPT_MAX {
-        KEPT.fetch_sub(1, Ordering::Relaxed);
+    let take = |n: u32| (n < KEPT_MAX).then_some(n + 1);
+    if KEPT
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, take)
+        .is_err()
+    {
         return false;
     }
     if probe.kept.swap(true, Ordering::Relaxed) {
@@ -320,11 +322,29 @@ fn keep(probe: &Probe) -> bool {
 }
 
 /// Gives back `probe`'s slot, if it holds one (called once `settled` is
-/// set: it was removed or is hot).
-fn release(probe: &Probe) {
+/// set: it was removed, is hot or its module was unloaded; or once its
+/// removal window is over).
+pub(crate) fn release(probe: &Probe) {
     fence(Ordering::SeqCst);
     if probe.kept.swap(false, Ordering::Relaxed) {
         KEPT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Gives back the slots of kept probes whose removal window is over. Runs
+/// on the agent thread every tick: a kept probe not called since (a
+/// start-up function), or whose score stayed above 0, would otherwise hold
+/// its slot for the rest of the run. Once past its window a probe is not
+/// kept again: at the bottom it is removed.
+pub fn release_expired() {
+    if KEPT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut now = Now(0);
+    for probe in crate::engine::probe::all() {
+        if probe.kept.load(Ordering::Relaxed) && !young(probe, &MIN_REMOVAL_TICKS, &mut now) {
+            release(probe);
+        }
     }
 }
 
@@ -375,7 +395,7 @@ fn disable(probe: &Probe) {
             probe.settled.store(true, Ordering::Relaxed);
             release(probe);
             // A thread still in the window may have raised it meanwhile.
-            probe.score.fetch_min(0, Ordering::Relaxed);
+            probe.score.fetch_min(0, Ordering::AcqRel);
             probe.bypass.store(1, Ordering::Release);
             probe.disabled_at_ns.store(
                 crate::meter::clock::since_start_ns().max(1),
@@ -387,7 +407,7 @@ fn disable(probe: &Probe) {
         // Classified only: it stays installed and its counts stay complete.
         probe.settled.store(true, Ordering::Relaxed);
         release(probe);
-        probe.score.fetch_min(0, Ordering::Relaxed);
+        probe.score.fetch_min(0, Ordering::AcqRel);
         *crate::state::lock(&probe.reason) =
             Some("score fell to 0 (classified only: adaptive is off)".into());
     }

@@ -21,7 +21,8 @@ iteration N (same policy flags). After each iteration from the third on,
 the loop stops once the hot set has settled: Jaccard index of the last two
 hot sets ≥ --min-jaccard (0.9) and Spearman's rank correlation of the
 inherent totals of the functions hot in either ≥ --min-spearman (0.9), as
-`hotprobe converge` computes them.
+`hotprobe converge` computes them, and the next refinement would bring no
+function back for another try.
 
 Results (--out DIR, default hotprobe-results/<date-time>/): workload.toml
 (the effective workload), iter-N/ with the snapshots ({exe}-{pid}.json),
