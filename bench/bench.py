@@ -4,7 +4,7 @@ and probed side by side in one session), printed as markdown for
 BENCHMARKS.md.
 
     python3 bench/bench.py [call-cost|install|many|nested|redis|cpython|speed|kernel|report|all] [--rounds N] [--probeset FILE] [--config FILE] [--no-pin] [--py-rounds N]
-    python3 bench/bench.py loops --rounds N [--card FILE]...
+    python3 bench/bench.py loops --rounds N [--card FILE]... [--loop-variant NAME=FLAGS]...
 
 `report` times `hotprobe report` over 100 fixture snapshots of 10,000 probes
 (the CLI's speed goal: under 2 s); it waits for the 1-minute load average to
@@ -32,7 +32,7 @@ one after the other, into target/redis/loops/; then, per variant, the pairs
 of loops whose final hot sets (the last iteration's `hot` probes) have a
 Jaccard index of at least 0.9, and the functions hot in some loops only.
 """
-import argparse, json, os, random, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, random, re, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT = os.path.join(ROOT, "target", "release", "libhotprobe.so")
@@ -599,16 +599,18 @@ def loop_hot_set(out):
     return {p["name"] for f in glob.glob(os.path.join(last, "*.json")) for p in json.load(open(f))["probes"] if p["state"] == "hot"}
 
 
-def loops(rounds, cards=()):
+def loops(rounds, cards=(), flags=()):
     import itertools
-    variants = [("built-in", None)] + [(os.path.basename(c), os.path.abspath(c)) for c in cards]
+    # (name, extra iterate flags): the built-in card, each --card, each --loop-variant.
+    variants = [("built-in", [])] + [(os.path.basename(c), ["--config", os.path.abspath(c)]) for c in cards]
+    variants += [(v.split("=", 1)[0], shlex.split(v.split("=", 1)[1])) for v in flags]
     base = os.path.join(ROOT, "target", "redis", "loops")
     shutil.rmtree(base, ignore_errors=True)
     sets = {name: [] for name, _ in variants}
     for i in range(rounds):
         for name, card in variants:
             out = os.path.join(base, f"{name}-{i + 1}")
-            cmd = [os.path.join(ROOT, "scripts", "redis.sh"), "--out", out] + (["--", "--config", card] if card else [])
+            cmd = [os.path.join(ROOT, "scripts", "redis.sh"), "--out", out] + (["--"] + card if card else [])
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 print(f"loop {out} failed (exit {done.returncode}): {done.stderr.strip()[-300:]}", file=sys.stderr)
@@ -642,12 +644,13 @@ def main():
     ap.add_argument("--no-pin", action="store_true", help="redis: leave the server and redis-benchmark to the scheduler (by default the server runs on CPU 0, the load on CPU 1)")
     ap.add_argument("--py-rounds", type=int, default=600, help="cpython: pybench's rounds per run (600: about 2 s bare here)")
     ap.add_argument("--card", action="append", default=[], help="loops: also run loops with this agent config; redis, cpython: also run all functions under it (repeatable)")
+    ap.add_argument("--loop-variant", action="append", default=[], metavar="NAME=FLAGS", help="loops: also run loops with these iterate flags, e.g. second-chance=--second-chance (repeatable)")
     ap.add_argument("--max-load", type=float, default=1.5, help="report: wait for a 1-minute load average under this")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
     print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
-    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin, "cards": a.card}, "cpython": {"probeset": a.probeset, "config": a.config, "py_rounds": a.py_rounds, "cards": a.card}, "speed": {"probeset": a.probeset}, "report": {"max_load": a.max_load}, "loops": {"cards": a.card}}
+    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin, "cards": a.card}, "cpython": {"probeset": a.probeset, "config": a.config, "py_rounds": a.py_rounds, "cards": a.card}, "speed": {"probeset": a.probeset}, "report": {"max_load": a.max_load}, "loops": {"cards": a.card, "flags": a.loop_variant}}
     for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("nested", nested), ("redis", redis), ("cpython", cpython), ("speed", speed), ("kernel", kernel),
                     ("report", report), ("loops", loops), ("machine-speed", machine_speed)):
         if a.what == name or (a.what == "all" and name not in ("loops", "machine-speed")):

@@ -25,15 +25,15 @@ Policy (in this order):
      largest inherent total (of those steps 1, 2, 6 and 7 keep);
   5. --keep GLOB adds matching functions whatever their numbers (unless
      rejected), and wins over --drop and --top;
-  6. a function the iteration before judged hot (over at least 1,000
-     calls) comes back when the score card took it out in this one over at
-     least 1,000 calls although its mean inherent time is at least
-     --min-inherent-us and its mean inclusive time at least the score
-     card's threshold: its calls sit on a threshold, and a removal is the
-     verdict a loop cannot undo (the iteration before is the snapshots the
-     probe set these ran with was refined from, while the files are there;
-     calls are counted over all of an iteration's snapshots, and a function
-     is hot there if any snapshot has it hot);
+  6. a function the score card took out over at least 1,000 calls
+     although its mean inherent time is at least --min-inherent-us and its
+     mean inclusive time at least the score card's threshold comes back
+     for one more iteration, unless the iteration before took it out too
+     (then this was its chance): its calls sit on a threshold, its
+     per-call verdict and its means disagree, and a removal is the verdict
+     a loop cannot undo (the iteration before is the snapshots the probe
+     set these ran with was refined from, while the files are there; calls
+     are counted over all of an iteration's snapshots);
   7. with --second-chance: a function that is not kept, judged while probed
      callees took their share of its time, comes back when those callees
      are not kept and their time, counted as its own again, adds at least
@@ -178,7 +178,7 @@ pub fn select(
     } else {
         Vec::new()
     };
-    for c in second_chance::reversed(current, earlier.first(), &kept, bar, dropped) {
+    for c in second_chance::taken_out_above_the_bars(current, earlier.first(), &kept, bar, dropped) {
         if !chances.iter().any(|o| o.func.key == c.func.key) {
             chances.push(c);
         }
@@ -298,7 +298,7 @@ pub fn compute(args: &RefineArgs) -> Result<Refined> {
         known_ambiguous,
         second_chance: args.second_chance,
     };
-    // Reversed hot verdicts need the iteration before; second chances
+    // Removals above the bars need the iteration before; second chances
     // the whole chain.
     let depth = if args.second_chance {
         second_chance::MAX_HISTORY
@@ -374,13 +374,16 @@ pub fn run(args: &RefineArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
             Reason::WarmUp { calls, hot_calls } => format!(
                 "taken out after {calls} calls, hot over {hot_calls} the iteration before"
             ),
-            Reason::Reversed {
+            Reason::AboveTheBars {
                 calls,
-                hot_calls,
                 inherent_ns,
+                hot_calls_before,
             } => format!(
-                "hot over {hot_calls} calls the iteration before, taken out over {calls} though its own time averaged {}/call",
-                fmt_ns(inherent_ns as f64)
+                "taken out over {calls} calls though its own time averaged {}/call{}",
+                fmt_ns(inherent_ns as f64),
+                hot_calls_before
+                    .map(|n| format!(", hot over {n} the iteration before"))
+                    .unwrap_or_default()
             ),
         };
         writeln!(

@@ -23,14 +23,18 @@
 //! refine follows the chain of probe sets (`config.target.probe_set` of the
 //! snapshots, then that set's `source`) back while the files are there.
 //!
-//! Reversed hot verdicts, on by default (the rest needs `--second-chance`):
-//! a function the iteration before judged hot, which the score card took
-//! out in this one over at least [`MIN_CALLS`] calls although its means
-//! clear both thresholds, comes back. Its calls sit on a threshold (redis's
-//! `beforeSleep`, 62–96 ns of its own a call against 60 ns, was hot in 23
-//! of 24 iterations of eight loops and taken out in the other), the two
-//! verdicts disagree, and a removal is the one the loop cannot undo; a
-//! function wrongly brought back costs a probe for one more iteration.
+//! Removals the means disagree with, on by default (the rest needs
+//! `--second-chance`): a function the score card took out over at least
+//! [`MIN_CALLS`] calls although its mean inherent time clears refine's bar
+//! and its mean inclusive time the score card's threshold comes back for
+//! one more iteration, unless the iteration before took it out too (then
+//! it had its chance). Its calls sit on a threshold, its per-call verdict
+//! and its means disagree — and the means are what refine keeps an
+//! `active` function by — and a removal is the verdict a loop cannot undo:
+//! redis's `beforeSleep`, 59–104 ns of its own a call against 60 ns, was
+//! hot in most iterations of sixteen loops and taken out in a few, each
+//! time leaving that loop with a different hot set. One brought back
+//! wrongly costs a probe for one more iteration.
 
 use crate::contexts::{self, Stacks};
 use crate::load::{load_full, Inputs, LightSnapshot, Loaded};
@@ -162,12 +166,14 @@ pub enum Reason {
     /// Taken out within its first `calls` calls (warm-up), though the
     /// iteration before judged it hot on `hot_calls`.
     WarmUp { calls: u64, hot_calls: u64 },
-    /// Hot over `hot_calls` the iteration before, taken out over `calls`
-    /// although its own time averaged `inherent_ns` a call.
-    Reversed {
+    /// Taken out over `calls` although its own time averaged
+    /// `inherent_ns` a call (and its inclusive time cleared the score
+    /// card's threshold); hot over `hot_calls_before` the iteration before,
+    /// if it was.
+    AboveTheBars {
         calls: u64,
-        hot_calls: u64,
         inherent_ns: u64,
+        hot_calls_before: Option<u64>,
     },
 }
 
@@ -320,28 +326,21 @@ pub fn chances(
     out
 }
 
-/// Reversed hot verdicts (see the module docs): functions of `current` the
-/// score card took out over at least [`MIN_CALLS`] calls although their
-/// mean inherent and inclusive times clear `bar`, which `before` (the
-/// iteration just before) judged hot over at least as many; not in `kept`,
-/// not matching `exclude`.
-pub fn reversed(
+/// Removals the means disagree with (see the module docs): functions of
+/// `current` the score card took out mid-run over at least [`MIN_CALLS`]
+/// calls although their mean inherent and inclusive times clear `bar`,
+/// unless `before` (the iteration just before) took them out too — then
+/// this was their chance; not in `kept`, not matching `exclude`.
+pub fn taken_out_above_the_bars(
     current: &Judged,
     before: Option<&Judged>,
     kept: &HashSet<FuncKey>,
     bar: Bar,
     exclude: impl Fn(&Func) -> bool,
 ) -> Vec<Chance> {
-    let Some(before) = before else {
-        return Vec::new();
-    };
-    let hot_before: HashMap<&FuncKey, u64> = before
-        .merged
-        .funcs
-        .iter()
-        .filter(|f| f.state == ProbeState::Hot && f.count >= MIN_CALLS)
-        .map(|f| (&f.key, f.count))
-        .collect();
+    let before: HashMap<&FuncKey, &Func> = before
+        .map(|b| b.merged.funcs.iter().map(|f| (&f.key, f)).collect())
+        .unwrap_or_default();
     current
         .merged
         .funcs
@@ -358,13 +357,18 @@ pub fn reversed(
                 && !exclude(f)
         })
         .filter_map(|f| {
-            let hot_calls = *hot_before.get(&f.key)?;
+            let earlier = before.get(&f.key);
+            if earlier.is_some_and(|e| e.state == ProbeState::Disabled) {
+                return None;
+            }
             Some(Chance {
                 func: f.clone(),
-                reason: Reason::Reversed {
+                reason: Reason::AboveTheBars {
                     calls: f.count,
-                    hot_calls,
                     inherent_ns: f.avg_inherent_ns() as u64,
+                    hot_calls_before: earlier
+                        .filter(|e| e.state == ProbeState::Hot)
+                        .map(|e| e.count),
                 },
             })
         })

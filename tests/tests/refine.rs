@@ -2,8 +2,8 @@
 //! a function judged cold while its probed callee took its time comes back
 //! once that callee leaves the probe set — from the snapshot it was judged
 //! in, or from an earlier iteration found through the chain of probe sets
-//! (`--second-chance`; without it none of these comes back), and a hot
-//! verdict reversed on a threshold comes back by default.
+//! (`--second-chance`; without it none of these comes back), and a
+//! removal its means disagree with comes back once by default.
 
 use hotprobe_config::snapshot::{ProbeRecord, ProbeState};
 use hotprobe_config::ProbeSet;
@@ -180,7 +180,7 @@ fn a_hot_function_taken_out_during_warm_up_comes_back_once() {
 }
 
 #[test]
-fn a_hot_verdict_reversed_on_a_threshold_comes_back_once_without_the_flag() {
+fn a_removal_the_means_disagree_with_comes_back_once_without_the_flag() {
     let s = Scratch::new();
     let prog = s.build("dispatch.c", "dispatch", &["-O2"]);
     // Without --second-chance: the rule is refine's default.
@@ -234,7 +234,8 @@ fn a_hot_verdict_reversed_on_a_threshold_comes_back_once_without_the_flag() {
     let (kept, log) = refine_default(&second.snapshots[0].0, &set3, &[]);
     assert!(kept.contains("work"), "back for another try: {kept:?}\n{log}");
     assert!(
-        log.contains("back for another try: work (hot over 100000 calls the iteration before, taken out over"),
+        log.contains("back for another try: work (taken out over")
+            && log.contains(", hot over 100000 the iteration before)"),
         "{log}"
     );
 
@@ -280,13 +281,26 @@ fn a_hot_verdict_reversed_on_a_threshold_comes_back_once_without_the_flag() {
     let (kept, log) = refine_default(&classified.snapshots[0].0, &s.join("set-3-off.toml"), &[]);
     assert!(!kept.contains("work"), "{kept:?}\n{log}");
 
-    // Iteration 3 takes it out again: the iteration before did not judge it
-    // hot, so the removal stands.
+    // Iteration 3 takes it out again: so did the iteration before, and
+    // the removal stands.
     let third = run("iter-3", Some(&set3), &["100000", "0", "4"]);
     assert_eq!(probe(third.snapshot(), "work").state, ProbeState::Disabled);
     let (kept, log) = refine_default(&third.snapshots[0].0, &s.join("set-4.toml"), &[]);
     assert!(!kept.contains("work"), "{kept:?}\n{log}");
     assert!(log.contains("0 back for another try"), "{log}");
+
+    // A first iteration has no verdict before it: taken out above the bars
+    // there, work comes back once too.
+    let alone = run("alone-1", None, &["100000", "0", "4"]);
+    assert_eq!(probe(alone.snapshot(), "work").state, ProbeState::Disabled);
+    let set = s.join("alone-2.toml");
+    let (kept, log) = refine_default(&alone.snapshots[0].0, &set, &[]);
+    assert!(kept.contains("work"), "{kept:?}\n{log}");
+    assert!(!log.contains("the iteration before"), "{log}");
+    let again = run("alone-2", Some(&set), &["100000", "0", "4"]);
+    assert_eq!(probe(again.snapshot(), "work").state, ProbeState::Disabled);
+    let (kept, log) = refine_default(&again.snapshots[0].0, &s.join("alone-3.toml"), &[]);
+    assert!(!kept.contains("work"), "{kept:?}\n{log}");
 }
 
 #[test]
