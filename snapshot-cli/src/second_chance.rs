@@ -329,8 +329,8 @@ pub fn chances(
 /// Removals the means disagree with (see the module docs): functions of
 /// `current` the score card took out mid-run over at least [`MIN_CALLS`]
 /// calls although their mean inherent and inclusive times clear `bar`,
-/// unless `before` (the iteration just before) took them out too — then
-/// this was their chance; not in `kept`, not matching `exclude`.
+/// which `before` (the iteration just before) probed over at least as many
+/// and did not take out; not in `kept`, not matching `exclude`.
 pub fn taken_out_above_the_bars(
     current: &Judged,
     before: Option<&Judged>,
@@ -357,18 +357,15 @@ pub fn taken_out_above_the_bars(
                 && !exclude(f)
         })
         .filter_map(|f| {
-            let earlier = before.get(&f.key);
-            if earlier.is_some_and(|e| e.state == ProbeState::Disabled) {
-                return None;
-            }
+            let earlier = before
+                .get(&f.key)
+                .filter(|e| e.count >= MIN_CALLS && matches!(e.state, ProbeState::Hot | ProbeState::Active))?;
             Some(Chance {
                 func: f.clone(),
                 reason: Reason::AboveTheBars {
                     calls: f.count,
                     inherent_ns: f.avg_inherent_ns() as u64,
-                    hot_calls_before: earlier
-                        .filter(|e| e.state == ProbeState::Hot)
-                        .map(|e| e.count),
+                    hot_calls_before: (earlier.state == ProbeState::Hot).then_some(earlier.count),
                 },
             })
         })

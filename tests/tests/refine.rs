@@ -289,17 +289,13 @@ fn a_removal_the_means_disagree_with_comes_back_once_without_the_flag() {
     assert!(!kept.contains("work"), "{kept:?}\n{log}");
     assert!(log.contains("0 back for another try"), "{log}");
 
-    // A first iteration has no verdict before it: taken out above the bars
-    // there, work comes back once too.
+    // A first iteration has no verdict before it to disagree with: a
+    // removal there stands (the demo's memtable_put, a few slow calls among
+    // many fast ones, came back in iteration 2 and, dropped in 3, moved
+    // its callers' hot verdicts a second time).
     let alone = run("alone-1", None, &["100000", "0", "4"]);
     assert_eq!(probe(alone.snapshot(), "work").state, ProbeState::Disabled);
-    let set = s.join("alone-2.toml");
-    let (kept, log) = refine_default(&alone.snapshots[0].0, &set, &[]);
-    assert!(kept.contains("work"), "{kept:?}\n{log}");
-    assert!(!log.contains("the iteration before"), "{log}");
-    let again = run("alone-2", Some(&set), &["100000", "0", "4"]);
-    assert_eq!(probe(again.snapshot(), "work").state, ProbeState::Disabled);
-    let (kept, log) = refine_default(&again.snapshots[0].0, &s.join("alone-3.toml"), &[]);
+    let (kept, log) = refine_default(&alone.snapshots[0].0, &s.join("alone-2.toml"), &[]);
     assert!(!kept.contains("work"), "{kept:?}\n{log}");
 }
 
