@@ -1,12 +1,12 @@
 /* A caller judged while its callee is kept for the removal window.
-   `near` spins 400 ns: over the inherent threshold (300 ns in the test's
-   card), under the inclusive one (550 ns), so its score falls while
+   `near` spins 100 ns (some 130 ns a call with the clock reads): over the
+   inherent threshold (110 ns in the test's card), under the inclusive one
+   (180 ns), so its score falls while
    every call reaches a threshold and it is kept, then removed. `outer`
-   first spins 600 ns of its own (it turns warm), then from PHASE_MS on
-   spins 200 ns and calls `near`: while near is probed outer keeps 200 ns
-   of its own (under 300 ns) and its score falls; once near is gone its
-   600 ns are outer's own, and it is hot. (Spins long next to a clock
-   read, 10–40 ns, so the margins hold on any clock source.) Scored while near is kept, outer goes;
+   first spins 200 ns of its own (it turns warm), then from PHASE_MS on
+   spins 50 ns (some 80) and calls `near`: while near is probed outer keeps
+   80 ns of its own (under 110 ns) and its score falls; once near is gone
+   its 210 ns are outer's own, and it is hot. Scored while near is kept, outer goes;
    held until near's verdict, it ends hot.
    Usage: kept_callee [TOTAL_MS [PHASE_MS]] */
 #include <stdio.h>
@@ -14,14 +14,14 @@
 
 #include "spin.h"
 
-NOIPA void near(void) { spin(400); }
+NOIPA void near(void) { spin(100); }
 static int phase2;
 NOIPA void outer(void) {
     if (!phase2) {
-        spin(600);
+        spin(200);
         return;
     }
-    spin(200);
+    spin(50);
     near();
 }
 

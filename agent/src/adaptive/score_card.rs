@@ -189,22 +189,11 @@ pub fn judging(probe: &Probe) -> bool {
 /// Whether an outermost call of `probe` during which a callee was still
 /// being judged goes unscored: yes, up to `HELD_CAP` such calls, and every
 /// one whose callee was kept for the removal window (`callee_kept`: that
-/// lasts `min_removal_ms` at most). A kept callee also starts the count
-/// again: once the agent thread gives its slot back (`release_expired`,
-/// every 20 ms) it can still be judged for a few batches before it goes,
-/// and a caller scored then on the time it leaves went with it (redis's
-/// `processInputBuffer`, in the same millisecond as
-/// `processMultibulkBuffer`, in 2 loops of 8); 4,096 more held calls are
-/// some 40 ms of `processInputBuffer`'s.
+/// lasts `min_removal_ms` at most).
 #[inline(always)]
 pub fn held(probe: &Probe, callee_kept: bool) -> bool {
-    if callee_kept {
-        if probe.held.load(Ordering::Relaxed) != 0 {
-            probe.held.store(0, Ordering::Relaxed);
-        }
-        return true;
-    }
-    probe.held.load(Ordering::Relaxed) < HELD_CAP
+    callee_kept
+        || probe.held.load(Ordering::Relaxed) < HELD_CAP
         && probe.held.fetch_add(1, Ordering::Relaxed) < HELD_CAP
 }
 

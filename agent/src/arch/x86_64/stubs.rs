@@ -11,11 +11,9 @@
 //! window holding the call. On exit it also scores the call and marks the
 //! caller's frame PROVISIONAL when the probe is still being judged; an
 //! outermost call of an unsettled probe whose own frame is PROVISIONAL
-//! (while the probe's `held` is under HELD_CAP) goes to the full path,
-//! which leaves it unscored (score_card::held); one whose callee was kept
-//! for the removal window (CALLEE_KEPT) is held here, however many: the
-//! full path's extra cost, over up to `min_removal_ms` of calls, would land
-//! in the caller's caller's own time. Anything else is declined
+//! (while the probe's `held` is under HELD_CAP, or however many when the
+//! callee was kept for the removal window: CALLEE_KEPT) goes to the full path,
+//! which leaves it unscored (score_card::held). Anything else is declined
 //! *before anything changes*; the entry then tries its Rust second tier (engine::fast, no
 //! vector register either), and only after that, like the exit, saves
 //! xmm0–15 and runs the full path in engine::enter_exit. The assembly
@@ -395,7 +393,7 @@ hotprobe_exit_stub:
     test dword ptr [rdx + {f_flags}], {provisional}
     jz 20f
     test dword ptr [rdx + {f_flags}], {callee_kept}
-    jnz 24f
+    jnz 5f
     cmp dword ptr [rcx + {p_held}], {held_cap}
     jb 5f
 20:
@@ -414,25 +412,6 @@ hotprobe_exit_stub:
     cmp byte ptr [rdi + {s_score_calls}], {batch} - 1
     jae 5f
     or ecx, 2
-    jmp 6f
-24:
-    /* Held here, as score_card::held(probe, true) would: the count of
-       held calls starts again, and the call is outermost but unscored
-       (plus 4 while this probe is judged itself). */
-    cmp dword ptr [rcx + {p_held}], 0
-    je 25f
-    mov dword ptr [rcx + {p_held}], 0
-25:
-    mov rcx, [rcx + {p_score}]
-    cmp rcx, qword ptr [rip + {lower}]
-    mov ecx, 5
-    jl 26f
-    mov ecx, 1
-26:
-    cmp rax, {local_buckets}
-    jae 5f
-    cmp byte ptr [rdi + rax + {s_hist}], 255
-    je 5f
     jmp 6f
 21:
     xor ecx, ecx
