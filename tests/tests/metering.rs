@@ -425,35 +425,6 @@ fn a_kept_probe_that_goes_gives_its_slot_back() {
 }
 
 #[test]
-fn a_caller_is_not_judged_while_its_callee_is_kept() {
-    // tests/programs/kept_callee.c: near is kept to ~700 ms (warm at
-    // 100 ms, removal window 600 ms); outer, warm from the start, would be
-    // removed when its own window ends (~600 ms) had it been judged on the
-    // 80 ns near leaves it. Held while near is kept, it is judged on its
-    // 210 ns once near goes, and ends hot.
-    let s = Scratch::new();
-    let prog = s.build("kept_callee.c", "kept_callee", &["-O2"]);
-    let card = s.write(
-        "card.toml",
-        "[hotspot]\nthreshold_us = 0.18\ninherent_threshold_us = 0.11\nmin_removal_ms = 600\n",
-    );
-    let ran = Run::new(&prog, s.path())
-        .args(&["1100", "100"])
-        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
-        .run();
-    assert_eq!(ran.stdout(), "done\n");
-    let snap = ran.snapshot();
-    let probe = |name: &str| snap.probes.iter().find(|p| p.name == name).unwrap().clone();
-    let (near, outer) = (probe("near"), probe("outer"));
-    assert_eq!(near.state, ProbeState::Disabled, "{near:?}");
-    assert!(
-        near.disabled_at_ns.is_some_and(|t| t >= 600_000_000),
-        "kept for its window: {near:?}"
-    );
-    assert_eq!(outer.state, ProbeState::Hot, "held while near was kept: {outer:?}");
-}
-
-#[test]
 fn a_kept_probe_no_longer_called_gives_its_slot_back_when_its_window_ends() {
     // kept.c, idle after 500 ms: near1..near32 hold the 32 slots and are
     // not called again; their removal windows end at ~600 ms. near33..near40,

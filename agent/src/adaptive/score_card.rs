@@ -20,10 +20,7 @@
 //! run to run. So a call during which a direct probed callee returned while
 //! still under judgement (unsettled, its score under `lower`) is not
 //! scored (`held`), up to `HELD_CAP` such calls per probe, after which
-//! (mutual recursion, a callee that never settles) it is scored anyway —
-//! except while that callee is kept for the removal window (below), which
-//! ends within `min_removal_ms`: a caller judged meanwhile is judged
-//! without the kept callee's time, which will be its own.
+//! (mutual recursion, a callee that never settles) it is scored anyway.
 //!
 //! No verdict comes before `min_judging_ms`. redis's functions all run up
 //! to twice as fast for tens of milliseconds at a time here, and programs
@@ -187,13 +184,10 @@ pub fn judging(probe: &Probe) -> bool {
 }
 
 /// Whether an outermost call of `probe` during which a callee was still
-/// being judged goes unscored: yes, up to `HELD_CAP` such calls, and every
-/// one whose callee was kept for the removal window (`callee_kept`: that
-/// lasts `min_removal_ms` at most).
+/// being judged goes unscored: yes, up to `HELD_CAP` such calls.
 #[inline(always)]
-pub fn held(probe: &Probe, callee_kept: bool) -> bool {
-    callee_kept
-        || probe.held.load(Ordering::Relaxed) < HELD_CAP
+pub fn held(probe: &Probe) -> bool {
+    probe.held.load(Ordering::Relaxed) < HELD_CAP
         && probe.held.fetch_add(1, Ordering::Relaxed) < HELD_CAP
 }
 

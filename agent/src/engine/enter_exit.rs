@@ -7,7 +7,7 @@
 use crate::adaptive::score_card as score;
 use crate::engine::probe::Probe;
 use crate::engine::shadow::{
-    fence, set_flag, Frame, Shadow, CALLEE_KEPT, CAPACITY, FOLDED, HOOKED, OVER_PENDING, PROVISIONAL,
+    fence, set_flag, Frame, Shadow, CAPACITY, FOLDED, HOOKED, OVER_PENDING, PROVISIONAL,
 };
 use crate::engine::thread::{current_or_create, ThreadState};
 use crate::meter::contexts::{folded_ctx, folded_into, ROOT};
@@ -267,7 +267,7 @@ pub fn pop_and_meter(t: &mut ThreadState, slot: usize, now: u64) -> Option<usize
             bump(&mut s.inclusive, inclusive);
             s.record_inclusive(probe, inclusive);
             if !probe.settled.load(Ordering::Relaxed)
-                && (f.flags & PROVISIONAL == 0 || !score::held(probe, f.flags & CALLEE_KEPT != 0))
+                && (f.flags & PROVISIONAL == 0 || !score::held(probe))
             {
                 score::after_call(probe, s, inclusive, inherent);
             }
@@ -286,9 +286,6 @@ pub fn pop_and_meter(t: &mut ThreadState, slot: usize, now: u64) -> Option<usize
             bump(&mut p.desc_calls, 1 + f.desc_calls);
             if p.probe != f.probe && score::judging(probe) {
                 set_flag(&mut p.flags, PROVISIONAL);
-                if probe.kept.load(Ordering::Relaxed) {
-                    set_flag(&mut p.flags, CALLEE_KEPT);
-                }
             }
         }
     }

@@ -30,13 +30,6 @@ pub const FOLDED: u32 = 2;
 /// it: this call's inherent time is not yet what it will be once that
 /// callee is kept or removed, so the call is not scored (score_card::held).
 pub const PROVISIONAL: u32 = 4;
-/// With PROVISIONAL: that callee was kept for the removal window
-/// (score_card::keep), so the call is held whatever the caller's count of
-/// held calls: while a callee is kept its caller's inherent time misses
-/// the callee's, and scored on it for up to `min_removal_ms` the caller
-/// went (redis's `processInputBuffer`, 38–52 ns of its own a call while
-/// `processMultibulkBuffer` was kept, some 150 ns once it was not).
-pub const CALLEE_KEPT: u32 = 16;
 /// Pushed by a signal handler's call while the frame below was still
 /// pending (the handler interrupted that call's entry): committing this
 /// frame leaves `top` without the pending bit, so this flag is what keeps

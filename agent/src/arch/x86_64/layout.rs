@@ -61,4 +61,3 @@ pub const P_ID: usize = offset_of!(Probe, id);
 pub const P_SETTLED: usize = offset_of!(Probe, settled);
 pub const P_SCORE: usize = offset_of!(Probe, score);
 pub const P_HELD: usize = offset_of!(Probe, held);
-pub const P_KEPT: usize = offset_of!(Probe, kept);

@@ -11,8 +11,7 @@
 //! window holding the call. On exit it also scores the call and marks the
 //! caller's frame PROVISIONAL when the probe is still being judged; an
 //! outermost call of an unsettled probe whose own frame is PROVISIONAL
-//! (while the probe's `held` is under HELD_CAP, or however many when the
-//! callee was kept for the removal window: CALLEE_KEPT) goes to the full path,
+//! (while the probe's `held` is under HELD_CAP) goes to the full path,
 //! which leaves it unscored (score_card::held). Anything else is declined
 //! *before anything changes*; the entry then tries its Rust second tier (engine::fast, no
 //! vector register either), and only after that, like the exit, saves
@@ -392,8 +391,6 @@ hotprobe_exit_stub:
     jne 20f
     test dword ptr [rdx + {f_flags}], {provisional}
     jz 20f
-    test dword ptr [rdx + {f_flags}], {callee_kept}
-    jnz 5f
     cmp dword ptr [rcx + {p_held}], {held_cap}
     jb 5f
 20:
@@ -460,10 +457,6 @@ hotprobe_exit_stub:
     cmp rdx, [rsi - {frame_size} + {f_probe}]
     je 4f
     or dword ptr [rsi - {frame_size} + {f_flags}], {provisional}
-    /* Kept for the removal window: held however long that lasts. */
-    cmp byte ptr [rdx + {p_kept}], 0
-    je 4f
-    or dword ptr [rsi - {frame_size} + {f_flags}], {callee_kept}
 4:
     mov rdx, [rsp]
     test edx, 3
@@ -565,7 +558,6 @@ hotprobe_tls_vfork_get:
     folded = const crate::engine::shadow::FOLDED,
     provisional = const crate::engine::shadow::PROVISIONAL,
     held_cap = const crate::adaptive::score_card::HELD_CAP,
-    callee_kept = const crate::engine::shadow::CALLEE_KEPT,
     batch = const crate::adaptive::score_card::BATCH,
     credit = sym crate::adaptive::score_card::CREDIT,
     debit = sym crate::adaptive::score_card::DEBIT,
@@ -576,7 +568,6 @@ hotprobe_tls_vfork_get:
     s_score_pending = const L::S_SCORE_PENDING,
     p_score = const L::P_SCORE,
     p_held = const L::P_HELD,
-    p_kept = const L::P_KEPT,
     sub = const crate::meter::histogram::SUB,
     sub_bits = const crate::meter::histogram::SUB_BITS,
     local_buckets = const crate::meter::histogram::LOCAL_BUCKETS,
