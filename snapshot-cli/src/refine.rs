@@ -28,12 +28,13 @@ Policy (in this order):
   6. a function the score card took out over at least 1,000 calls
      although its mean inherent time is at least --min-inherent-us and its
      mean inclusive time at least the score card's threshold comes back
-     for one more iteration, unless the iteration before took it out too
-     (then this was its chance): its calls sit on a threshold, its
-     per-call verdict and its means disagree, and a removal is the verdict
-     a loop cannot undo (the iteration before is the snapshots the probe
-     set these ran with was refined from, while the files are there; calls
-     are counted over all of an iteration's snapshots);
+     for one more iteration when the iteration before probed it over at
+     least 1,000 calls and did not take it out: its calls sit on a
+     threshold, the verdicts disagree, and a removal is the verdict a loop
+     cannot undo (the iteration before is the snapshots the probe set these
+     ran with was refined from, while the files are there; calls are
+     counted over all of an iteration's snapshots; a first iteration's
+     removals stand);
   7. with --second-chance: a function that is not kept, judged while probed
      callees took their share of its time, comes back when those callees
      are not kept and their time, counted as its own again, adds at least

@@ -27,14 +27,16 @@
 //! `--second-chance`): a function the score card took out over at least
 //! [`MIN_CALLS`] calls although its mean inherent time clears refine's bar
 //! and its mean inclusive time the score card's threshold comes back for
-//! one more iteration, unless the iteration before took it out too (then
-//! it had its chance). Its calls sit on a threshold, its per-call verdict
-//! and its means disagree — and the means are what refine keeps an
-//! `active` function by — and a removal is the verdict a loop cannot undo:
-//! redis's `beforeSleep`, 59–104 ns of its own a call against 60 ns, was
-//! hot in most iterations of sixteen loops and taken out in a few, each
-//! time leaving that loop with a different hot set. One brought back
-//! wrongly costs a probe for one more iteration.
+//! one more iteration when the iteration before probed it over as many
+//! and did not take it out. Its calls sit on a threshold, the verdicts
+//! disagree, and a removal is the verdict a loop cannot undo: redis's
+//! `beforeSleep`, 59–104 ns of its own a call against 60 ns, was hot in
+//! most iterations of sixteen loops and taken out in a few, each time
+//! leaving that loop with a different hot set. A first iteration's
+//! removal stands: the demo's `memtable_put` (a few slow calls among many
+//! fast ones) came back from iteration 1 in 5 of 5 loaded demo loops and
+//! was dropped again in iteration 3, changing its callers' own time an
+//! iteration later than the demo's hot set has to settle.
 
 use crate::contexts::{self, Stacks};
 use crate::load::{load_full, Inputs, LightSnapshot, Loaded};

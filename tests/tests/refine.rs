@@ -291,8 +291,8 @@ fn a_removal_the_means_disagree_with_comes_back_once_without_the_flag() {
 
     // A first iteration has no verdict before it to disagree with: a
     // removal there stands (the demo's memtable_put, a few slow calls among
-    // many fast ones, came back in iteration 2 and, dropped in 3, moved
-    // its callers' hot verdicts a second time).
+    // many fast ones, came back in iteration 2 and was dropped in 3, which
+    // changed its callers' own time after the demo's hot set must settle).
     let alone = run("alone-1", None, &["100000", "0", "4"]);
     assert_eq!(probe(alone.snapshot(), "work").state, ProbeState::Disabled);
     let (kept, log) = refine_default(&alone.snapshots[0].0, &s.join("alone-2.toml"), &[]);
