@@ -35,20 +35,21 @@ Policy (in this order):
      ran with was refined from, while the files are there; calls are
      counted over all of an iteration's snapshots; a first iteration's
      removals stand);
-  7. with --second-chance: a function that is not kept, judged while probed
-     callees took their share of its time, comes back when those callees
-     are not kept and their time, counted as its own again, adds at least
-     the inherent threshold per call (or makes it pass step 2), its
+  7. unless --no-second-chance: a function that is not kept, judged while
+     probed callees took their share of its time, comes back when those
+     callees are not kept and their time, counted as its own again, adds at
+     least the inherent threshold per call (or makes it pass step 2), its
      inclusive time per call clears the score card's threshold, and it was
      judged on at least 1,000 calls (fewer are mostly warm-up); and a
      function the score card took out within its first 1,000 calls comes
-     back once when the iteration before judged it hot on more. Functions dropped in earlier iterations are judged on the
-     last iteration that probed them, found by following the probe set the
-     snapshots ran with and that set's `source`, while the files are there.
-     It aims at the order in which the score card takes a caller → callee
-     chain out deciding which of them ends hot. Off by default: on redis it
-     made loops revisit functions until iteration 5 without making
-     independent loops agree more often (BENCHMARKS.md).
+     back once when the iteration before judged it hot on more. Functions
+     dropped in earlier iterations are judged on the last iteration that
+     probed them, found by following the probe set the snapshots ran with
+     and that set's `source`, while the files are there. It aims at the
+     order in which the score card takes a caller → callee chain out
+     deciding which of them ends hot: in four series of eight redis loops
+     each, the loops with it agreed in 93 pairs of 112, those without in 64
+     (BENCHMARKS.md).
 Globs match the demangled name, `name#N`, or the raw symbol. Entries name the
 module by file name and carry an offset only when the module has several
 functions with that symbol (seen in the snapshots, or an entry with an offset
@@ -84,9 +85,12 @@ pub struct RefineArgs {
     /// Drop functions matching these globs.
     #[arg(long, value_name = "GLOB")]
     pub drop: Vec<String>,
-    /// Bring functions back for another try (step 7 below).
+    /// Bring functions back for another try (step 7 below): the default.
     #[arg(long)]
     pub second_chance: bool,
+    /// Step 7 off.
+    #[arg(long, conflicts_with = "second_chance")]
+    pub no_second_chance: bool,
 }
 
 /// The refinement policy's knobs.
@@ -297,11 +301,11 @@ pub fn compute(args: &RefineArgs) -> Result<Refined> {
         keep,
         drop,
         known_ambiguous,
-        second_chance: args.second_chance,
+        second_chance: !args.no_second_chance,
     };
     // Removals above the bars need the iteration before; second chances
     // the whole chain.
-    let depth = if args.second_chance {
+    let depth = if !args.no_second_chance {
         second_chance::MAX_HISTORY
     } else {
         1

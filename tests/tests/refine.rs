@@ -2,8 +2,8 @@
 //! a function judged cold while its probed callee took its time comes back
 //! once that callee leaves the probe set — from the snapshot it was judged
 //! in, or from an earlier iteration found through the chain of probe sets
-//! (`--second-chance`; without it none of these comes back), and a
-//! removal its means disagree with comes back once by default.
+//! (on by default; with `--no-second-chance` none of these comes back),
+//! and a removal its means disagree with comes back once either way.
 
 use hotprobe_config::snapshot::{ProbeRecord, ProbeState};
 use hotprobe_config::ProbeSet;
@@ -180,12 +180,19 @@ fn a_hot_function_taken_out_during_warm_up_comes_back_once() {
 }
 
 #[test]
-fn a_removal_the_means_disagree_with_comes_back_once_without_the_flag() {
+fn a_removal_the_means_disagree_with_comes_back_once_even_without_second_chances() {
     let s = Scratch::new();
     let prog = s.build("dispatch.c", "dispatch", &["-O2"]);
-    // Without --second-chance: the rule is refine's default.
+    // With --no-second-chance: this rule is not step 7's (which would bring
+    // `dispatch` back as work leaves).
     let refine_default = |snap: &Path, set: &Path, extra: &[&str]| {
-        let mut args = vec!["refine", snap.to_str().unwrap(), "-o", set.to_str().unwrap()];
+        let mut args = vec![
+            "refine",
+            "--no-second-chance",
+            snap.to_str().unwrap(),
+            "-o",
+            set.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         let out = cli(&args, s.path());
         let log = text(&out.stderr);
@@ -300,7 +307,7 @@ fn a_removal_the_means_disagree_with_comes_back_once_without_the_flag() {
 }
 
 #[test]
-fn without_the_flag_no_second_chance_comes_back() {
+fn with_no_second_chance_none_comes_back() {
     let s = Scratch::new();
     let prog = s.build("dispatch.c", "dispatch", &["-O2"]);
     let first = run_dispatch(&prog, &s.join("iter-1"), None);
@@ -308,6 +315,7 @@ fn without_the_flag_no_second_chance_comes_back() {
     let out = cli(
         &[
             "refine",
+            "--no-second-chance",
             first.snapshots[0].0.to_str().unwrap(),
             "-o",
             set.to_str().unwrap(),

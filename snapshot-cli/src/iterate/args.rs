@@ -62,7 +62,7 @@ Workload file (--workload FILE, TOML; every key optional, flags win):
   min_share = 1.0
   keep = [\"processCommand\"]
   drop = []
-  second_chance = false
+  second_chance = true              # the default; false: refine step 7 off
   [loop]
   iterations = 5
   no_early_stop = false
@@ -169,10 +169,13 @@ pub struct IterateArgs {
     #[arg(long, value_name = "GLOB", help_heading = "Refine")]
     pub drop: Vec<String>,
     /// Refine: bring functions back for another try (hotprobe refine --help,
-    /// step 7). The loop does not stop while any function would come back
-    /// (step 6 always, step 7 with this).
+    /// step 7; the default). The loop does not stop while any function
+    /// would come back (step 6 or 7).
     #[arg(long, help_heading = "Refine")]
     pub second_chance: bool,
+    /// Refine: step 7 off.
+    #[arg(long, help_heading = "Refine", conflicts_with = "second_chance")]
+    pub no_second_chance: bool,
 
     /// The single command and its arguments.
     #[arg(
@@ -259,6 +262,9 @@ pub fn merged_workload(args: &IterateArgs) -> Result<WorkloadFile> {
     r.top = args.top.or(r.top);
     if args.second_chance {
         r.second_chance = Some(true);
+    }
+    if args.no_second_chance {
+        r.second_chance = Some(false);
     }
     r.min_inherent_us = args.min_inherent_us.or(r.min_inherent_us);
     r.min_share = args.min_share.or(r.min_share);

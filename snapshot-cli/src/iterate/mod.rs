@@ -103,7 +103,8 @@ fn refine_args(prev: &Path, set: &Path, plan: &Plan) -> RefineArgs {
         min_share: r.min_share.unwrap_or(1.0),
         keep: r.keep.clone(),
         drop: r.drop.clone(),
-        second_chance: r.second_chance.unwrap_or(false),
+        second_chance: false,
+        no_second_chance: !r.second_chance.unwrap_or(true),
     }
 }
 
