@@ -47,9 +47,9 @@ Policy (in this order):
      probed them, found by following the probe set the snapshots ran with
      and that set's `source`, while the files are there. It aims at the
      order in which the score card takes a caller → callee chain out
-     deciding which of them ends hot: in four series of eight redis loops
-     each, the loops with it agreed in 93 pairs of 112, those without in 64
-     (BENCHMARKS.md).
+     deciding which of them ends hot: in five series of eight redis loops
+     each, the loops with it agreed in 109 pairs of 140, those without in
+     68 (BENCHMARKS.md).
 Globs match the demangled name, `name#N`, or the raw symbol. Entries name the
 module by file name and carry an offset only when the module has several
 functions with that symbol (seen in the snapshots, or an entry with an offset
