@@ -183,7 +183,8 @@ pub fn select(
     } else {
         Vec::new()
     };
-    for c in second_chance::taken_out_above_the_bars(current, earlier.first(), &kept, bar, dropped) {
+    for c in second_chance::taken_out_above_the_bars(current, earlier.first(), &kept, bar, dropped)
+    {
         if !chances.iter().any(|o| o.func.key == c.func.key) {
             chances.push(c);
         }

@@ -626,7 +626,11 @@ fn judging_window(h: &Hotspot) -> String {
         "hot at once".to_string()
     };
     if h.min_removal_ms > h.min_judging_ms {
-        let once = if h.min_judging_ms > 0.0 { String::new() } else { format!("{once} ") };
+        let once = if h.min_judging_ms > 0.0 {
+            String::new()
+        } else {
+            format!("{once} ")
+        };
         line.push_str(&format!(
             "; removal held ≤ {} ms {once}(≤ 32 at once)",
             h.min_removal_ms
@@ -650,7 +654,10 @@ mod tests {
 
     #[test]
     fn the_judging_line_names_each_wait_in_force() {
-        assert_eq!(window(0.0, 0.0), "judged from the first call (Satoris' rule)");
+        assert_eq!(
+            window(0.0, 0.0),
+            "judged from the first call (Satoris' rule)"
+        );
         assert_eq!(
             window(200.0, 1000.0),
             "judged ≥ 200 ms once calls reach a threshold; removal held ≤ 1000 ms (≤ 32 at once), \

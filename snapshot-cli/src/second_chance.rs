@@ -359,9 +359,9 @@ pub fn taken_out_above_the_bars(
                 && !exclude(f)
         })
         .filter_map(|f| {
-            let earlier = before
-                .get(&f.key)
-                .filter(|e| e.count >= MIN_CALLS && matches!(e.state, ProbeState::Hot | ProbeState::Active))?;
+            let earlier = before.get(&f.key).filter(|e| {
+                e.count >= MIN_CALLS && matches!(e.state, ProbeState::Hot | ProbeState::Active)
+            })?;
             Some(Chance {
                 func: f.clone(),
                 reason: Reason::AboveTheBars {

@@ -629,7 +629,10 @@ fn probes_removed_live_from_unaligned_code_while_threads_run() {
     // or cache-cold after a switch), and in one loaded run of the suite
     // (four threads on two busy cores) 653 of the 2,000 were still probed
     // at exit. Removal is what is under test here, not the window.
-    let card = s.write("card.toml", "[hotspot]\nmin_judging_ms = 0\nmin_removal_ms = 0\n");
+    let card = s.write(
+        "card.toml",
+        "[hotspot]\nmin_judging_ms = 0\nmin_removal_ms = 0\n",
+    );
     let ran = Run::new(&prog, s.path())
         .args(&["1500"])
         .env("HOTPROBE_CONFIG", card.to_str().unwrap())

@@ -413,13 +413,19 @@ fn a_kept_probe_that_goes_gives_its_slot_back() {
     assert_eq!(ran.stdout(), "done\n");
     let snap = ran.snapshot();
     let at = |n: u32| {
-        let p = snap.probes.iter().find(|p| p.name == format!("near{n}")).unwrap();
+        let p = snap
+            .probes
+            .iter()
+            .find(|p| p.name == format!("near{n}"))
+            .unwrap();
         assert_eq!(p.state, ProbeState::Disabled, "{p:?}");
         p.disabled_at_ns.unwrap()
     };
     let first: Vec<u64> = (1..=32).map(at).collect();
     assert!(
-        first.iter().all(|&t| (300_000_000..600_000_000).contains(&t)),
+        first
+            .iter()
+            .all(|&t| (300_000_000..600_000_000).contains(&t)),
         "the first 32 go soon after 300 ms: {first:?}"
     );
     let late: Vec<u64> = (33..=40).map(at).collect();
@@ -444,13 +450,26 @@ fn a_kept_probe_no_longer_called_gives_its_slot_back_when_its_window_ends() {
         .run();
     assert_eq!(ran.stdout(), "done\n");
     let snap = ran.snapshot();
-    let probe = |n: u32| snap.probes.iter().find(|p| p.name == format!("near{n}")).unwrap();
+    let probe = |n: u32| {
+        snap.probes
+            .iter()
+            .find(|p| p.name == format!("near{n}"))
+            .unwrap()
+    };
     for n in 1..=32 {
         let p = probe(n);
-        assert_eq!(p.state, ProbeState::Active, "kept, then never called: {p:?}");
+        assert_eq!(
+            p.state,
+            ProbeState::Active,
+            "kept, then never called: {p:?}"
+        );
     }
     let late: Vec<u64> = (33..=40)
-        .map(|n| probe(n).disabled_at_ns.unwrap_or_else(|| panic!("{:?}", probe(n))))
+        .map(|n| {
+            probe(n)
+                .disabled_at_ns
+                .unwrap_or_else(|| panic!("{:?}", probe(n)))
+        })
         .collect();
     assert!(
         late.iter().all(|&t| t >= 1_000_000_000),

@@ -207,7 +207,10 @@ fn a_removal_the_means_disagree_with_comes_back_once_even_without_second_chances
     };
     // Adaptive on, judged and kept for 20 ms: work is taken out only after
     // tens of thousands of calls.
-    let card = s.write("card.toml", "[hotspot]\nmin_judging_ms = 20\nmin_removal_ms = 20\n");
+    let card = s.write(
+        "card.toml",
+        "[hotspot]\nmin_judging_ms = 20\nmin_removal_ms = 20\n",
+    );
     let run = |dir: &str, set: Option<&Path>, args: &[&str]| {
         let dir = s.join(dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -236,10 +239,16 @@ fn a_removal_the_means_disagree_with_comes_back_once_even_without_second_chances
     let second = run("iter-2", Some(&set2), &["100000", "0", "4"]);
     let work = probe(second.snapshot(), "work");
     assert_eq!(work.state, ProbeState::Disabled, "{work:?}");
-    assert!(work.count >= 1000 && work.inherent_ns / work.count >= 400, "{work:?}");
+    assert!(
+        work.count >= 1000 && work.inherent_ns / work.count >= 400,
+        "{work:?}"
+    );
     let set3 = s.join("set-3.toml");
     let (kept, log) = refine_default(&second.snapshots[0].0, &set3, &[]);
-    assert!(kept.contains("work"), "back for another try: {kept:?}\n{log}");
+    assert!(
+        kept.contains("work"),
+        "back for another try: {kept:?}\n{log}"
+    );
     assert!(
         log.contains("back for another try: work (taken out over")
             && log.contains(", hot over 100000 the iteration before)"),
@@ -273,7 +282,10 @@ fn a_removal_the_means_disagree_with_comes_back_once_even_without_second_chances
     assert_eq!(cold.stdout(), "done 1000000\n");
     let work = probe(cold.snapshot(), "work");
     assert_eq!(work.state, ProbeState::Disabled, "{work:?}");
-    assert!(work.count >= 1000 && work.inclusive_ns / work.count < 2000, "{work:?}");
+    assert!(
+        work.count >= 1000 && work.inclusive_ns / work.count < 2000,
+        "{work:?}"
+    );
     let bar = format!("{}", 0.5 * us_per_call(&work));
     let (kept, log) = refine_default(
         &cold.snapshots[0].0,
@@ -283,8 +295,16 @@ fn a_removal_the_means_disagree_with_comes_back_once_even_without_second_chances
     assert!(!kept.contains("work"), "{kept:?}\n{log}");
     // ... and with adaptive off nothing was taken out: `disabled` is a
     // classification of the whole run's calls, not a reversed verdict.
-    let classified = run_dispatch_with(&prog, &s.join("iter-2-off"), Some(&set2), &["20000", "0", "4"]);
-    assert_eq!(probe(classified.snapshot(), "work").state, ProbeState::Disabled);
+    let classified = run_dispatch_with(
+        &prog,
+        &s.join("iter-2-off"),
+        Some(&set2),
+        &["20000", "0", "4"],
+    );
+    assert_eq!(
+        probe(classified.snapshot(), "work").state,
+        ProbeState::Disabled
+    );
     let (kept, log) = refine_default(&classified.snapshots[0].0, &s.join("set-3-off.toml"), &[]);
     assert!(!kept.contains("work"), "{kept:?}\n{log}");
 
