@@ -34,8 +34,9 @@
 //! most iterations of sixteen loops and taken out in a few, each time
 //! leaving that loop with a different hot set. A first iteration's
 //! removal stands: the demo's `memtable_put` (a few slow calls among many
-//! fast ones) came back from iteration 1 in 5 of 5 loaded demo loops and
-//! was dropped again in iteration 3, changing its callers' own time an
+//! fast ones) came back from iteration 1 in 5 of 5 loaded demo loops (an
+//! agent whose caller hold was later reverted) and was dropped again in
+//! iteration 3, changing its callers' own time an
 //! iteration later than the demo's hot set has to settle.
 
 use crate::contexts::{self, Stacks};

@@ -362,20 +362,26 @@ fn a_warm_probe_is_removed_no_sooner_than_min_removal_ms() {
     assert!(score(&snap, "early_fast") >= 20000, "hot for good");
 }
 
+/// tests/programs/kept.c with `args` under a card whose removal window is
+/// 600 ms; its snapshot.
+fn run_kept(args: &[&str]) -> Snapshot {
+    let s = Scratch::new();
+    let prog = s.build("kept.c", "kept", &["-O2"]);
+    let card = s.write("card.toml", "[hotspot]\nmin_removal_ms = 600\n");
+    let ran = Run::new(&prog, s.path())
+        .args(args)
+        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
+        .run();
+    assert_eq!(ran.stdout(), "done\n");
+    ran.snapshot().clone()
+}
+
 #[test]
 fn at_most_32_probes_are_kept_for_the_removal_window() {
     // tests/programs/kept.c: 40 functions like early_fast above. The first
     // 32 to reach the bottom after the judging window are kept to 600 ms,
     // the other 8 go then: the cost of keeping has a bound.
-    let s = Scratch::new();
-    let prog = s.build("kept.c", "kept", &["-O2"]);
-    let card = s.write("card.toml", "[hotspot]\nmin_removal_ms = 600\n");
-    let ran = Run::new(&prog, s.path())
-        .args(&["900"])
-        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
-        .run();
-    assert_eq!(ran.stdout(), "done\n");
-    let snap = ran.snapshot();
+    let snap = run_kept(&["900"]);
     let near: Vec<_> = snap
         .probes
         .iter()
@@ -403,15 +409,7 @@ fn a_kept_probe_that_goes_gives_its_slot_back() {
     // stop coming near a threshold at 300 ms and go; near33..near40, called
     // from then on, reach the bottom after their judging window (~500 ms)
     // and take the freed slots: kept to ~900 ms rather than removed then.
-    let s = Scratch::new();
-    let prog = s.build("kept.c", "kept", &["-O2"]);
-    let card = s.write("card.toml", "[hotspot]\nmin_removal_ms = 600\n");
-    let ran = Run::new(&prog, s.path())
-        .args(&["1200", "300"])
-        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
-        .run();
-    assert_eq!(ran.stdout(), "done\n");
-    let snap = ran.snapshot();
+    let snap = run_kept(&["1200", "300"]);
     let at = |n: u32| {
         let p = snap
             .probes
@@ -441,15 +439,7 @@ fn a_kept_probe_no_longer_called_gives_its_slot_back_when_its_window_ends() {
     // not called again; their removal windows end at ~600 ms. near33..near40,
     // called from 500 ms, reach the bottom at ~700 ms and find the slots
     // given back: kept to ~1100 ms rather than removed then.
-    let s = Scratch::new();
-    let prog = s.build("kept.c", "kept", &["-O2"]);
-    let card = s.write("card.toml", "[hotspot]\nmin_removal_ms = 600\n");
-    let ran = Run::new(&prog, s.path())
-        .args(&["1400", "500", "idle"])
-        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
-        .run();
-    assert_eq!(ran.stdout(), "done\n");
-    let snap = ran.snapshot();
+    let snap = run_kept(&["1400", "500", "idle"]);
     let probe = |n: u32| {
         snap.probes
             .iter()

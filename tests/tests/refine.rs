@@ -17,9 +17,9 @@ fn text(b: &[u8]) -> String {
 
 /// `hotprobe refine SNAP -o SET EXTRA…`: the set's symbols and stderr.
 fn refine(snap: &Path, set: &Path, extra: &[&str], cwd: &Path) -> (BTreeSet<String>, String) {
+    // Second chances are refine's default.
     let mut args = vec![
         "refine",
-        "--second-chance",
         snap.to_str().unwrap(),
         "-o",
         set.to_str().unwrap(),
@@ -186,24 +186,9 @@ fn a_removal_the_means_disagree_with_comes_back_once_even_without_second_chances
     // With --no-second-chance: this rule is not step 7's (which would bring
     // `dispatch` back as work leaves).
     let refine_default = |snap: &Path, set: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "refine",
-            "--no-second-chance",
-            snap.to_str().unwrap(),
-            "-o",
-            set.to_str().unwrap(),
-        ];
+        let mut args = vec!["--no-second-chance"];
         args.extend_from_slice(extra);
-        let out = cli(&args, s.path());
-        let log = text(&out.stderr);
-        assert!(out.status.success(), "{log}");
-        let symbols: BTreeSet<String> = ProbeSet::read(set)
-            .unwrap()
-            .probes
-            .into_iter()
-            .map(|e| e.symbol)
-            .collect();
-        (symbols, log)
+        refine(snap, set, &args, s.path())
     };
     // Adaptive on, judged and kept for 20 ms: work is taken out only after
     // tens of thousands of calls.

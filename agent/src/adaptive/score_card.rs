@@ -70,7 +70,7 @@ static MIN_SCORED: AtomicU32 = AtomicU32::new(MIN_SCORED_CALLS);
 /// call of it while kept. CPython's iteration 1 had 82 to keep (0.66× bare,
 /// against 0.85× removing them after `min_judging_ms`; with 32 at once
 /// 0.83×, with 32 a run 0.87×, against 0.86× and 0.80× — noise). A slot is given
-/// back when its probe is removed or turns hot: with 32 a run, redis's
+/// back when its probe is removed or turns hot, or its window ends: with 32 a run, redis's
 /// cheap hot-path functions (`zmalloc`, 10 ns a call, kept for a few
 /// milliseconds after a preempted call) used the slots up before its
 /// dispatchers (`beforeSleep`, judged after its callees) asked.

@@ -97,7 +97,8 @@ pub struct Probe {
     /// time (score_card: no removal before `MIN_SCORED_CALLS`).
     pub scored_calls: AtomicU32,
     /// Holds one of the slots of probes kept for the removal window
-    /// (score_card::keep; given back when it is removed or turns hot).
+    /// (score_card::keep; given back when it is removed, turns hot or its
+    /// window ends).
     pub kept: AtomicBool,
     pub totals: Mutex<Totals>,
     pub reason: Mutex<Option<String>>,
