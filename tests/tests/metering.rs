@@ -251,17 +251,22 @@ fn no_verdict_comes_before_min_judging_ms() {
     let prog = s.build("phases.c", "phases", &["-O2"]);
     let args = ["80", "500"];
     let bare = Run::new(&prog, s.path()).args(&args).bare().run();
-    let verdicts = |card: Option<&str>| {
-        let mut run = Run::new(&prog, s.path()).args(&args);
-        if let Some(text) = card {
-            let card = s.write("card.toml", text);
-            run = run.env("HOTPROBE_CONFIG", card.to_str().unwrap());
-        }
-        let ran = run.run();
+    // The inclusive threshold at 300 ns: early_fast's 100 ns spins take
+    // 140–180 ns with the clock reads on some machines here, which the
+    // built-in 180 ns would split.
+    let verdicts = |windows: &str| {
+        let card = s.write(
+            "card.toml",
+            &format!("[hotspot]\nthreshold_us = 0.3\n{windows}"),
+        );
+        let ran = Run::new(&prog, s.path())
+            .args(&args)
+            .env("HOTPROBE_CONFIG", card.to_str().unwrap())
+            .run();
         ran.assert_same_as(&bare);
         let report = cli(&["report", ran.snapshots[0].0.to_str().unwrap()], s.path());
         let header = String::from_utf8_lossy(&report.stdout).into_owned();
-        let window = if card.is_some() {
+        let window = if !windows.is_empty() {
             "judged from the first call (Satoris' rule)"
         } else {
             "judged ≥ 200 ms"
@@ -281,7 +286,7 @@ fn no_verdict_comes_before_min_judging_ms() {
             probe("cold_by_far"),
         )
     };
-    let (fast, slow, cold) = verdicts(Some("[hotspot]\nmin_judging_ms = 0\nmin_removal_ms = 0\n"));
+    let (fast, slow, cold) = verdicts("min_judging_ms = 0\nmin_removal_ms = 0\n");
     assert_eq!(fast.state, ProbeState::Disabled, "no window: {fast:?}");
     assert_eq!(slow.state, ProbeState::Hot, "no window: {slow:?}");
     assert!(slow.score >= 20000, "hot for good at once: {slow:?}");
@@ -290,7 +295,7 @@ fn no_verdict_comes_before_min_judging_ms() {
         cold.count < 128,
         "Satoris' rule: gone at its first batches, no 128-call minimum: {cold:?}"
     );
-    let (fast, slow, cold) = verdicts(None);
+    let (fast, slow, cold) = verdicts("");
     assert!(
         fast.score >= 20000,
         "hot for good after the window: {fast:?}"
@@ -310,6 +315,13 @@ fn no_verdict_comes_before_min_judging_ms() {
     assert!(cold.count >= 128, "scored 128 calls first: {cold:?}");
 }
 
+/// The card of the removal-window tests: removal held 600 ms, and an
+/// inclusive threshold (300 ns) well over what their 100 ns spins take
+/// (140–180 ns with the clock reads on one machine here; the built-in
+/// 180 ns sat inside that spread and made them hot), so that every such
+/// call reaches the inherent threshold only and the score falls.
+const KEPT_CARD: &str = "[hotspot]\nmin_removal_ms = 600\nthreshold_us = 0.3\n";
+
 #[test]
 fn a_warm_probe_is_removed_no_sooner_than_min_removal_ms() {
     // tests/programs/phases.c with min_removal_ms = 600. Phase longer than
@@ -322,7 +334,7 @@ fn a_warm_probe_is_removed_no_sooner_than_min_removal_ms() {
     // for the removal one. cold_by_far goes at once either way.
     let s = Scratch::new();
     let prog = s.build("phases.c", "phases", &["-O2"]);
-    let card = s.write("card.toml", "[hotspot]\nmin_removal_ms = 600\n");
+    let card = s.write("card.toml", KEPT_CARD);
     let run = |args: &[&str]| {
         let bare = Run::new(&prog, s.path()).args(args).bare().run();
         let ran = Run::new(&prog, s.path())
@@ -362,12 +374,11 @@ fn a_warm_probe_is_removed_no_sooner_than_min_removal_ms() {
     assert!(score(&snap, "early_fast") >= 20000, "hot for good");
 }
 
-/// tests/programs/kept.c with `args` under a card whose removal window is
-/// 600 ms; its snapshot.
+/// tests/programs/kept.c with `args` under `KEPT_CARD`; its snapshot.
 fn run_kept(args: &[&str]) -> Snapshot {
     let s = Scratch::new();
     let prog = s.build("kept.c", "kept", &["-O2"]);
-    let card = s.write("card.toml", "[hotspot]\nmin_removal_ms = 600\n");
+    let card = s.write("card.toml", KEPT_CARD);
     let ran = Run::new(&prog, s.path())
         .args(args)
         .env("HOTPROBE_CONFIG", card.to_str().unwrap())
@@ -464,6 +475,58 @@ fn a_kept_probe_no_longer_called_gives_its_slot_back_when_its_window_ends() {
     assert!(
         late.iter().all(|&t| t >= 1_000_000_000),
         "the late 8 are kept in the slots given back: {late:?}"
+    );
+}
+
+#[test]
+fn a_kept_probe_whose_library_is_closed_gives_its_slot_back() {
+    // kept.c split in two: near1..near32 live in a dlopened library, hold
+    // the 32 slots from ~200 ms and would keep them to ~600 ms, but the
+    // host dlcloses the library at 300 ms. near33..near40, called from
+    // then on, reach the bottom at ~500 ms and find the slots free: kept
+    // to ~900 ms. Were the slots held to the end of their window, the
+    // late 8 would be removed at ~500 ms.
+    let s = Scratch::new();
+    let lib = s.build(
+        "kept.c",
+        "libkept.so",
+        &["-O2", "-DKEPT_PLUGIN", "-shared", "-fPIC"],
+    );
+    let host = s.build("kept.c", "kept_host", &["-O2", "-DKEPT_HOST", "-ldl"]);
+    let card = s.write("card.toml", KEPT_CARD);
+    let ran = Run::new(&host, s.path())
+        .args(&["1200", "300", lib.to_str().unwrap()])
+        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
+        .env("HOTPROBE_MODULES", "main,*libkept*")
+        .env("HOTPROBE_EXCLUDE", "kept_first")
+        .run();
+    assert_eq!(ran.stdout(), "done\n");
+    let snap = ran.snapshot();
+    let first: Vec<_> = snap
+        .probes
+        .iter()
+        .filter(|p| p.module.ends_with("libkept.so"))
+        .collect();
+    assert_eq!(first.len(), 32, "{first:?}");
+    assert!(
+        first.iter().all(|p| p.state == ProbeState::Rejected
+            && p.reason.as_deref().unwrap_or("").contains("unloaded")),
+        "{first:?}"
+    );
+    let late: Vec<u64> = (33..=40)
+        .map(|n| {
+            let p = snap
+                .probes
+                .iter()
+                .find(|p| p.name == format!("near{n}"))
+                .unwrap();
+            assert_eq!(p.state, ProbeState::Disabled, "{p:?}");
+            p.disabled_at_ns.unwrap()
+        })
+        .collect();
+    assert!(
+        late.iter().all(|&t| t >= 800_000_000),
+        "the late 8 are kept in the slots the closed library gave back: {late:?}"
     );
 }
 
