@@ -31,8 +31,16 @@ the built-in score card and one with each --card (the agent's TOML config),
 one after the other, into target/redis/loops/; then, per variant, the pairs
 of loops whose final hot sets (the last iteration's `hot` probes) have a
 Jaccard index of at least 0.9, and the functions hot in some loops only.
+
+`demo-loops` (not part of `all`: ~10 s a loop) asks whether the demo's hot
+set settles by iteration 3: each round runs `hotprobe iterate --iterations 5
+--no-early-stop` on demo/kvstore.c (--demo-args, default none) into
+target/demo/loops/, with --busy N `while :; do :; done` loops beside it, and
+`hotprobe converge --format json` over its iterations says whether the step
+from 2 to 3 met iterate's thresholds (Jaccard and Spearman ≥ 0.9) and whether
+every later step did too.
 """
-import argparse, json, os, random, re, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, glob, json, os, random, re, shlex, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AGENT = os.path.join(ROOT, "target", "release", "libhotprobe.so")
@@ -594,7 +602,6 @@ def nested(rounds):
 
 
 def loop_hot_set(out):
-    import glob
     last = max(glob.glob(os.path.join(out, "loop", "iter-*")), key=lambda d: int(d.rsplit("-", 1)[1]))
     return {p["name"] for f in glob.glob(os.path.join(last, "*.json")) for p in json.load(open(f))["probes"] if p["state"] == "hot"}
 
@@ -635,9 +642,47 @@ def loops(rounds, cards=(), flags=()):
         print(f"\nHot in every loop of every variant: {', '.join(f'`{f}`' for f in sorted(set.intersection(*every)))}.\n")
 
 
+def demo_loops(rounds, busy=0, demo_args=""):
+    kv = build("demo/kvstore.c", "kvstore")
+    base = os.path.join(ROOT, "target", "demo", "loops")
+    shutil.rmtree(base, ignore_errors=True)
+    spinners = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(busy)]
+    rows, hot3 = [], []
+    try:
+        for i in range(rounds):
+            out = os.path.join(base, f"loop-{i + 1}")
+            cmd = [CLI, "iterate", "--iterations", "5", "--no-early-stop", "--out", out, "--", kv, *shlex.split(demo_args)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"loop {out} failed (exit {done.returncode}): {done.stderr.strip()[-300:]}", file=sys.stderr)
+                continue
+            iters = sorted(glob.glob(os.path.join(out, "iter-*")), key=lambda d: int(d.rsplit("-", 1)[1]))
+            conv = json.loads(subprocess.run([CLI, "converge", "--format", "json", *iters], capture_output=True, text=True, check=True).stdout)
+            steps = conv["iterations"]
+            third = steps[2]
+            by3 = third["jaccard"] >= conv["thresholds"]["min_jaccard"] and third["spearman"] >= conv["thresholds"]["min_spearman"]
+            rows.append((i + 1, [s["hot"] for s in steps], third["jaccard"], third["spearman"], by3, conv["settled_since"]))
+            hot3.append({p["name"] for f in glob.glob(os.path.join(iters[2], "*.json")) for p in json.load(open(f))["probes"] if p["state"] == "hot"})
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    load = f", beside {busy} busy loop{'s' * (busy != 1)}" if busy else ""
+    print(f"### The demo's loop, {len(rows)} runs of `hotprobe iterate --iterations 5 --no-early-stop -- kvstore {demo_args}`{load}\n")
+    print("| loop | hot set, iterations 1–5 | Jaccard 2→3 | Spearman 2→3 | settled by 3 | every step met the thresholds from |")
+    print("| ---: | --- | ---: | ---: | --- | ---: |")
+    for n, hots, j, r, by3, since in rows:
+        since = "-" if since is None else f"iteration {since + 1}"
+        print(f"| {n} | {', '.join(map(str, hots))} | {j:.3f} | {r:.3f} | {'yes' if by3 else '**no**'} | {since} |")
+    if hot3:
+        some = sorted(set.union(*hot3) - set.intersection(*hot3))
+        print(f"\nSettled by iteration 3: {sum(r[4] for r in rows)} of {len(rows)}. Hot in iteration 3 of some loops only: "
+              f"{', '.join(f'`{f}` {sum(f in h for h in hot3)}' for f in some) or '–'}.\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "cpython", "speed", "kernel", "report", "loops", "machine-speed", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["call-cost", "install", "many", "nested", "redis", "cpython", "speed", "kernel", "report", "loops", "demo-loops", "machine-speed", "all"])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--probeset", help="redis: also run with this probe set (hotprobe refine's output); speed: the probe set its redis runs use")
     ap.add_argument("--config", help="redis, cpython: the agent's TOML config (HOTPROBE_CONFIG) for every agent variant, e.g. a [hotspot] score card")
@@ -645,15 +690,17 @@ def main():
     ap.add_argument("--py-rounds", type=int, default=600, help="cpython: pybench's rounds per run (600: about 2 s bare here)")
     ap.add_argument("--card", action="append", default=[], help="loops: also run loops with this agent config; redis, cpython: also run all functions under it (repeatable)")
     ap.add_argument("--loop-variant", action="append", default=[], metavar="NAME=FLAGS", help="loops: also run loops with these iterate flags, e.g. second-chance=--second-chance (repeatable)")
+    ap.add_argument("--busy", type=int, default=0, help="demo-loops: run this many busy loops beside the demo")
+    ap.add_argument("--demo-args", default="", help="demo-loops: arguments for demo/kvstore (e.g. '--requests 150000 --keys 20000')")
     ap.add_argument("--max-load", type=float, default=1.5, help="report: wait for a 1-minute load average under this")
     a = ap.parse_args()
     if not os.path.exists(AGENT):
         sys.exit("build first: cargo build --release --workspace")
     print(f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}).\n")
-    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin, "cards": a.card}, "cpython": {"probeset": a.probeset, "config": a.config, "py_rounds": a.py_rounds, "cards": a.card}, "speed": {"probeset": a.probeset}, "report": {"max_load": a.max_load}, "loops": {"cards": a.card, "flags": a.loop_variant}}
+    extra = {"redis": {"probeset": a.probeset, "config": a.config, "pin": not a.no_pin, "cards": a.card}, "cpython": {"probeset": a.probeset, "config": a.config, "py_rounds": a.py_rounds, "cards": a.card}, "speed": {"probeset": a.probeset}, "report": {"max_load": a.max_load}, "loops": {"cards": a.card, "flags": a.loop_variant}, "demo-loops": {"busy": a.busy, "demo_args": a.demo_args}}
     for name, f in (("call-cost", call_cost), ("install", install), ("many", many), ("nested", nested), ("redis", redis), ("cpython", cpython), ("speed", speed), ("kernel", kernel),
-                    ("report", report), ("loops", loops), ("machine-speed", machine_speed)):
-        if a.what == name or (a.what == "all" and name not in ("loops", "machine-speed")):
+                    ("report", report), ("loops", loops), ("demo-loops", demo_loops), ("machine-speed", machine_speed)):
+        if a.what == name or (a.what == "all" and name not in ("loops", "demo-loops", "machine-speed")):
             f(a.rounds, **extra.get(name, {}))
     shutil.rmtree(WORK, ignore_errors=True)
 
