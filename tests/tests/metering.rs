@@ -191,7 +191,7 @@ fn a_caller_is_judged_after_its_callee() {
     let card = s.write(
         "card.toml",
         // Judged from the first call: the program is over in ~15 ms.
-        "[hotspot]\nthreshold_us = 0.5\ninherent_threshold_us = 0.2\nmin_judging_ms = 0\nmin_removal_ms = 0\n",
+        "[hotspot]\nthreshold_us = 0.6\ninherent_threshold_us = 0.3\nmin_judging_ms = 0\nmin_removal_ms = 0\n",
     );
     let bare = Run::new(&prog, s.path()).args(&["20000"]).bare().run();
     let ran = Run::new(&prog, s.path())
@@ -222,7 +222,7 @@ fn a_caller_is_judged_after_its_callee() {
     // keep step, whose calls reach the inherent threshold, past the run.)
     let card = s.write(
         "card.toml",
-        "[hotspot]\nthreshold_us = 0.5\ninherent_threshold_us = 0.2\nmin_removal_ms = 200\n",
+        "[hotspot]\nthreshold_us = 0.6\ninherent_threshold_us = 0.3\nmin_removal_ms = 200\n",
     );
     let ran = Run::new(&prog, s.path())
         .args(&["600000"])
