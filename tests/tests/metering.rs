@@ -387,6 +387,17 @@ fn run_kept(args: &[&str]) -> Snapshot {
     ran.snapshot().clone()
 }
 
+/// When kept.c's `near<n>` was removed (it must have been).
+fn near_disabled_at(snap: &Snapshot, n: u32) -> u64 {
+    let p = snap
+        .probes
+        .iter()
+        .find(|p| p.name == format!("near{n}"))
+        .unwrap_or_else(|| panic!("no probe near{n}"));
+    assert_eq!(p.state, ProbeState::Disabled, "{p:?}");
+    p.disabled_at_ns.unwrap()
+}
+
 #[test]
 fn at_most_32_probes_are_kept_for_the_removal_window() {
     // tests/programs/kept.c: 40 functions like early_fast above. The first
@@ -421,15 +432,7 @@ fn a_kept_probe_that_goes_gives_its_slot_back() {
     // from then on, reach the bottom after their judging window (~500 ms)
     // and take the freed slots: kept to ~900 ms rather than removed then.
     let snap = run_kept(&["1200", "300"]);
-    let at = |n: u32| {
-        let p = snap
-            .probes
-            .iter()
-            .find(|p| p.name == format!("near{n}"))
-            .unwrap();
-        assert_eq!(p.state, ProbeState::Disabled, "{p:?}");
-        p.disabled_at_ns.unwrap()
-    };
+    let at = |n: u32| near_disabled_at(&snap, n);
     let first: Vec<u64> = (1..=32).map(at).collect();
     assert!(
         first
@@ -513,17 +516,7 @@ fn a_kept_probe_whose_library_is_closed_gives_its_slot_back() {
             && p.reason.as_deref().unwrap_or("").contains("unloaded")),
         "{first:?}"
     );
-    let late: Vec<u64> = (33..=40)
-        .map(|n| {
-            let p = snap
-                .probes
-                .iter()
-                .find(|p| p.name == format!("near{n}"))
-                .unwrap();
-            assert_eq!(p.state, ProbeState::Disabled, "{p:?}");
-            p.disabled_at_ns.unwrap()
-        })
-        .collect();
+    let late: Vec<u64> = (33..=40).map(|n| near_disabled_at(snap, n)).collect();
     assert!(
         late.iter().all(|&t| t >= 800_000_000),
         "the late 8 are kept in the slots the closed library gave back: {late:?}"
