@@ -168,15 +168,13 @@ fn single_command_converges() {
             "--throughput-regex",
             r"throughput: ([0-9.]+) requests/s",
             "--",
+            // The demo's own workload (700,000 requests, 20,000 keys), as
+            // scripts/demo.sh runs it: its settling is the claim. A shorter
+            // one (150,000 requests) left the runs small and uncompacted,
+            // and run_lookup (p50 0.19–0.46 µs as the machine's speed
+            // moved) and store_get (0.04–0.14 µs of its own) straddled the
+            // thresholds, two flips where the Jaccard allows one.
             prog.to_str().unwrap(),
-            "--requests",
-            "150000",
-            // The demo's key count: with 5,000 keys the lookup path
-            // (store_get, p50 ≈ 0.27–0.33 µs on a slower machine) sat at
-            // the 0.3 µs threshold of the time and the run's scoring
-            // decided whether it stayed hot.
-            "--keys",
-            "20000",
         ],
         s.path(),
     );
@@ -190,7 +188,7 @@ fn single_command_converges() {
     }
     // The command's output went to the iteration directory.
     let cmd_out = std::fs::read_to_string(results.join("iter-1/command.stdout")).unwrap();
-    assert!(cmd_out.contains("requests 170000"), "{cmd_out}");
+    assert!(cmd_out.contains("requests 720000"), "{cmd_out}");
     let record = std::fs::read_to_string(results.join(format!("iter-{n}/iteration.toml"))).unwrap();
     assert!(
         record.contains("throughput = [") && record.contains("run = "),
