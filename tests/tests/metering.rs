@@ -241,33 +241,6 @@ fn a_caller_is_judged_after_its_callee() {
 }
 
 #[test]
-fn a_caller_that_clears_the_thresholds_is_scored_while_its_callee_is_judged() {
-    // tests/programs/busy_caller.c: `near` stays in the removal window for
-    // the whole run, so `batch` (100 µs of its own a call, 1,000 calls) is
-    // hot only if its calls are scored meanwhile.
-    let s = Scratch::new();
-    let prog = s.build("busy_caller.c", "busy_caller", &["-O2"]);
-    let card = s.write("card.toml", KEPT_CARD);
-    let bare = Run::new(&prog, s.path()).bare().run();
-    let ran = Run::new(&prog, s.path())
-        .env("HOTPROBE_CONFIG", card.to_str().unwrap())
-        .run();
-    ran.assert_same_as(&bare);
-    let snap = ran.snapshot();
-    let probe = |name: &str| {
-        snap.probes
-            .iter()
-            .find(|p| p.name == name)
-            .unwrap_or_else(|| panic!("no probe {name}"))
-    };
-    let (batch, near) = (probe("batch"), probe("near"));
-    assert_eq!(near.state, ProbeState::Active, "near is judged all along: {near:?}");
-    assert_eq!(near.count, 8 * 1000);
-    assert_eq!(batch.state, ProbeState::Hot, "batch: {batch:?}");
-    assert_eq!(batch.count, 1000);
-}
-
-#[test]
 fn no_verdict_comes_before_min_judging_ms() {
     // tests/programs/phases.c: for the first 80 ms early_fast takes 100 ns
     // a call and early_slow 400 ns, then the other way round. Judged from

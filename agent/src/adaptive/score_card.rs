@@ -21,18 +21,6 @@
 //! still under judgement (unsettled, its score under `lower`) is not
 //! scored (`held`), up to `HELD_CAP` such calls per probe, after which
 //! (mutual recursion, a callee that never settles) it is scored anyway.
-//! A held call whose score change cannot depend on its callees' verdicts
-//! (`verdict_free`) still moves the score: a removed callee only adds its
-//! time to the caller's inherent time, so a call already at the inherent
-//! threshold, or one whose whole inclusive time is under it, earns the same
-//! either way. Its batch (`UNJUDGED`) decides nothing and does not make the
-//! probe warm, so the caller's verdict and window still wait for its
-//! callees. The demo's `serve_batch` (µs of its own a call, 2,657 calls)
-//! was held for its whole run while `parse_request` sat in the removal
-//! window, and was hot or not by whether that window ended before the
-//! program did; `relay` in tests/programs/chain.c, some of whose calls
-//! reach the inherent threshold on their own, was removed when such calls
-//! made it warm as early as its callee.
 //!
 //! No verdict comes before `min_judging_ms`. redis's functions all run up
 //! to twice as fast for tens of milliseconds at a time here, and programs
@@ -63,11 +51,6 @@ use crate::meter::stats::ThreadProbeStats;
 use core::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 pub const BATCH: u8 = 16;
-/// Set in `ThreadProbeStats::score_calls` while the batch holds a held
-/// call scored for being verdict-free: the batch decides nothing. (The
-/// stubs' fast path sees the count at or past `BATCH - 1` and leaves such
-/// a batch to `after_call`.)
-pub const UNJUDGED: u8 = 0x80;
 /// Batches with a call at a threshold that make a probe warm.
 const WARM_BATCHES: u8 = 2;
 /// Past `min_judging_ms`, a warm probe is kept for `min_removal_ms` only
@@ -201,16 +184,6 @@ pub fn judging(probe: &Probe) -> bool {
         && probe.score.load(Ordering::Relaxed) < LOWER.load(Ordering::Relaxed)
 }
 
-/// Whether a call's score change is the same whatever its callees'
-/// verdicts (ticks, compensated): a removed callee's time moves into the
-/// caller's inherent time, which only matters when it could carry it
-/// across the inherent threshold.
-#[inline(always)]
-pub fn verdict_free(inclusive: u64, inherent: u64) -> bool {
-    let threshold = INHERENT_TICKS.load(Ordering::Relaxed);
-    inherent >= threshold || inclusive < threshold
-}
-
 /// Whether an outermost call of `probe` during which a callee was still
 /// being judged goes unscored: yes, up to `HELD_CAP` such calls.
 #[inline(always)]
@@ -219,19 +192,12 @@ pub fn held(probe: &Probe) -> bool {
         && probe.held.fetch_add(1, Ordering::Relaxed) < HELD_CAP
 }
 
-/// Scores one completed outermost call (ticks, compensated); `unjudged`:
-/// a held, verdict-free call, whose batch then decides nothing.
+/// Scores one completed outermost call (ticks, compensated).
 #[inline(always)]
-pub fn after_call(
-    probe: &Probe,
-    stats: &mut ThreadProbeStats,
-    inclusive: u64,
-    inherent: u64,
-    unjudged: bool,
-) {
+pub fn after_call(probe: &Probe, stats: &mut ThreadProbeStats, inclusive: u64, inherent: u64) {
     stats.score_pending += delta(inclusive, inherent);
-    stats.score_calls = (stats.score_calls + 1) | if unjudged { UNJUDGED } else { 0 };
-    if stats.score_calls & !UNJUDGED >= BATCH {
+    stats.score_calls += 1;
+    if stats.score_calls >= BATCH {
         flush(probe, stats);
     }
 }
@@ -239,24 +205,13 @@ pub fn after_call(
 /// Adds a thread's pending score change to the probe's score and decides.
 pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
     let pending = stats.score_pending;
-    let calls = stats.score_calls & !UNJUDGED;
-    let unjudged = stats.score_calls & UNJUDGED != 0;
+    let calls = stats.score_calls;
     stats.score_pending = 0;
     stats.score_calls = 0;
     if pending == 0 || probe.settled.load(Ordering::Relaxed) {
         return;
     }
     let scored = count_scored(probe, calls);
-    if unjudged {
-        let score = probe.score.fetch_add(pending, Ordering::Relaxed) + pending;
-        let upper = UPPER.load(Ordering::Relaxed);
-        if score <= 0 {
-            raise_to_floor(probe, 1);
-        } else if score >= upper {
-            probe.score.fetch_min(upper - 1, Ordering::Relaxed);
-        }
-        return;
-    }
     let mut now = Now(0);
     // Only whole batches past a thread's first two say whether its calls
     // come near a threshold (the first call, caches cold and pages to fault

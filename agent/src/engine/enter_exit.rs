@@ -266,11 +266,10 @@ pub fn pop_and_meter(t: &mut ThreadState, slot: usize, now: u64) -> Option<usize
         if s.active == 0 {
             bump(&mut s.inclusive, inclusive);
             s.record_inclusive(probe, inclusive);
-            if !probe.settled.load(Ordering::Relaxed) {
-                let judged = f.flags & PROVISIONAL == 0 || !score::held(probe);
-                if judged || score::verdict_free(inclusive, inherent) {
-                    score::after_call(probe, s, inclusive, inherent, !judged);
-                }
+            if !probe.settled.load(Ordering::Relaxed)
+                && (f.flags & PROVISIONAL == 0 || !score::held(probe))
+            {
+                score::after_call(probe, s, inclusive, inherent);
             }
         }
         if f.flags & FOLDED == 0 {
