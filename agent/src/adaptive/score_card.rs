@@ -21,6 +21,12 @@
 //! still under judgement (unsettled, its score under `lower`) is not
 //! scored (`held`), up to `HELD_CAP` such calls per probe, after which
 //! (mutual recursion, a callee that never settles) it is scored anyway.
+//! Scoring the held calls whose score cannot depend on the callees'
+//! verdicts (own time already at the inherent threshold) was tried and
+//! taken back: redis's functions of a few hundred calls (`ACLGetCommandID`,
+//! 492 calls of ~1 µs) then ended just over `lower` in some loops and just
+//! under it in others, and independent loops agreed in 4 of 28 pairs
+//! against 20 of 28 beside it (BENCHMARKS.md, session 21).
 //!
 //! No verdict comes before `min_judging_ms`. redis's functions all run up
 //! to twice as fast for tens of milliseconds at a time here, and programs
