@@ -8,7 +8,7 @@ use crate::merge::{display_name, FuncKey};
 use crate::probetable::ProbeTable;
 use hotprobe_config::snapshot::module_file_name;
 use hotprobe_config::Snapshot;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// One function as a frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,9 @@ pub struct Weights {
 #[derive(Debug, Clone, Default)]
 pub struct Stacks {
     pub frames: Vec<Frame>,
-    pub stacks: BTreeMap<Vec<u32>, Weights>,
+    /// One entry per distinct path, in the paths' order (a stack before
+    /// the stacks it is a prefix of).
+    pub stacks: Vec<(Vec<u32>, Weights)>,
     pub executables: Vec<String>,
     pub pids: Vec<u32>,
     pub build_ids: HashMap<String, String>,
@@ -55,6 +57,58 @@ impl Stacks {
     }
 }
 
+/// The parent of a root path.
+const NO_PATH: u32 = u32::MAX;
+
+/// Paths as a trie: each one is its parent path plus one frame, so merging
+/// snapshots by path hashes two numbers a node, not the whole path.
+#[derive(Default)]
+struct PathTrie {
+    /// (parent path, frame) of each path; a parent comes before its children.
+    links: Vec<(u32, u32)>,
+    index: HashMap<(u32, u32), u32>,
+    weights: Vec<Weights>,
+}
+
+impl PathTrie {
+    fn intern(&mut self, parent: u32, frame: u32) -> u32 {
+        let next = self.links.len() as u32;
+        let id = *self.index.entry((parent, frame)).or_insert(next);
+        if id == next {
+            self.links.push((parent, frame));
+            self.weights.push(Weights::default());
+        }
+        id
+    }
+
+    /// Every path with its weights, in the order of the frame sequences:
+    /// the trie walked depth first, children by frame.
+    fn in_order(self) -> Vec<(Vec<u32>, Weights)> {
+        let mut roots = Vec::new();
+        let mut children: Vec<Vec<u32>> = vec![Vec::new(); self.links.len()];
+        for (id, &(parent, _)) in self.links.iter().enumerate() {
+            match parent {
+                NO_PATH => roots.push(id as u32),
+                p => children[p as usize].push(id as u32),
+            }
+        }
+        let by_frame = |v: &mut Vec<u32>| v.sort_unstable_by_key(|&c| self.links[c as usize].1);
+        by_frame(&mut roots);
+        let mut out = Vec::with_capacity(self.links.len());
+        let mut path = Vec::new();
+        let mut todo: Vec<(u32, usize)> = roots.iter().rev().map(|&r| (r, 0)).collect();
+        while let Some((id, depth)) = todo.pop() {
+            path.truncate(depth);
+            path.push(self.links[id as usize].1);
+            out.push((path.clone(), self.weights[id as usize]));
+            let kids = &mut children[id as usize];
+            by_frame(kids);
+            todo.extend(kids.iter().rev().map(|&c| (c, depth + 1)));
+        }
+        out
+    }
+}
+
 /// Merges the calling-context trees of snapshots.
 pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
     let mut st = Stacks {
@@ -63,7 +117,7 @@ pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
     };
     let mut frame_of: HashMap<FuncKey, u32> = HashMap::new();
     let mut last_end = 0u64;
-    let mut merged: HashMap<Vec<u32>, Weights> = HashMap::new();
+    let mut paths = PathTrie::default();
     for loaded in &inputs.snapshots {
         let s = &loaded.snap;
         st.truncated |= s.meter.contexts_truncated;
@@ -144,10 +198,11 @@ pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
             probe_frame.insert(probe, idx);
             idx
         };
-        // Each node's path is its parent's plus its own frame, built once
+        // Each node's path is its parent's plus its own frame, interned once
         // per node (CPython's trees hold 60,000 nodes 70 deep on average:
-        // walking every chain to the root took seconds).
-        let mut paths: Vec<Option<Vec<u32>>> = vec![None; s.contexts.len()];
+        // walking every chain to the root, or hashing whole paths, took
+        // seconds).
+        let mut path_of: Vec<Option<u32>> = vec![None; s.contexts.len()];
         let mut on_chain = vec![false; s.contexts.len()];
         let mut chain = Vec::new();
         for i in 0..s.contexts.len() {
@@ -155,9 +210,9 @@ pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
             // with a path, the root, a missing parent or a cycle.
             chain.clear();
             let mut cur = Some(i);
-            let mut base: &[u32] = &[];
+            let mut base = NO_PATH;
             while let Some(j) = cur {
-                if let Some(p) = &paths[j] {
+                if let Some(p) = path_of[j] {
                     base = p;
                     break;
                 }
@@ -177,24 +232,20 @@ pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
                     None => None,
                 };
             }
-            let mut path = base.to_vec();
             for &j in chain.iter().rev() {
                 on_chain[j] = false;
-                path.push(frame_for(s.contexts[j].probe, &mut st));
-                paths[j] = Some(path.clone());
+                base = paths.intern(base, frame_for(s.contexts[j].probe, &mut st));
+                path_of[j] = Some(base);
             }
         }
-        for (node, path) in s.contexts.iter().zip(paths) {
-            let w = merged.entry(path.unwrap_or_default()).or_default();
+        for (node, path) in s.contexts.iter().zip(path_of) {
+            let w = &mut paths.weights[path.expect("every node has a path") as usize];
             w.count += node.count;
             w.inclusive_ns += node.inclusive_ns;
             w.inherent_ns += node.inherent_ns;
         }
     }
-    // Sorted once at the end: inserting 60,000 paths of ~70 frames into
-    // the ordered map one by one compared their long common prefixes over
-    // and over.
-    st.stacks = merged.into_iter().collect();
+    st.stacks = paths.in_order();
     if st.started_unix_ns == u64::MAX {
         st.started_unix_ns = 0;
     } else if last_end > st.started_unix_ns {
@@ -270,6 +321,26 @@ mod tests {
         .is_some());
         assert_eq!(st.stacks.len(), crate::fixture::CONTEXTS.len());
         assert_eq!(st.dangling, 0);
+    }
+
+    #[test]
+    fn paths_come_out_in_frame_order_whatever_order_they_were_met() {
+        let mut t = PathTrie::default();
+        let five = t.intern(NO_PATH, 5);
+        t.intern(NO_PATH, 2);
+        t.intern(five, 1);
+        t.intern(five, 0);
+        assert_eq!(t.intern(NO_PATH, 5), five, "a path is interned once");
+        t.weights[five as usize].count = 7;
+        let paths: Vec<(Vec<u32>, u64)> = t
+            .in_order()
+            .into_iter()
+            .map(|(p, w)| (p, w.count))
+            .collect();
+        assert_eq!(
+            paths,
+            vec![(vec![2], 0), (vec![5], 7), (vec![5, 0], 0), (vec![5, 1], 0)]
+        );
     }
 
     #[test]

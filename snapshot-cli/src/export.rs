@@ -238,7 +238,7 @@ mod tests {
         let total: i64 = p.sample.iter().map(|s| s.value[1]).sum();
         assert_eq!(
             total as u64,
-            st.stacks.values().map(|w| w.inherent_ns).sum::<u64>()
+            st.stacks.iter().map(|(_, w)| w.inherent_ns).sum::<u64>()
         );
     }
 }
