@@ -34,9 +34,7 @@ pub struct Weights {
 #[derive(Debug, Clone, Default)]
 pub struct Stacks {
     pub frames: Vec<Frame>,
-    /// One entry per distinct path, in the paths' order (a stack before
-    /// the stacks it is a prefix of).
-    pub stacks: Vec<(Vec<u32>, Weights)>,
+    paths: Paths,
     pub executables: Vec<String>,
     pub pids: Vec<u32>,
     pub build_ids: HashMap<String, String>,
@@ -47,6 +45,16 @@ pub struct Stacks {
     pub dangling: usize,
 }
 
+/// How deep flame graphs and profiles draw a stack: a recursion 20,000
+/// calls deep makes 20,000 stacks of up to 20,000 frames, 200 million
+/// frames in all (`hotprobe flamegraph` took 12 s and 2.9 GB). What lies
+/// deeper is drawn as one `[deeper frames]` frame on top of the stack it
+/// was cut from.
+pub const MAX_DRAWN_DEPTH: usize = 1000;
+
+/// The name of the frame that stands for a cut stack's deeper frames.
+pub const DEEPER_FRAMES: &str = "[deeper frames]";
+
 impl Stacks {
     /// The frame names of a stack, root first.
     pub fn names(&self, stack: &[u32]) -> Vec<&str> {
@@ -55,6 +63,55 @@ impl Stacks {
             .map(|&i| self.frames[i as usize].name.as_str())
             .collect()
     }
+
+    /// How many distinct stacks.
+    pub fn len(&self) -> usize {
+        self.paths.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.order.is_empty()
+    }
+
+    /// Every stack with its weights, a stack before those it is a prefix
+    /// of and siblings by frame (the order of the frame sequences). The
+    /// slice is one buffer, rewritten from call to call: memory stays in
+    /// the tree's size however deep its stacks are.
+    pub fn for_each(&self, mut f: impl FnMut(&[u32], &Weights)) {
+        let mut path = Vec::new();
+        for &(id, depth) in &self.paths.order {
+            path.truncate(depth as usize);
+            path.push(self.paths.links[id as usize].1);
+            f(&path, &self.paths.weights[id as usize]);
+        }
+    }
+
+    /// The same, with the stacks longer than `max_depth` frames cut there:
+    /// each cut stack's deeper frames come as one more entry, the cut
+    /// stack with `deeper` true and the weights of all it cut off.
+    pub fn for_each_within(&self, max_depth: usize, mut f: impl FnMut(&[u32], &Weights, bool)) {
+        let mut path = Vec::new();
+        let mut cut: Option<Weights> = None;
+        for &(id, depth) in &self.paths.order {
+            let w = &self.paths.weights[id as usize];
+            if depth as usize >= max_depth {
+                let c = cut.get_or_insert_with(Weights::default);
+                c.count += w.count;
+                c.inclusive_ns += w.inclusive_ns;
+                c.inherent_ns += w.inherent_ns;
+                continue;
+            }
+            if let Some(c) = cut.take() {
+                f(&path, &c, true);
+            }
+            path.truncate(depth as usize);
+            path.push(self.paths.links[id as usize].1);
+            f(&path, w, false);
+        }
+        if let Some(c) = cut {
+            f(&path, &c, true);
+        }
+    }
 }
 
 /// The parent of a root path.
@@ -62,15 +119,17 @@ const NO_PATH: u32 = u32::MAX;
 
 /// Paths as a trie: each one is its parent path plus one frame, so merging
 /// snapshots by path hashes two numbers a node, not the whole path.
-#[derive(Default)]
-struct PathTrie {
+#[derive(Debug, Clone, Default)]
+struct Paths {
     /// (parent path, frame) of each path; a parent comes before its children.
     links: Vec<(u32, u32)>,
     index: HashMap<(u32, u32), u32>,
     weights: Vec<Weights>,
+    /// (path, depth) depth first, children by frame; made by `seal`.
+    order: Vec<(u32, u32)>,
 }
 
-impl PathTrie {
+impl Paths {
     fn intern(&mut self, parent: u32, frame: u32) -> u32 {
         let next = self.links.len() as u32;
         let id = *self.index.entry((parent, frame)).or_insert(next);
@@ -81,9 +140,9 @@ impl PathTrie {
         id
     }
 
-    /// Every path with its weights, in the order of the frame sequences:
-    /// the trie walked depth first, children by frame.
-    fn in_order(self) -> Vec<(Vec<u32>, Weights)> {
+    /// Orders the paths for walking, once all are in.
+    fn seal(&mut self) {
+        self.index = HashMap::new();
         let mut roots = Vec::new();
         let mut children: Vec<Vec<u32>> = vec![Vec::new(); self.links.len()];
         for (id, &(parent, _)) in self.links.iter().enumerate() {
@@ -92,20 +151,18 @@ impl PathTrie {
                 p => children[p as usize].push(id as u32),
             }
         }
-        let by_frame = |v: &mut Vec<u32>| v.sort_unstable_by_key(|&c| self.links[c as usize].1);
+        let links = &self.links;
+        let by_frame = |v: &mut Vec<u32>| v.sort_unstable_by_key(|&c| links[c as usize].1);
         by_frame(&mut roots);
-        let mut out = Vec::with_capacity(self.links.len());
-        let mut path = Vec::new();
-        let mut todo: Vec<(u32, usize)> = roots.iter().rev().map(|&r| (r, 0)).collect();
+        let mut order = Vec::with_capacity(links.len());
+        let mut todo: Vec<(u32, u32)> = roots.iter().rev().map(|&r| (r, 0)).collect();
         while let Some((id, depth)) = todo.pop() {
-            path.truncate(depth);
-            path.push(self.links[id as usize].1);
-            out.push((path.clone(), self.weights[id as usize]));
+            order.push((id, depth));
             let kids = &mut children[id as usize];
             by_frame(kids);
             todo.extend(kids.iter().rev().map(|&c| (c, depth + 1)));
         }
-        out
+        self.order = order;
     }
 }
 
@@ -117,7 +174,7 @@ pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
     };
     let mut frame_of: HashMap<FuncKey, u32> = HashMap::new();
     let mut last_end = 0u64;
-    let mut paths = PathTrie::default();
+    let mut paths = Paths::default();
     for loaded in &inputs.snapshots {
         let s = &loaded.snap;
         st.truncated |= s.meter.contexts_truncated;
@@ -245,13 +302,14 @@ pub fn collect(inputs: &Inputs<Snapshot>) -> Result<Stacks> {
             w.inherent_ns += node.inherent_ns;
         }
     }
-    st.stacks = paths.in_order();
+    paths.seal();
+    st.paths = paths;
     if st.started_unix_ns == u64::MAX {
         st.started_unix_ns = 0;
     } else if last_end > st.started_unix_ns {
         st.duration_ns = st.duration_ns.max(last_end - st.started_unix_ns);
     }
-    if st.stacks.is_empty() {
+    if st.is_empty() {
         let files: Vec<String> = inputs
             .snapshots
             .iter()
@@ -291,9 +349,9 @@ mod tests {
             crate::fixture::server(2),
         ]))
         .unwrap();
+        let all = every_stack(&st);
         let find = |names: &[&str]| {
-            st.stacks
-                .iter()
+            all.iter()
                 .find(|(k, _)| st.names(k) == names)
                 .map(|(_, w)| *w)
         };
@@ -319,28 +377,72 @@ mod tests {
             "compare#2"
         ])
         .is_some());
-        assert_eq!(st.stacks.len(), crate::fixture::CONTEXTS.len());
+        assert_eq!(st.len(), crate::fixture::CONTEXTS.len());
+        assert_eq!(all.len(), st.len());
         assert_eq!(st.dangling, 0);
     }
 
-    #[test]
-    fn paths_come_out_in_frame_order_whatever_order_they_were_met() {
-        let mut t = PathTrie::default();
+    fn every_stack(st: &Stacks) -> Vec<(Vec<u32>, Weights)> {
+        let mut all = Vec::new();
+        st.for_each(|p, w| all.push((p.to_vec(), *w)));
+        all
+    }
+
+    /// Stacks over paths 5, 2, 5;1, 5;0, 5;1;3 (met in that order), each
+    /// path's count its number.
+    fn stacks_met_out_of_order() -> Stacks {
+        let mut t = Paths::default();
         let five = t.intern(NO_PATH, 5);
-        t.intern(NO_PATH, 2);
-        t.intern(five, 1);
-        t.intern(five, 0);
+        let two = t.intern(NO_PATH, 2);
+        let one = t.intern(five, 1);
+        let zero = t.intern(five, 0);
+        let three = t.intern(one, 3);
         assert_eq!(t.intern(NO_PATH, 5), five, "a path is interned once");
-        t.weights[five as usize].count = 7;
-        let paths: Vec<(Vec<u32>, u64)> = t
-            .in_order()
+        for (id, count) in [(five, 5), (two, 2), (one, 51), (zero, 50), (three, 513)] {
+            t.weights[id as usize].count = count;
+        }
+        t.seal();
+        Stacks {
+            paths: t,
+            ..Stacks::default()
+        }
+    }
+
+    #[test]
+    fn stacks_come_out_in_frame_order_whatever_order_they_were_met() {
+        let counts: Vec<(Vec<u32>, u64)> = every_stack(&stacks_met_out_of_order())
             .into_iter()
             .map(|(p, w)| (p, w.count))
             .collect();
         assert_eq!(
-            paths,
-            vec![(vec![2], 0), (vec![5], 7), (vec![5, 0], 0), (vec![5, 1], 0)]
+            counts,
+            vec![
+                (vec![2], 2),
+                (vec![5], 5),
+                (vec![5, 0], 50),
+                (vec![5, 1], 51),
+                (vec![5, 1, 3], 513)
+            ]
         );
+    }
+
+    #[test]
+    fn stacks_cut_at_a_depth_sum_what_lies_deeper() {
+        let st = stacks_met_out_of_order();
+        let mut cut = Vec::new();
+        st.for_each_within(1, |p, w, deeper| cut.push((p.to_vec(), w.count, deeper)));
+        assert_eq!(
+            cut,
+            vec![
+                (vec![2], 2, false),
+                (vec![5], 5, false),
+                (vec![5], 50 + 51 + 513, true)
+            ]
+        );
+        cut.clear();
+        st.for_each_within(2, |p, w, deeper| cut.push((p.to_vec(), w.count, deeper)));
+        assert_eq!(cut.last(), Some(&(vec![5, 1], 513, true)));
+        assert_eq!(cut.len(), 5);
     }
 
     #[test]

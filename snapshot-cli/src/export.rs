@@ -1,7 +1,7 @@
 //! `hotprobe export --format pprof`: a gzipped `perftools.profiles.Profile`
 //! for `go tool pprof`, Pyroscope and speedscope.
 
-use crate::contexts::{collect, Stacks};
+use crate::contexts::{collect, Stacks, DEEPER_FRAMES, MAX_DRAWN_DEPTH};
 use crate::error::{CliError, Result};
 use crate::load::load_full;
 use crate::output::write_output;
@@ -17,7 +17,8 @@ inherent/nanoseconds (self time, the default). pprof adds a sample's values
 up its stack, so its cumulative column is inclusive time. One Function per
 probed function: name (demangled, `#N` for same-symbol functions of one
 module), system_name (the raw symbol) and filename (the source file when
-known, else the module).
+known, else the module). A stack deeper than 1,000 frames is cut there, its
+deeper frames one `[deeper frames]` function holding all their weight.
 
 Examples:
   hotprobe export --format pprof hotprobe-server-4242.json -o profile.pb.gz
@@ -158,13 +159,41 @@ pub fn profile(st: &Stacks) -> Profile {
             is_folded: false,
         });
     }
-    for (stack, w) in &st.stacks {
+    // A stack cut at MAX_DRAWN_DEPTH ends in one location that stands for
+    // its deeper frames, made when first needed.
+    let mut deeper_location = None;
+    st.for_each_within(MAX_DRAWN_DEPTH, |stack, w, deeper| {
+        let mut location_id = Vec::with_capacity(stack.len() + 1);
+        if deeper {
+            let id = *deeper_location.get_or_insert_with(|| {
+                let id = p.location.len() as u64 + 1;
+                let fid = p.function.len() as u64 + 1;
+                p.function.push(Function {
+                    id: fid,
+                    name: s.id(DEEPER_FRAMES),
+                    system_name: s.id(DEEPER_FRAMES),
+                    ..Function::default()
+                });
+                p.location.push(Location {
+                    id,
+                    line: vec![Line {
+                        function_id: fid,
+                        line: 0,
+                        column: 0,
+                    }],
+                    ..Location::default()
+                });
+                id
+            });
+            location_id.push(id);
+        }
+        location_id.extend(stack.iter().rev().map(|&i| i as u64 + 1));
         p.sample.push(Sample {
-            location_id: stack.iter().rev().map(|&i| i as u64 + 1).collect(),
+            location_id,
             value: vec![w.count as i64, w.inherent_ns as i64],
             label: Vec::new(),
         });
-    }
+    });
     p.string_table = s.table;
     p
 }
@@ -236,9 +265,8 @@ mod tests {
         assert_eq!(names.last().unwrap(), "main");
         assert_eq!(deepest.value, vec![5_000, 5_000 * 30]);
         let total: i64 = p.sample.iter().map(|s| s.value[1]).sum();
-        assert_eq!(
-            total as u64,
-            st.stacks.iter().map(|(_, w)| w.inherent_ns).sum::<u64>()
-        );
+        let mut inherent = 0;
+        st.for_each(|_, w| inherent += w.inherent_ns);
+        assert_eq!(total as u64, inherent);
     }
 }

@@ -1,7 +1,7 @@
 //! `hotprobe flamegraph`: an SVG flame graph (or folded stacks) of the
 //! calling-context tree.
 
-use crate::contexts::{collect, Stacks};
+use crate::contexts::{collect, Stacks, DEEPER_FRAMES, MAX_DRAWN_DEPTH};
 use crate::error::{CliError, Result};
 use crate::load::load_full;
 use crate::output::create_output;
@@ -14,7 +14,8 @@ probe table, `name#N` for same-symbol functions of one module). With
 --weight inherent (the default) a frame's own width is its self time, so a
 frame is as wide as its inclusive time; with --weight count, each frame's own
 width is its number of calls in that context. Several snapshots are merged by
-the path of names.
+the path of names. A stack deeper than 1,000 frames (a deep recursion) is cut
+there: what lies deeper is one `[deeper frames]` frame with all its weight.
 
 Examples:
   hotprobe flamegraph hotprobe-server-4242.json -o flame.svg
@@ -48,18 +49,25 @@ pub struct FlamegraphArgs {
     pub title: Option<String>,
 }
 
-/// Folded stacks, one line per context with a non-zero weight, sorted.
+/// Folded stacks, one line per context with a non-zero weight, in the
+/// stacks' order; a stack deeper than [`MAX_DRAWN_DEPTH`] ends in one
+/// [`DEEPER_FRAMES`] frame.
 pub fn folded_lines(st: &Stacks, weight: Weight) -> Vec<String> {
-    st.stacks
-        .iter()
-        .filter_map(|(stack, w)| {
-            let v = match weight {
-                Weight::Inherent => w.inherent_ns,
-                Weight::Count => w.count,
-            };
-            (v > 0).then(|| format!("{} {v}", st.names(stack).join(";")))
-        })
-        .collect()
+    let mut lines = Vec::new();
+    st.for_each_within(MAX_DRAWN_DEPTH, |stack, w, deeper| {
+        let v = match weight {
+            Weight::Inherent => w.inherent_ns,
+            Weight::Count => w.count,
+        };
+        if v > 0 {
+            let mut names = st.names(stack);
+            if deeper {
+                names.push(DEEPER_FRAMES);
+            }
+            lines.push(format!("{} {v}", names.join(";")));
+        }
+    });
+    lines
 }
 
 pub fn run(args: &FlamegraphArgs) -> Result<i32> {

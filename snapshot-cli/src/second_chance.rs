@@ -203,8 +203,8 @@ fn own_times(stacks: &Stacks, kept: &HashSet<FuncKey>) -> HashMap<u32, Own> {
         .collect();
     let mut own: HashMap<u32, Own> = HashMap::new();
     let mut tail: Vec<u32> = Vec::new();
-    for (path, w) in &stacks.stacks {
-        let Some(&last) = path.last() else { continue };
+    stacks.for_each(|path, w| {
+        let Some(&last) = path.last() else { return };
         let e = own.entry(last).or_insert(Own {
             measured: 0,
             projected: 0,
@@ -233,7 +233,7 @@ fn own_times(stacks: &Stacks, kept: &HashSet<FuncKey>) -> HashMap<u32, Own> {
                 })
                 .projected += w.inherent_ns;
         }
-    }
+    });
     own
 }
 

@@ -462,6 +462,66 @@ fn xml_texts(xml: &str, tag: &str) -> Vec<String> {
     texts
 }
 
+/// A recursion 20,000 deep makes 20,000 calling contexts of up to 20,000
+/// frames: flame graphs and profiles cut them at 1,000 frames, with what
+/// lies deeper as one frame and no weight lost, and refine reads the whole
+/// tree.
+#[test]
+fn deep_recursion_is_drawn_cut_and_refined_whole() {
+    let s = Scratch::new();
+    let prog = s.build("recursion.c", "recursion", &["-O2"]);
+    let ran = Run::new(&prog, s.path())
+        .args(&["20000"])
+        .env("HOTPROBE_ADAPTIVE", "0")
+        .run();
+    let snap = ran.snapshot().clone();
+    let path = ran.snapshots[0].0.clone();
+    let p = path.to_str().unwrap();
+    assert!(!snap.meter.contexts_truncated);
+    assert!(
+        snap.contexts.len() > 40_000,
+        "{} contexts",
+        snap.contexts.len()
+    );
+    let folded = s.join("deep.folded");
+    ok(
+        &[
+            "flamegraph",
+            p,
+            "--weight",
+            "count",
+            "--folded",
+            "-o",
+            folded.to_str().unwrap(),
+        ],
+        s.path(),
+    );
+    let text = std::fs::read_to_string(&folded).unwrap();
+    let mut total = 0u64;
+    let mut cut = 0;
+    for line in text.lines() {
+        let (stack, weight) = line.rsplit_once(' ').unwrap();
+        let frames: Vec<&str> = stack.split(';').collect();
+        assert!(frames.len() <= 1001, "{} frames", frames.len());
+        if frames.last() == Some(&"[deeper frames]") {
+            cut += 1;
+            assert_eq!(frames.len(), 1001);
+        }
+        total += weight.parse::<u64>().unwrap();
+    }
+    // `direct` and the even/odd pair each run past 1,000 frames.
+    assert_eq!(cut, 2, "{text:.300}");
+    assert_eq!(total, snap.contexts.iter().map(|c| c.count).sum::<u64>());
+    let pb = s.join("deep.pb.gz");
+    ok(
+        &["export", "--format", "pprof", p, "-o", pb.to_str().unwrap()],
+        s.path(),
+    );
+    let set = s.join("probes.toml");
+    ok(&["refine", p, "-o", set.to_str().unwrap()], s.path());
+    ProbeSet::read(&set).unwrap();
+}
+
 #[test]
 fn flamegraph_svg_holds_the_function_names() {
     let s = Scratch::new();
