@@ -272,7 +272,7 @@ impl Header {
         lines.push(first.join(" · "));
         let h = &self.hotspot;
         lines.push(format!(
-            "score card: inclusive ≥ {}, inherent ≥ {}, lower {}, upper {}, {}{}",
+            "score card: inclusive ≥ {}, inherent ≥ {}, lower {}, upper {}, {}{}{}",
             fmt_ns(h.threshold_us * 1e3),
             fmt_ns(h.inherent_threshold_us * 1e3),
             h.lower,
@@ -281,6 +281,11 @@ impl Header {
                 "adaptive"
             } else {
                 "not adaptive (every probe counts every call)"
+            },
+            if h.keep_share > 0.0 {
+                format!(", kept ≥ {} %", h.keep_share * 100.0)
+            } else {
+                String::new()
             },
             if self.hotspot_varies {
                 " (of the first snapshot; they differ)"

@@ -186,6 +186,43 @@ fn adaptive_engine_takes_cold_probes_out_while_the_program_runs() {
     }
 }
 
+/// tests/programs/heavy_tail.c: `lookup`'s calls are mostly a few ns, one
+/// in eight ~20 µs. Its score falls to the bottom, but it is nearly all of
+/// the program's time: under the built-in card (`keep_share` 1 %) it stays
+/// probed and counts every call; with `keep_share = 0` (Satoris' rule) it
+/// is taken out once its removal window is over.
+#[test]
+fn a_function_that_carries_the_run_is_kept_though_most_calls_are_cheap() {
+    let s = Scratch::new();
+    let prog = s.build("heavy_tail.c", "heavy_tail", &["-O2"]);
+    // ~1.5 s: past the 1 s removal window.
+    let rounds = "500000";
+    let bare = Run::new(&prog, s.path()).args(&[rounds]).bare().run();
+    let kept = Run::new(&prog, s.path()).args(&[rounds]).run();
+    kept.assert_same_as(&bare);
+    let lookup = |snap: &Snapshot| {
+        snap.probes
+            .iter()
+            .find(|p| p.name == "lookup")
+            .expect("lookup probed")
+            .clone()
+    };
+    let k = lookup(kept.snapshot());
+    assert_eq!(k.state, ProbeState::Active, "{k:?}");
+    assert_eq!(k.count, 500_000);
+    assert!(k.score >= 1 && k.score < 200, "held at the bottom: {k:?}");
+    let off = s.write("off.toml", "[hotspot]\nkeep_share = 0\n");
+    let satoris = Run::new(&prog, s.path())
+        .args(&[rounds])
+        .env("HOTPROBE_CONFIG", off.to_str().unwrap())
+        .run();
+    satoris.assert_same_as(&bare);
+    let o = lookup(satoris.snapshot());
+    assert_eq!(o.state, ProbeState::Disabled, "{o:?}");
+    assert!(o.count < 500_000, "{o:?}");
+    assert_eq!(satoris.snapshot().config.hotspot.keep_share, 0.0);
+}
+
 #[test]
 fn a_caller_is_judged_after_its_callee() {
     // tests/programs/chain.c: `relay` alone would lose to the score card
@@ -195,8 +232,10 @@ fn a_caller_is_judged_after_its_callee() {
     let prog = s.build("chain.c", "chain", &["-O2"]);
     let card = s.write(
         "card.toml",
-        // Judged from the first call: the program is over in ~15 ms.
-        "[hotspot]\nthreshold_us = 0.6\ninherent_threshold_us = 0.3\nmin_judging_ms = 0\nmin_removal_ms = 0\n",
+        // Judged from the first call: the program is over in ~15 ms. And
+        // Satoris' removal: `step` is nearly all of the run, which
+        // keep_share would keep probed.
+        "[hotspot]\nthreshold_us = 0.6\ninherent_threshold_us = 0.3\nmin_judging_ms = 0\nmin_removal_ms = 0\nkeep_share = 0\n",
     );
     let bare = Run::new(&prog, s.path()).args(&["20000"]).bare().run();
     let ran = Run::new(&prog, s.path())
@@ -224,10 +263,11 @@ fn a_caller_is_judged_after_its_callee() {
     // The same with the judging window (~0.4 s of calls): both are held
     // for 200 ms, step goes first at the end of it, and relay, judged on
     // from `initial`, ends hot. (The built-in removal wait, 1 s, would
-    // keep step, whose calls reach the inherent threshold, past the run.)
+    // keep step, whose calls reach the inherent threshold, past the run;
+    // keep_share would keep it for good: most of the run is its own.)
     let card = s.write(
         "card.toml",
-        "[hotspot]\nthreshold_us = 0.6\ninherent_threshold_us = 0.3\nmin_removal_ms = 200\n",
+        "[hotspot]\nthreshold_us = 0.6\ninherent_threshold_us = 0.3\nmin_removal_ms = 200\nkeep_share = 0\n",
     );
     let ran = Run::new(&prog, s.path())
         .args(&["600000"])
@@ -324,8 +364,10 @@ fn no_verdict_comes_before_min_judging_ms() {
 /// inclusive threshold (300 ns) well over what their 100 ns spins take
 /// (140–180 ns with the clock reads on one machine here; the built-in
 /// 180 ns sat inside that spread and made them hot), so that every such
-/// call reaches the inherent threshold only and the score falls.
-const KEPT_CARD: &str = "[hotspot]\nmin_removal_ms = 600\nthreshold_us = 0.3\n";
+/// call reaches the inherent threshold only and the score falls. No
+/// keep_share: phases.c's early_slow, most of the run's first 80 ms, would
+/// stay probed on that share long after.
+const KEPT_CARD: &str = "[hotspot]\nmin_removal_ms = 600\nthreshold_us = 0.3\nkeep_share = 0\n";
 
 #[test]
 fn a_warm_probe_is_removed_no_sooner_than_min_removal_ms() {

@@ -105,6 +105,11 @@ pub fn ns_to_ticks(ns: f64) -> u64 {
     (ns * QUICK_RATE.load(Ordering::Relaxed) as f64 / (1u64 << 32) as f64) as u64
 }
 
+/// The clock's reading when the agent started.
+pub fn start_ticks() -> u64 {
+    START_TICKS.load(Ordering::Relaxed)
+}
+
 /// Nanoseconds since the agent started, for `disabled_at_ns`.
 pub fn since_start_ns() -> u64 {
     crate::sys::monotonic_ns().saturating_sub(START_NS.load(Ordering::Relaxed))
