@@ -903,6 +903,7 @@ mod tests {
     fn a_snapshot_of_an_agent_without_the_window_reads_as_none() {
         let old: Hotspot = serde_json::from_str(r#"{"threshold_us": 0.3}"#).unwrap();
         assert_eq!(old.min_judging_ms, 0.0);
+        assert_eq!(old.keep_share, 0.0);
         assert_eq!(old.min_removal_ms, 0.0);
         assert_eq!(old.upper, Hotspot::default().upper, "the rest as built in");
     }

@@ -283,7 +283,7 @@ impl Header {
                 "not adaptive (every probe counts every call)"
             },
             if h.keep_share > 0.0 {
-                format!(", kept ≥ {} %", h.keep_share * 100.0)
+                format!(", kept ≥ {} %", (h.keep_share * 1e4).round() / 100.0)
             } else {
                 String::new()
             },

@@ -111,6 +111,9 @@ static KEEP_SHARE_PPM: AtomicU64 = AtomicU64::new(0);
 /// A probe kept for its share must cost at most this fraction of the
 /// function's own time a call (1/4): measuring it stays cheap.
 const KEEP_COST_FACTOR: u64 = 4;
+/// How long one thread's finding that a probe carries the run keeps it
+/// for every thread, in clock ticks (100 ms).
+static CARRIED_TICKS: AtomicU64 = AtomicU64::new(0);
 static ADAPTIVE: AtomicBool = AtomicBool::new(true);
 
 pub fn configure(h: &hotprobe_config::settings::Hotspot) {
@@ -134,7 +137,13 @@ pub fn configure(h: &hotprobe_config::settings::Hotspot) {
         Ordering::Relaxed,
     );
     ADAPTIVE.store(h.adaptive, Ordering::Relaxed);
-    KEEP_SHARE_PPM.store((h.keep_share * 1e6) as u64, Ordering::Relaxed);
+    // Rounded, and a share above 0 stays above 0.
+    let ppm = (h.keep_share * 1e6).round() as u64;
+    KEEP_SHARE_PPM.store(
+        if h.keep_share > 0.0 { ppm.max(1) } else { 0 },
+        Ordering::Relaxed,
+    );
+    CARRIED_TICKS.store(crate::meter::clock::ns_to_ticks(100e6), Ordering::Relaxed);
 }
 
 /// The thresholds in force, in µs (inclusive, inherent), as f64 bits.
@@ -262,7 +271,7 @@ pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
             && keep(probe)
         {
             raise_to_floor(probe, INITIAL.load(Ordering::Relaxed));
-        } else if carries_weight(stats, &mut now) {
+        } else if carried(probe, stats, &mut now) {
             raise_to_floor(probe, 1);
         } else {
             disable(probe);
@@ -283,18 +292,42 @@ pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
 /// `KEEP_COST_FACTOR` calibrated probe costs a call. Its calls are mostly
 /// under the thresholds (its score is at the bottom) and a few far over.
 /// No calibration (the cost unknown): no.
+///
+/// The time is this thread's, the elapsed time the agent's (a thread that
+/// started late, or a fork child, counts from the agent's start: it errs
+/// towards removal).
 fn carries_weight(stats: &ThreadProbeStats, now: &mut Now) -> bool {
     let share_ppm = KEEP_SHARE_PPM.load(Ordering::Relaxed);
     let (_, probe_ticks) = crate::meter::compensate::costs();
     if share_ppm == 0 || probe_ticks == 0 || stats.count == 0 {
         return false;
     }
-    let own = u128::from(stats.inherent);
-    let cost = u128::from(probe_ticks) * u128::from(KEEP_COST_FACTOR) * u128::from(stats.count);
+    if stats.inherent / stats.count < probe_ticks.saturating_mul(KEEP_COST_FACTOR) {
+        return false;
+    }
     let elapsed = now
         .ticks()
         .saturating_sub(crate::meter::clock::start_ticks());
-    own >= cost && own * 1_000_000 >= u128::from(elapsed) * u128::from(share_ppm)
+    u128::from(stats.inherent) * 1_000_000 >= u128::from(elapsed) * u128::from(share_ppm)
+}
+
+/// Whether the probe at the bottom is kept for carrying the run: this
+/// thread finds it does (and keeps it so for every thread for the next
+/// 100 ms), or another thread found so within the last 100 ms. A probe
+/// called by several threads is then not taken out by one that calls it
+/// rarely.
+fn carried(probe: &Probe, stats: &ThreadProbeStats, now: &mut Now) -> bool {
+    if KEEP_SHARE_PPM.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    if carries_weight(stats, now) {
+        let until = now
+            .ticks()
+            .saturating_add(CARRIED_TICKS.load(Ordering::Relaxed));
+        probe.carried_until.fetch_max(until, Ordering::Relaxed);
+        return true;
+    }
+    now.ticks() < probe.carried_until.load(Ordering::Relaxed)
 }
 
 /// The clock, read at most once per flush and only when a decision needs it.

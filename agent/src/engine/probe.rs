@@ -100,6 +100,10 @@ pub struct Probe {
     /// (score_card::keep; given back when it is removed, turns hot or its
     /// window ends).
     pub kept: AtomicBool,
+    /// Clock ticks until which the probe is kept at the bottom because a
+    /// thread found it carrying the run (score_card::carries_weight), so a
+    /// thread that calls it rarely does not take it out meanwhile.
+    pub carried_until: AtomicU64,
     pub totals: Mutex<Totals>,
     pub reason: Mutex<Option<String>>,
     pub meta: Meta,
@@ -128,6 +132,7 @@ impl Probe {
             far_batches: AtomicU8::new(0),
             scored_calls: AtomicU32::new(0),
             kept: AtomicBool::new(false),
+            carried_until: AtomicU64::new(0),
             totals: Mutex::new(Totals::default()),
             reason: Mutex::new(None),
             meta,
