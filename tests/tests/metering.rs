@@ -221,6 +221,19 @@ fn a_function_that_carries_the_run_is_kept_though_most_calls_are_cheap() {
     assert_eq!(o.state, ProbeState::Disabled, "{o:?}");
     assert!(o.count < 500_000, "{o:?}");
     assert_eq!(satoris.snapshot().config.hotspot.keep_share, 0.0);
+
+    // A second thread that calls it now and then, with its own score
+    // batches at the bottom and its own share far under 1 %, leaves it in
+    // place: the main thread found it carrying the run.
+    // (~2.4 s; the helper calls from 1.2 s to ~1.7 s, past the removal
+    // window, while the main thread still runs.)
+    let args = ["800000", "helper"];
+    let bare = Run::new(&prog, s.path()).args(&args).bare().run();
+    let both = Run::new(&prog, s.path()).args(&args).run();
+    both.assert_same_as(&bare);
+    let b = lookup(both.snapshot());
+    assert_eq!(b.state, ProbeState::Active, "{b:?}");
+    assert_eq!(b.count, 800_400);
 }
 
 #[test]

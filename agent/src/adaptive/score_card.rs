@@ -266,13 +266,15 @@ pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
         } else if scored < MIN_SCORED.load(Ordering::Relaxed) {
             // Just above the bottom: the first batch past the count decides.
             raise_to_floor(probe, 1);
+        } else if carried(probe, stats, &mut now) {
+            // Before the removal window, so that the thread that carries
+            // it stamps `carried_until` for the others (and takes no slot).
+            raise_to_floor(probe, 1);
         } else if probe.far_batches.load(Ordering::Relaxed) < KEPT_FAR
             && young(probe, &MIN_REMOVAL_TICKS, &mut now)
             && keep(probe)
         {
             raise_to_floor(probe, INITIAL.load(Ordering::Relaxed));
-        } else if carried(probe, stats, &mut now) {
-            raise_to_floor(probe, 1);
         } else {
             disable(probe);
         }
@@ -286,23 +288,26 @@ pub fn flush(probe: &Probe, stats: &mut ThreadProbeStats) {
     }
 }
 
+/// Whether this thread's calls of the probe take at least
+/// `KEEP_COST_FACTOR` calibrated probe costs each of their own: measuring
+/// them costs at most a quarter of their time. No calibration: no.
+fn worth_measuring(stats: &ThreadProbeStats) -> bool {
+    let (_, probe_ticks) = crate::meter::compensate::costs();
+    probe_ticks != 0
+        && stats.count != 0
+        && stats.inherent / stats.count >= probe_ticks.saturating_mul(KEEP_COST_FACTOR)
+}
+
 /// Whether taking the probe out would hide a large part of the program's
 /// time for a small saving: this thread's own time in it is at least
-/// `keep_share` of the time since the agent started, and at least
-/// `KEEP_COST_FACTOR` calibrated probe costs a call. Its calls are mostly
-/// under the thresholds (its score is at the bottom) and a few far over.
-/// No calibration (the cost unknown): no.
-///
-/// The time is this thread's, the elapsed time the agent's (a thread that
-/// started late, or a fork child, counts from the agent's start: it errs
-/// towards removal).
+/// `keep_share` of the time since the agent started, and worth measuring.
+/// Its calls are mostly under the thresholds (its score is at the bottom)
+/// and a few far over. The time is this thread's, the elapsed time the
+/// agent's (a thread that started late, or a fork child, counts from the
+/// agent's start: it errs towards removal).
 fn carries_weight(stats: &ThreadProbeStats, now: &mut Now) -> bool {
     let share_ppm = KEEP_SHARE_PPM.load(Ordering::Relaxed);
-    let (_, probe_ticks) = crate::meter::compensate::costs();
-    if share_ppm == 0 || probe_ticks == 0 || stats.count == 0 {
-        return false;
-    }
-    if stats.inherent / stats.count < probe_ticks.saturating_mul(KEEP_COST_FACTOR) {
+    if share_ppm == 0 || !worth_measuring(stats) {
         return false;
     }
     let elapsed = now
@@ -312,10 +317,12 @@ fn carries_weight(stats: &ThreadProbeStats, now: &mut Now) -> bool {
 }
 
 /// Whether the probe at the bottom is kept for carrying the run: this
-/// thread finds it does (and keeps it so for every thread for the next
-/// 100 ms), or another thread found so within the last 100 ms. A probe
-/// called by several threads is then not taken out by one that calls it
-/// rarely.
+/// thread finds it does (and stamps `carried_until` 100 ms ahead), or
+/// another thread found so within the last 100 ms and this thread's own
+/// calls are worth measuring too. A thread that calls it now and then does
+/// not take it out from under the one it carries; one whose calls are too
+/// cheap to measure (a few ns each, where the probe costs it more than
+/// the function does) still does.
 fn carried(probe: &Probe, stats: &ThreadProbeStats, now: &mut Now) -> bool {
     if KEEP_SHARE_PPM.load(Ordering::Relaxed) == 0 {
         return false;
@@ -327,7 +334,7 @@ fn carried(probe: &Probe, stats: &ThreadProbeStats, now: &mut Now) -> bool {
         probe.carried_until.fetch_max(until, Ordering::Relaxed);
         return true;
     }
-    now.ticks() < probe.carried_until.load(Ordering::Relaxed)
+    worth_measuring(stats) && now.ticks() < probe.carried_until.load(Ordering::Relaxed)
 }
 
 /// The clock, read at most once per flush and only when a decision needs it.
