@@ -78,12 +78,7 @@ impl Stacks {
     /// slice is one buffer, rewritten from call to call: memory stays in
     /// the tree's size however deep its stacks are.
     pub fn for_each(&self, mut f: impl FnMut(&[u32], &Weights)) {
-        let mut path = Vec::new();
-        for &(id, depth) in &self.paths.order {
-            path.truncate(depth as usize);
-            path.push(self.paths.links[id as usize].1);
-            f(&path, &self.paths.weights[id as usize]);
-        }
+        self.for_each_within(usize::MAX, |path, w, _| f(path, w));
     }
 
     /// The same, with the stacks longer than `max_depth` frames cut there:

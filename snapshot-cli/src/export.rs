@@ -233,6 +233,60 @@ mod tests {
         assert_eq!(split_source("C:x"), ("C:x", 0));
     }
 
+    /// A chain 1,200 deep under the fixture's tree: samples stop at
+    /// MAX_DRAWN_DEPTH frames, one more location stands for the rest, and
+    /// no weight is lost.
+    #[test]
+    fn deep_stacks_are_cut_into_one_deeper_location() {
+        let mut snap = crate::fixture::server(5);
+        let probe = snap.contexts[0].probe;
+        let mut parent = snap.contexts[0].id;
+        let first_id = snap.contexts.iter().map(|c| c.id).max().unwrap() + 1;
+        for k in 0..1200 {
+            let mut node = snap.contexts[0].clone();
+            node.id = first_id + k;
+            node.parent = Some(parent);
+            node.probe = probe;
+            node.count = 1;
+            node.inherent_ns = 10;
+            snap.contexts.push(node);
+            parent = first_id + k;
+        }
+        let inputs = crate::load::Inputs {
+            snapshots: vec![crate::load::Loaded {
+                path: "s.json".into(),
+                snap,
+            }],
+            superseded: vec![],
+        };
+        let st = collect(&inputs).unwrap();
+        let p = profile(&st);
+        let deeper: Vec<_> = p
+            .function
+            .iter()
+            .filter(|f| p.string_table[f.name as usize] == DEEPER_FRAMES)
+            .collect();
+        assert_eq!(deeper.len(), 1, "one function for the deeper frames");
+        let cut: Vec<_> = p
+            .sample
+            .iter()
+            .filter(|s| s.location_id[0] == p.location.len() as u64)
+            .collect();
+        assert_eq!(cut.len(), 1);
+        assert_eq!(cut[0].location_id.len(), MAX_DRAWN_DEPTH + 1);
+        // The 1,200 chain nodes below the root: the first 999 drawn, the
+        // other 201 in the cut sample.
+        assert_eq!(cut[0].value, vec![201, 201 * 10]);
+        assert!(p
+            .sample
+            .iter()
+            .all(|s| s.location_id.len() <= MAX_DRAWN_DEPTH + 1));
+        let total: i64 = p.sample.iter().map(|s| s.value[1]).sum();
+        let mut inherent = 0;
+        st.for_each(|_, w| inherent += w.inherent_ns);
+        assert_eq!(total as u64, inherent);
+    }
+
     #[test]
     fn round_trips_through_prost() {
         let inputs = crate::load::Inputs {
